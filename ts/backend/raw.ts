@@ -1,0 +1,74 @@
+/**
+ * RawApi: the C ABI of core/include/hwkv.h as seen from JavaScript, one method per table entry.
+ *
+ * Implemented three times, all thin (no validation, no policy):
+ *   - native: bindings/napi/addon.cpp  (typed arrays passed by pointer, zero copy)
+ *   - cuda:   the same addon, bound to the table of the dlopen'ed CUDA library
+ *   - wasm:   ts/backend/wasm.ts over bindings/wasm/exports.cpp (typed arrays copied through the heap)
+ *
+ * Everything above (validation, typed errors, shapes) lives once in ts/backend/backend.ts.
+ *
+ * Conventions
+ *   - Every call returns the hwkv_status code (0 = OK); on failure lastError() has the message.
+ *   - Output arguments are caller-allocated typed arrays, written in place.
+ *   - In-place arguments (ropeApply x, fwht x) are read and written.
+ *   - RoPE parameters travel as a Float64Array(ROPE_PARAMS_LEN) in hwkv_rope_params field order,
+ *     store parameters as a Float64Array(STORE_PARAMS_LEN) in hwkv_store_params field order.
+ *   - `null` for an optional pointer argument (rope, lse, k or v of blockRead/viewRead).
+ */
+
+/** [head_dim, rotary_dim, style, scaling, theta, factor, low_freq_factor, high_freq_factor,
+ *   original_max_position, beta_fast, beta_slow, yarn_truncate] */
+export const ROPE_PARAMS_LEN = 12;
+/** [n_layer, n_kv_head, head_dim, head_dim_v, page_tokens, dtype, max_bytes] */
+export const STORE_PARAMS_LEN = 7;
+/** [bytes_reserved, bytes_in_use, pages_in_use, pages_free, blocks_live] */
+export const STORE_STATS_LEN = 5;
+
+/** An opaque store handle (a pointer value on native and wasm). */
+export type RawStore = unknown;
+
+export interface RawApi {
+  lastError(): string;
+  /** JSON text, see hwkv_api.build_info */
+  buildInfo(): string;
+
+  ropeInvFreq(rp: Float64Array, invFreq: Float32Array, attentionFactor: Float32Array): number;
+  ropeApply(rp: Float64Array, x: Float32Array, nTok: number, nHead: number, pos: Int32Array): number;
+
+  packBits(codes: Uint16Array, bits: number, words: Uint32Array): number;
+  unpackBits(words: Uint32Array, bits: number, codes: Uint16Array): number;
+
+  fwht(x: Float32Array, rows: number, n: number, scale: number): number;
+
+  /** out[0] receives the handle */
+  storeCreate(sp: Float64Array, out: RawStore[]): number;
+  storeFree(s: RawStore): void;
+  storeStats(s: RawStore, out: Float64Array): number;
+
+  blockCreate(s: RawStore, out: Int32Array): number;
+  blockFree(s: RawStore, block: number): number;
+  blockLen(s: RawStore, block: number, out: Int32Array): number;
+  blockAppend(s: RawStore, block: number, nTok: number, k: Float32Array, v: Float32Array, rp: Float64Array | null): number;
+  blockTruncate(s: RawStore, block: number, newLen: number): number;
+  blockMerge(s: RawStore, dst: number, src: number, rp: Float64Array | null): number;
+  blockRead(s: RawStore, block: number, layer: number, start: number, nTok: number, k: Float32Array | null, v: Float32Array | null): number;
+  viewRead(s: RawStore, blocks: Int32Array, layer: number, rp: Float64Array | null, k: Float32Array | null, v: Float32Array | null, total: number): number;
+  attnViews(
+    s: RawStore,
+    layer: number,
+    rp: Float64Array,
+    viewIndptr: Int32Array,
+    viewBlocks: Int32Array,
+    qIndptr: Int32Array,
+    qPos: Int32Array,
+    q: Float32Array,
+    nHead: number,
+    scale: number,
+    out: Float32Array,
+    lse: Float32Array | null,
+  ): number;
+
+  /** CPU core only: true forces the scalar paths (tests compare both). */
+  setSimd?(forceScalar: boolean): void;
+}

@@ -1,0 +1,120 @@
+/**
+ * The one Backend interface every backend (native addon, WebAssembly, CUDA) presents to the rest of the
+ * library. Shapes are row-major and head-major, as in core/include/hwkv.h:
+ *   q/k/v of one token = [n_head, head_dim]; a run of tokens = [n_tok, n_head, head_dim].
+ */
+
+export type BackendName = 'cuda' | 'native' | 'wasm';
+export type BackendChoice = BackendName | 'auto';
+
+export interface BackendStatus {
+  name: BackendName;
+  available: boolean;
+  /** Why it is not available (and what to do), when available is false. */
+  reason?: string;
+  /** What was found: SIMD level, library path, GPU name and memory, versions. */
+  details: Record<string, unknown>;
+}
+
+export interface CreateBackendOptions {
+  /** Which backend to use. `auto` tries cuda, then native, then wasm. Defaults to `process.env.HOGWILD_BACKEND ?? 'auto'`. */
+  backend?: BackendChoice;
+  /** Called once per backend `auto` passed over, with the reason. Defaults to no-op. */
+  onSkip?: (name: BackendName, reason: string) => void;
+}
+
+/** Rotary position embedding frequency schemes of real checkpoints. */
+export type RopeScaling =
+  | { type: 'none' }
+  | { type: 'linear'; factor: number }
+  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPosition: number }
+  | { type: 'yarn'; factor: number; originalMaxPosition: number; betaFast?: number; betaSlow?: number; truncate?: boolean };
+
+export interface RopeParams {
+  headDim: number;
+  /** Rotated dimensions (even, <= headDim). Defaults to `headDim`. */
+  rotaryDim?: number;
+  /** `neox` = Hugging Face rotate-half; `normal` = GGUF/Meta adjacent pairs. */
+  style: 'neox' | 'normal';
+  /** RoPE base. */
+  theta: number;
+  /** Defaults to `{ type: 'none' }`. */
+  scaling?: RopeScaling;
+}
+
+export interface StoreParams {
+  nLayer: number;
+  nKvHead: number;
+  headDim: number;
+  /** Defaults to `headDim`. */
+  headDimV?: number;
+  /** Tokens per page. Defaults to 64. */
+  pageTokens?: number;
+  /** Stored element type. Defaults to `f32`. */
+  dtype?: 'f32' | 'f16';
+  /** Upper bound on page memory in bytes; 0 = unlimited. Defaults to 0. */
+  maxBytes?: number;
+}
+
+export interface StoreStats {
+  bytesReserved: number;
+  bytesInUse: number;
+  pagesInUse: number;
+  pagesFree: number;
+  blocksLive: number;
+}
+
+/** One batch of attention queries: sequence s sees `views[s]` and owns `queries[s]` rows. */
+export interface AttentionBatch {
+  /** Ordered block ids of each sequence's view. */
+  views: ReadonlyArray<ReadonlyArray<number>>;
+  /** Virtual positions of each sequence's query rows (rows are taken from q in sequence order). */
+  positions: ReadonlyArray<ReadonlyArray<number> | Int32Array>;
+}
+
+export interface KvStore {
+  readonly params: Required<StoreParams>;
+  stats(): StoreStats;
+  createBlock(): number;
+  freeBlock(block: number): void;
+  blockLength(block: number): number;
+  /** k: [nLayer, nTok, nKvHead, headDim], v: [nLayer, nTok, nKvHead, headDimV]. With rope, keys are rotated to their block-local positions. */
+  append(block: number, nTok: number, k: Float32Array, v: Float32Array, rope?: RopeParams | null): void;
+  truncate(block: number, newLength: number): void;
+  /** Append a copy of src to dst; with rope the copied keys are rotated by +length(dst). */
+  merge(dst: number, src: number, rope?: RopeParams | null): void;
+  /** One layer, tokens [start, start+nTok): k [nTok, nKvHead, headDim], v [nTok, nKvHead, headDimV]. */
+  read(block: number, layer: number, start?: number, nTok?: number): { k: Float32Array; v: Float32Array };
+  /** One layer of a view as one sequence; with rope, keys at absolute positions of the view. */
+  readView(blocks: ReadonlyArray<number>, layer: number, rope?: RopeParams | null): { k: Float32Array; v: Float32Array };
+  /**
+   * Attention with per-block query rotation. q: [nQ, nHead, headDim] un-rotated, rows in sequence order.
+   * Returns out [nQ, nHead, headDimV] and lse [nQ, nHead] (natural log; -Infinity where nothing is visible).
+   */
+  attention(
+    layer: number,
+    rope: RopeParams,
+    batch: AttentionBatch,
+    q: Float32Array,
+    nHead: number,
+    scale: number,
+  ): { out: Float32Array; lse: Float32Array };
+  dispose(): void;
+}
+
+export interface Backend {
+  readonly name: BackendName;
+  /** Parsed build/device information of the backend. */
+  readonly details: Record<string, unknown>;
+  ropeInvFreq(p: RopeParams): { invFreq: Float32Array; attentionFactor: number };
+  /** In place: x [nTok, nHead, headDim] rotated at positions[t]. */
+  ropeApply(p: RopeParams, x: Float32Array, nTok: number, nHead: number, positions: ArrayLike<number>): void;
+  packBits(codes: Uint16Array | ArrayLike<number>, bits: number): Uint32Array;
+  unpackBits(words: Uint32Array, bits: number, n: number): Uint16Array;
+  /** In place on rows of length n (a power of two): x <- scale * H_n x. scale defaults to 1. */
+  fwht(x: Float32Array, n: number, scale?: number): void;
+  createStore(p: StoreParams): KvStore;
+  /** CPU backends: force the portable scalar kernels (true) or the best SIMD ones (false). */
+  setForceScalar?(force: boolean): void;
+  dispose(): void;
+}
