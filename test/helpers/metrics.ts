@@ -1,0 +1,111 @@
+/**
+ * Error measures and assertions with useful failure messages.
+ *   relMax  = max_i |a_i - r_i| / max_i |r_i|
+ *   relNorm = ||a - r||_2 / ||r||_2
+ * (when the reference is all zeros the denominators fall back to 1, i.e. absolute error).
+ */
+export interface ErrReport {
+  relMax: number;
+  relNorm: number;
+  worstIndex: number;
+  worstActual: number;
+  worstRef: number;
+}
+
+export function compareArrays(actual: ArrayLike<number>, ref: ArrayLike<number>): ErrReport {
+  if (actual.length !== ref.length) throw new Error(`length mismatch: actual ${actual.length}, reference ${ref.length}`);
+  let maxD = 0;
+  let maxR = 0;
+  let sD = 0;
+  let sR = 0;
+  let worst = -1;
+  for (let i = 0; i < ref.length; i++) {
+    const a = actual[i]!;
+    const r = ref[i]!;
+    let d: number;
+    if (a === r) d = 0; // also equal infinities
+    else d = Math.abs(a - r);
+    if (Number.isNaN(d)) d = Infinity;
+    if (worst < 0 || d > maxD) {
+      maxD = Math.max(maxD, d);
+      worst = i;
+    }
+    if (Number.isFinite(r)) {
+      maxR = Math.max(maxR, Math.abs(r));
+      sR += r * r;
+    }
+    sD += Number.isFinite(d) ? d * d : Infinity;
+  }
+  const relMax = maxD / (maxR > 0 ? maxR : 1);
+  const relNorm = Math.sqrt(sD) / (sR > 0 ? Math.sqrt(sR) : 1);
+  return {
+    relMax,
+    relNorm,
+    worstIndex: worst,
+    worstActual: worst >= 0 ? actual[worst]! : NaN,
+    worstRef: worst >= 0 ? ref[worst]! : NaN,
+  };
+}
+
+/** Largest errors seen per label, reported at the end of a file (for the lead's summary). */
+const worstSeen = new Map<string, number>();
+
+export function recordErr(label: string, err: number): void {
+  worstSeen.set(label, Math.max(worstSeen.get(label) ?? 0, err));
+}
+
+export function worstErrors(): Map<string, number> {
+  return worstSeen;
+}
+
+/** Print the worst relative errors measured in this process (one line per label). */
+export function printWorstErrors(file: string): void {
+  if (worstSeen.size === 0) return;
+  const parts = [...worstSeen.entries()].map(([k, v]) => `${k}=${v.toExponential(2)}`);
+  console.log(`MAXERR ${file}: ${parts.join(' ')}`);
+}
+
+/** Assert relMax(actual, ref) <= tol. `what` names the quantity; `metricLabel` groups it for MAXERR output. */
+export function expectClose(actual: ArrayLike<number>, ref: ArrayLike<number>, tol: number, what: string, metricLabel?: string): ErrReport {
+  const r = compareArrays(actual, ref);
+  if (metricLabel) recordErr(metricLabel, r.relMax);
+  if (!(r.relMax <= tol)) {
+    throw new Error(
+      `${what}: relative error max|Δ|/max|ref| = ${r.relMax.toExponential(3)} > ${tol.toExponential(1)} ` +
+        `(‖Δ‖/‖ref‖ = ${r.relNorm.toExponential(3)}; worst at [${r.worstIndex}]: got ${r.worstActual}, expected ${r.worstRef}; n=${ref.length})`,
+    );
+  }
+  return r;
+}
+
+/** Assert exact equality element by element (for copies, bit streams, integer data). */
+export function expectExact(actual: ArrayLike<number>, ref: ArrayLike<number>, what: string): void {
+  if (actual.length !== ref.length) throw new Error(`${what}: length ${actual.length}, expected ${ref.length}`);
+  for (let i = 0; i < ref.length; i++) {
+    if (actual[i] !== ref[i] && !(Number.isNaN(actual[i]) && Number.isNaN(ref[i]))) {
+      let count = 0;
+      for (let j = i; j < ref.length; j++) if (actual[j] !== ref[j]) count++;
+      throw new Error(`${what}: differs at [${i}]: got ${actual[i]}, expected ${ref[i]} (${count} of ${ref.length} elements differ)`);
+    }
+  }
+}
+
+/** lse check: the same -Infinity pattern, and |Δ| <= tol * max(1, |ref|) elsewhere (an absolute error of e in
+ *  lse is a relative error of ~e in the softmax normaliser exp(lse)). Returns the worst measured ratio. */
+export function expectLseClose(actual: ArrayLike<number>, ref: ArrayLike<number>, tol: number, what: string, metricLabel?: string): number {
+  if (actual.length !== ref.length) throw new Error(`${what}: length ${actual.length}, expected ${ref.length}`);
+  let worst = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const a = actual[i]!;
+    const r = ref[i]!;
+    if (r === -Infinity || a === -Infinity) {
+      if (a !== r) throw new Error(`${what}: [${i}] got ${a}, expected ${r} (-Infinity exactly where no key is visible)`);
+      continue;
+    }
+    const e = Math.abs(a - r) / Math.max(1, Math.abs(r));
+    if (!(e <= tol)) throw new Error(`${what}: [${i}] got ${a}, expected ${r}: |Δ|/max(1,|ref|) = ${e.toExponential(3)} > ${tol.toExponential(1)}`);
+    worst = Math.max(worst, e);
+  }
+  if (metricLabel) recordErr(metricLabel, worst);
+  return worst;
+}
