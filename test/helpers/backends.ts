@@ -13,7 +13,11 @@
  *                                       self-test this harness while no compiled backend exists)
  *   HOGWILD_TEST_ALLOW_NONE=1           do not fail when no backend at all is available
  */
+// Static imports only: a dynamic import() next to the static ones would load a second copy of ts/errors.ts
+// under `uvu -r tsx` (CommonJS require vs ESM import), and `instanceof` on the typed errors would fail.
+import { createBackend, listBackends } from '../../ts/index.ts';
 import type { Backend } from '../../ts/backend/types.ts';
+import { createMockBackend } from './mock-backend.ts';
 
 export interface BackendUnderTest {
   name: string;
@@ -38,7 +42,7 @@ export function skipLine(what: string, reason: string): void {
   const line = `SKIP ${what}: ${reason.replace(/\s+/g, ' ').trim()}`;
   if (printed.has(line)) return;
   printed.add(line);
-  console.log(line);
+  process.stdout.write(`\n${line}\n`); // own line even after uvu's unterminated suite header
 }
 
 let backendsPromise: Promise<BackendUnderTest[]> | undefined;
@@ -49,8 +53,23 @@ async function loadBackends(): Promise<BackendUnderTest[]> {
     .map((s) => s.trim())
     .filter(Boolean);
   const out: BackendUnderTest[] = [];
-  const api = await import('../../ts/index.ts');
-  const statuses = await api.listBackends();
+  const REAL = ['cuda', 'native', 'wasm'];
+  if (only.length && !REAL.some((n) => only.includes(n))) {
+    for (const n of REAL) skipLine(n, 'excluded by HOGWILD_TEST_BACKENDS');
+  } else {
+    await addRealBackends(only, out);
+  }
+  if (process.env.HOGWILD_TEST_MOCK === '1') {
+    out.push({ name: 'mock', backend: createMockBackend() });
+  }
+  if (out.length === 0 && process.env.HOGWILD_TEST_ALLOW_NONE !== '1') {
+    throw new Error('no backend is available to test (see the SKIP lines); set HOGWILD_TEST_ALLOW_NONE=1 to accept that');
+  }
+  return out;
+}
+
+async function addRealBackends(only: string[], out: BackendUnderTest[]): Promise<void> {
+  const statuses = await listBackends();
   for (const st of statuses) {
     if (only.length && !only.includes(st.name)) {
       skipLine(st.name, 'excluded by HOGWILD_TEST_BACKENDS');
@@ -62,26 +81,23 @@ async function loadBackends(): Promise<BackendUnderTest[]> {
     }
     let backend: Backend;
     try {
-      backend = await api.createBackend({ backend: st.name });
+      backend = await createBackend({ backend: st.name });
     } catch (e) {
       throw new Error(`listBackends() reports ${st.name} available, but createBackend failed: ${(e as Error).message}`);
     }
     out.push({ name: st.name, backend });
   }
-  if (process.env.HOGWILD_TEST_MOCK === '1') {
-    const { createMockBackend } = await import('./mock-backend.ts');
-    out.push({ name: 'mock', backend: createMockBackend() });
-  }
-  if (out.length === 0 && process.env.HOGWILD_TEST_ALLOW_NONE !== '1') {
-    throw new Error('no backend is available to test (see the SKIP lines); set HOGWILD_TEST_ALLOW_NONE=1 to accept that');
-  }
-  return out;
 }
 
 /** Available backends (cached per process). */
-export function backendsUnderTest(): Promise<BackendUnderTest[]> {
+export async function backendsUnderTest(): Promise<BackendUnderTest[]> {
   backendsPromise ??= loadBackends();
-  return backendsPromise;
+  try {
+    return await backendsPromise;
+  } catch (e) {
+    // a fresh error per caller, so one test's message decorations do not leak into the next
+    throw new Error(`could not load the backends: ${(e as Error).message}`, { cause: e });
+  }
 }
 
 const CPU_BACKENDS = new Set(['native', 'wasm', 'mock']);

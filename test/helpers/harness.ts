@@ -12,7 +12,7 @@ export function seededTest(suite: Test, suiteName: string, name: string, fn: (rn
       await fn(rng);
     } catch (e) {
       const err = e instanceof Error ? e : new Error(String(e));
-      err.message = `${err.message}\n    ${replayHint()}`;
+      if (!err.message.includes('HOGWILD_TEST_SEED=')) err.message = `${err.message}\n    ${replayHint()}`;
       throw err;
     }
   });

@@ -62,7 +62,8 @@ export function worstErrors(): Map<string, number> {
 export function printWorstErrors(file: string): void {
   if (worstSeen.size === 0) return;
   const parts = [...worstSeen.entries()].map(([k, v]) => `${k}=${v.toExponential(2)}`);
-  console.log(`MAXERR ${file}: ${parts.join(' ')}`);
+  process.stdout.write(`\nMAXERR ${file}: ${parts.join(' ')}\n`);
+  worstSeen.clear();
 }
 
 /** Assert relMax(actual, ref) <= tol. `what` names the quantity; `metricLabel` groups it for MAXERR output. */

@@ -4,7 +4,7 @@
  * (HOGWILD_TEST_MOCK=1). It is never a reference for anything: passing against it proves nothing about
  * the core. It validates arguments the way core/include/hwkv.h prescribes, with the typed errors.
  */
-import { InvalidArgumentError, OutOfMemoryError, OutOfRangeError, UnsupportedError } from '../../ts/errors.ts';
+import { InvalidArgumentError, OutOfMemoryError, OutOfRangeError, UnsupportedError } from '../../ts/index.ts';
 import type { AttentionBatch, Backend, KvStore, RopeParams, StoreParams, StoreStats } from '../../ts/backend/types.ts';
 import { refViewAttentionQueryRotation, type RefBlockData } from '../ref/attention.ts';
 import { refPack, refUnpack } from '../ref/bits.ts';
