@@ -1,0 +1,123 @@
+// store.h — the paged KV block store (CPU).
+//
+// Memory: a pool of fixed-size pages (one allocation each, 64-byte aligned) with a free list. A page holds
+// page_tokens tokens of every layer:
+//   page = [n_layer] x { K [n_kv_head, page_tokens, head_dim], V [n_kv_head, page_tokens, head_dim_v] }
+// so attention streams one KV head of one page as a contiguous [tokens, dim] matrix. A block owns an ordered
+// list of pages; token t of a block lives in page t / page_tokens, slot t % page_tokens. Keys are stored
+// rotated at block-local positions (see hwkv.h). Elements are float (HWKV_F32) or IEEE half (HWKV_F16).
+//
+// Allocation is all-or-nothing: every mutating operation first reserves the pages it needs (respecting
+// max_bytes), then writes; on failure nothing changes. Freed/truncated pages go back to the free list and stay
+// reserved (counted in bytes_reserved) until trim().
+//
+// Not thread-safe: one writer at a time; concurrent const readers (read, view_read, attention) are fine.
+#ifndef HWKV_CORE_STORE_H
+#define HWKV_CORE_STORE_H
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "common.h"
+#include "rope.h"
+
+namespace hwkv {
+
+class BlockStore {
+ public:
+  // Validates p and creates an empty store (no pages yet).
+  static hwkv_status create(const hwkv_store_params& p, std::unique_ptr<BlockStore>* out);
+  ~BlockStore();
+  BlockStore(const BlockStore&) = delete;
+  BlockStore& operator=(const BlockStore&) = delete;
+
+  // -- geometry --
+  const hwkv_store_params& params() const { return p_; }
+  int32_t n_layer() const { return p_.n_layer; }
+  int32_t n_kv_head() const { return p_.n_kv_head; }
+  int32_t head_dim() const { return p_.head_dim; }
+  int32_t head_dim_v() const { return p_.head_dim_v; }
+  int32_t page_tokens() const { return p_.page_tokens; }
+  hwkv_dtype dtype() const { return static_cast<hwkv_dtype>(p_.dtype); }
+  size_t elem_size() const { return p_.dtype == HWKV_F16 ? 2 : 4; }
+  int64_t page_bytes() const { return page_bytes_; }
+
+  // -- blocks --
+  hwkv_status create_block(int32_t* out);
+  hwkv_status free_block(int32_t b);
+  bool is_live(int32_t b) const { return b >= 0 && b < static_cast<int32_t>(blocks_.size()) && blocks_[b].live; }
+  // OK if b is live, else HWKV_ERR_OUT_OF_RANGE with "<fn>: block 7 is not a live block (...)".
+  hwkv_status check_block(const char* fn, int32_t b) const;
+  int32_t len(int32_t b) const { return blocks_[b].len; }  // precondition: is_live(b)
+  int32_t live_blocks() const { return live_count_; }
+  int32_t block_id_limit() const { return static_cast<int32_t>(blocks_.size()); }  // all ids are < this
+
+  // -- mutation (all-or-nothing) --
+  // k[n_layer, n_tok, n_kv_head, head_dim], v[n_layer, n_tok, n_kv_head, head_dim_v]; rope != nullptr rotates keys
+  // to block-local positions len..len+n_tok-1 as they are written.
+  hwkv_status append(int32_t b, int32_t n_tok, const float* k, const float* v, const Rope* rope);
+  hwkv_status truncate(int32_t b, int32_t new_len);
+  // Appends a copy of src to dst; rope != nullptr rotates the copied keys by +len(dst).
+  hwkv_status merge(int32_t dst, int32_t src, const Rope* rope);
+
+  // -- reads --
+  // k[n_tok, n_kv_head, head_dim], v[n_tok, n_kv_head, head_dim_v] (either may be null), keys as stored.
+  hwkv_status read(int32_t b, int32_t layer, int32_t start, int32_t n_tok, float* k, float* v) const;
+  // Concatenation of the view's blocks; rope != nullptr rotates block j's keys by +o_j. total must equal the
+  // sum of the block lengths.
+  hwkv_status view_read(const int32_t* blocks, int32_t n_blocks, int32_t layer, const Rope* rope, float* k, float* v,
+                        int64_t total) const;
+
+  void stats(hwkv_store_stats* out) const;
+  // Releases every free page (bytes_reserved drops to bytes_in_use).
+  void trim();
+
+  // -- raw page access for attention and codecs (preconditions: live block, indices in range) --
+  int32_t n_pages(int32_t b) const { return static_cast<int32_t>(blocks_[b].pages.size()); }
+  // Element pointer (float* or uint16_t* per dtype) of K rows [page_tokens, head_dim] of one KV head.
+  const void* k_page(int32_t b, int32_t page, int32_t layer, int32_t kv_head) const;
+  const void* v_page(int32_t b, int32_t page, int32_t layer, int32_t kv_head) const;
+  // Rows [slot0, slot0+n) of one page/head as float: returns the stored rows directly for F32, or converts them
+  // into scratch (>= n*head_dim resp. n*head_dim_v floats) for F16.
+  const float* k_rows_f32(int32_t b, int32_t page, int32_t layer, int32_t kv_head, int32_t slot0, int32_t n,
+                          float* scratch) const;
+  const float* v_rows_f32(int32_t b, int32_t page, int32_t layer, int32_t kv_head, int32_t slot0, int32_t n,
+                          float* scratch) const;
+
+ private:
+  struct Block {
+    bool live = false;
+    int32_t len = 0;
+    std::vector<int32_t> pages;  // indices into pages_
+  };
+
+  explicit BlockStore(const hwkv_store_params& p);
+  hwkv_status reserve_pages(const char* fn, int64_t n, std::vector<int32_t>* got);
+  void release_pages(const int32_t* pages, size_t n);
+  uint8_t* k_base(int32_t page_index, int32_t layer, int32_t kv_head) const;
+  uint8_t* v_base(int32_t page_index, int32_t layer, int32_t kv_head) const;
+  // Writes n float rows (dim floats each) into stored elements (converting for F16).
+  void store_rows(uint8_t* dst, const float* src, int64_t n_floats) const;
+  void load_rows(const uint8_t* src, float* dst, int64_t n_floats) const;
+  hwkv_status check_layer(const char* fn, int32_t layer) const;
+  hwkv_status check_rope(const char* fn, const Rope* rope) const;
+
+  hwkv_store_params p_;
+  int64_t k_head_bytes_ = 0, v_head_bytes_ = 0, layer_bytes_ = 0, page_bytes_ = 0;
+  std::vector<uint8_t*> pages_;     // every page allocated (nullptr slots after trim are reused)
+  std::vector<int32_t> free_pages_;  // indices of pages_ that are allocated but not owned by a block
+  std::vector<int32_t> empty_slots_; // indices of pages_ that are nullptr
+  int64_t pages_allocated_ = 0;
+  std::vector<Block> blocks_;
+  std::vector<int32_t> free_ids_;   // min-heap of reusable block ids
+  int32_t live_count_ = 0;
+  int64_t pages_in_use_ = 0;
+};
+
+// Validates the rope parameters against the store (head_dim must match) — used by the ABI layer.
+hwkv_status rope_init_for_store(const BlockStore& s, const hwkv_rope_params* p, const char* fn, Rope* out);
+
+}  // namespace hwkv
+
+#endif
