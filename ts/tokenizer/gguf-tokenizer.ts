@@ -141,10 +141,8 @@ export class GgufTokenizer implements Tokenizer {
       let b = this.tokenToBytes(ids[i]!, { special });
       if (b.length === 0) continue;
       if (strip) {
-        if (this.isTextToken(ids[i]!)) {
-          if (b[0] === SPACE) b = b.subarray(1);
-          strip = false;
-        }
+        if (b[0] === SPACE) b = b.subarray(1);
+        strip = false;
       }
       parts.push(b);
       total += b.length;
@@ -169,7 +167,7 @@ export class GgufTokenizer implements Tokenizer {
         for (let i = 0; i < list.length; i++) {
           let b = this.tokenToBytes(list[i]!, { special });
           if (b.length === 0) continue;
-          if (strip && this.isTextToken(list[i]!)) {
+          if (strip) {
             if (b[0] === SPACE) b = b.subarray(1);
             strip = false;
           }
@@ -192,11 +190,6 @@ export class GgufTokenizer implements Tokenizer {
     if (!Number.isInteger(id) || id < 0 || id >= this.vocab.tokens.length) {
       throw new TokenizerError('TOKENIZER_BAD_TOKEN', `token id ${id} is outside the vocabulary (0..${this.vocab.tokens.length - 1})`);
     }
-  }
-
-  /** A token whose piece is text (not a control token), the one a leading space is stripped from. */
-  private isTextToken(id: number): boolean {
-    return (this.vocab.attrs[id]! & (TokenAttr.CONTROL | TokenAttr.UNKNOWN)) === 0;
   }
 
   private plainBytes(id: number, attr: number): Uint8Array {

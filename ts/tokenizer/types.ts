@@ -17,7 +17,8 @@ export interface DecodeOptions {
   /** Render control and unknown tokens (BOS, EOS, `<unk>`, `<|im_end|>`) as their text. Defaults to `false`: they decode to nothing. */
   special?: boolean;
   /**
-   * Drop the one leading space of the first text token, the inverse of SentencePiece's add-space-prefix.
+   * Drop one leading space from the first token that renders as something (BOS renders as nothing unless
+   * `special`), the inverse of SentencePiece's add-space-prefix.
    * Defaults to the vocabulary's `add_space_prefix` for `decode()`, and to `false` for `createDecoder()`
    * (a stream usually continues a prompt, whose first space belongs to the text).
    */
