@@ -11,6 +11,9 @@ import { refPack, refUnpack } from '../ref/bits.ts';
 import { refInvFreq, refRopeApply, rotaryDimOf } from '../ref/rope.ts';
 
 function checkRope(p: RopeParams, headDim?: number): void {
+  if (!p || typeof p !== 'object') throw new InvalidArgumentError('rope parameters are required');
+  const t = (p.scaling ?? { type: 'none' }).type;
+  if (!['none', 'linear', 'llama3', 'yarn'].includes(t)) throw new InvalidArgumentError(`rope.scaling.type unknown: ${String(t)}`);
   if (!Number.isInteger(p.headDim) || p.headDim < 1) throw new InvalidArgumentError(`rope.headDim must be >= 1, got ${p.headDim}`);
   const rd = rotaryDimOf(p);
   if (!Number.isInteger(rd) || rd % 2 !== 0 || rd > p.headDim || rd < 0) throw new InvalidArgumentError(`rope.rotaryDim must be even and <= headDim, got ${rd}`);
@@ -42,6 +45,7 @@ class MockStore implements KvStore {
     for (const key of ['nLayer', 'nKvHead', 'headDim', 'headDimV', 'pageTokens'] as const) {
       if (!Number.isInteger(params[key]) || params[key] < 1) throw new InvalidArgumentError(`${key} must be an integer >= 1, got ${params[key]}`);
     }
+    if (!Number.isSafeInteger(params.maxBytes) || params.maxBytes < 0) throw new InvalidArgumentError(`maxBytes must be >= 0, got ${params.maxBytes}`);
     if (params.dtype === 'f16') throw new UnsupportedError('mock backend: dtype f16 is not implemented');
     if (params.dtype !== 'f32') throw new InvalidArgumentError(`dtype must be 'f32' or 'f16', got ${String(params.dtype)}`);
     this.params = params;

@@ -80,7 +80,7 @@ export class RefStore {
     const vd = this.vDim;
     for (let l = 0; l < this.shape.nLayer; l++) {
       for (let t = 0; t < nTok; t++) {
-        let kv = new Float64Array(kd);
+        let kv: Float64Array = new Float64Array(kd);
         for (let e = 0; e < kd; e++) kv[e] = k[(l * nTok + t) * kd + e]!;
         if (rope) kv = refRopeApply(rope, kv, 1, this.shape.nKvHead, [start + t]);
         const vv = new Float64Array(vd);
