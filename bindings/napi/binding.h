@@ -1,0 +1,39 @@
+// binding.h — internal declarations shared by the Node-API addon's translation units.
+//
+//   raw_api.cpp      MakeRawApi(): a JS object implementing ts/backend/raw.ts RawApi over one hwkv_api table
+//   cpu_features.cpp CpuFeatures(): cpuid-based feature report
+//   addon.cpp        module init, openCuda() (dlopen + dlsym("hwkv_cuda_api")), per-env instance data
+#ifndef HWKV_NAPI_BINDING_H
+#define HWKV_NAPI_BINDING_H
+
+#include <napi.h>
+
+#include <memory>
+#include <string>
+
+#include "hwkv.h"
+
+namespace hwkv_napi {
+
+// State behind one RawApi object: the table it calls, and the addon-side last error (set when the addon
+// itself rejected a call, cleared whenever a call reaches the library). Owned by the per-env AddonData, so
+// it outlives every JS function that points at it.
+struct Binding {
+  const hwkv_api* api = nullptr;
+  bool is_cpu = false;
+  std::string addon_error;
+  bool addon_error_active = false;
+};
+
+// Builds the RawApi object. `b` must stay alive as long as the env (the caller keeps it).
+Napi::Object MakeRawApi(Napi::Env env, Binding* b);
+
+// "" if the table is usable by this addon, else why not (ABI version / size mismatch, missing members).
+std::string CheckTable(const hwkv_api* api);
+
+// { avx2, fma, f16c, avx512f, sse42, model }
+Napi::Value CpuFeatures(const Napi::CallbackInfo& info);
+
+}  // namespace hwkv_napi
+
+#endif
