@@ -14,6 +14,7 @@
 
 namespace hwkv {
 
+#if HWKV_POOL_THREADS
 namespace {
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -23,8 +24,6 @@ inline void cpu_relax() {
 #endif
 }
 }  // namespace
-
-#if HWKV_POOL_THREADS
 
 struct ThreadPool::Impl {
   // Written by the dispatcher before the generation bump (release), read by workers after (acquire).
@@ -147,7 +146,7 @@ void ThreadPool::run(int64_t n_tasks, TaskFn fn, void* ctx) {
 struct ThreadPool::Impl {};
 
 ThreadPool::ThreadPool(int) { n_threads_ = 1; }
-ThreadPool::~ThreadPool() {}
+ThreadPool::~ThreadPool() { (void)impl_; }
 void ThreadPool::set_spin_us(int us) { spin_us_ = std::max(us, 0); }
 void ThreadPool::run(int64_t n_tasks, TaskFn fn, void* ctx) {
   for (int64_t i = 0; i < n_tasks; ++i) fn(ctx, i, 0);

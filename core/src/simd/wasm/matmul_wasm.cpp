@@ -1,0 +1,248 @@
+// matmul_wasm.cpp — WebAssembly SIMD128 row kernels of kern::matmul (compiled with -msimd128).
+//
+// Same structure as the AVX2 kernels (R weight rows x T tokens register tiles, dot-product form), with
+// 4-wide f32 vectors and separate mul + add (no FMA in SIMD128). F16 weights are widened with integer
+// ops (exact for finite values, including subnormals; inf/nan weights are not expected and are not
+// preserved). Q8_0 widens int8 to int16 and uses i32x4.dot_i16x8_s: exact int32 block sums.
+#if defined(HWKV_HAVE_WASM_SIMD) && HWKV_HAVE_WASM_SIMD
+
+#include <wasm_simd128.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "../../kernels/matmul.h"
+#include "../../kernels/matmul_impl.h"
+
+namespace hwkv {
+namespace kern {
+namespace wasm {
+
+namespace {
+
+// Loaders return 8 consecutive weights as two f32x4 (lo, hi).
+struct LoadF32 {
+  static constexpr int kBytes = 4;
+  static inline void load8(const uint8_t* p, int64_t i, v128_t& lo, v128_t& hi) {
+    const float* f = reinterpret_cast<const float*>(p) + i;
+    lo = wasm_v128_load(f);
+    hi = wasm_v128_load(f + 4);
+  }
+  static inline float one(const uint8_t* p, int64_t i) { return reinterpret_cast<const float*>(p)[i]; }
+};
+struct LoadF16 {
+  static constexpr int kBytes = 2;
+  static inline v128_t widen(v128_t h32) {  // h32: u32x4 holding f16 bits
+    const v128_t em = wasm_i32x4_shl(wasm_v128_and(h32, wasm_i32x4_splat(0x7fff)), 13);
+    const v128_t mag = wasm_f32x4_mul(em, wasm_f32x4_splat(5.192296858534828e+33f));  // * 2^112
+    return wasm_v128_or(mag, wasm_i32x4_shl(wasm_v128_and(h32, wasm_i32x4_splat(0x8000)), 16));
+  }
+  static inline void load8(const uint8_t* p, int64_t i, v128_t& lo, v128_t& hi) {
+    const v128_t h = wasm_v128_load(reinterpret_cast<const uint16_t*>(p) + i);
+    lo = widen(wasm_u32x4_extend_low_u16x8(h));
+    hi = widen(wasm_u32x4_extend_high_u16x8(h));
+  }
+  static inline float one(const uint8_t* p, int64_t i) { return f16_to_f32(reinterpret_cast<const uint16_t*>(p)[i]); }
+};
+struct LoadBF16 {
+  static constexpr int kBytes = 2;
+  static inline void load8(const uint8_t* p, int64_t i, v128_t& lo, v128_t& hi) {
+    const v128_t h = wasm_v128_load(reinterpret_cast<const uint16_t*>(p) + i);
+    lo = wasm_i32x4_shl(wasm_u32x4_extend_low_u16x8(h), 16);
+    hi = wasm_i32x4_shl(wasm_u32x4_extend_high_u16x8(h), 16);
+  }
+  static inline float one(const uint8_t* p, int64_t i) { return bf16_to_f32(reinterpret_cast<const uint16_t*>(p)[i]); }
+};
+
+inline float hsum(v128_t v) {
+  return (wasm_f32x4_extract_lane(v, 0) + wasm_f32x4_extract_lane(v, 1)) +
+         (wasm_f32x4_extract_lane(v, 2) + wasm_f32x4_extract_lane(v, 3));
+}
+
+template <int R, int T>
+inline void store_tile(v128_t (&acc)[R][T], float* y, int64_t ldy, bool accumulate, const float (&tail)[R][T]) {
+  for (int t = 0; t < T; ++t) {
+    float* yt = y + t * ldy;
+    for (int r = 0; r < R; ++r) {
+      const float v = hsum(acc[r][t]) + tail[r][t];
+      yt[r] = accumulate ? yt[r] + v : v;
+    }
+  }
+}
+
+template <class L, int R, int T>
+inline void tile_f(const uint8_t* w, int64_t ws, const float* x, int64_t n_in, float* y, int64_t ldy, bool accum) {
+  v128_t acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = wasm_f32x4_splat(0.f);
+  const int64_t n8 = n_in & ~int64_t(7);
+  for (int64_t i = 0; i < n8; i += 8) {
+    v128_t wl[R], wh[R];
+    for (int r = 0; r < R; ++r) L::load8(w + r * ws, i, wl[r], wh[r]);
+    for (int t = 0; t < T; ++t) {
+      const v128_t xl = wasm_v128_load(x + t * n_in + i);
+      const v128_t xh = wasm_v128_load(x + t * n_in + i + 4);
+      for (int r = 0; r < R; ++r)
+        acc[r][t] = wasm_f32x4_add(acc[r][t], wasm_f32x4_add(wasm_f32x4_mul(wl[r], xl), wasm_f32x4_mul(wh[r], xh)));
+    }
+  }
+  float tail[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) {
+      float s = 0.f;
+      for (int64_t i = n8; i < n_in; ++i) s += L::one(w + r * ws, i) * x[t * n_in + i];
+      tail[r][t] = s;
+    }
+  store_tile<R, T>(acc, y, ldy, accum, tail);
+}
+
+template <class L, int RD, int RP, int TP>
+void rows_f(const MMTask& t, int64_t r0, int64_t r1) {
+  const int64_t n_in = t.n_in;
+  const int64_t ws = n_in * L::kBytes;
+  const uint8_t* W = static_cast<const uint8_t*>(t.W);
+  const bool acc = t.accumulate != 0;
+  if (t.n_tok == 1) {
+    int64_t r = r0;
+    for (; r + RD <= r1; r += RD) tile_f<L, RD, 1>(W + r * ws, ws, t.x, n_in, t.y + r, t.ldy, acc);
+    for (; r < r1; ++r) tile_f<L, 1, 1>(W + r * ws, ws, t.x, n_in, t.y + r, t.ldy, acc);
+    return;
+  }
+  int64_t tb = std::max<int64_t>((192 * 1024) / (n_in * 4), TP);
+  tb = tb / TP * TP;
+  for (int64_t t0 = 0; t0 < t.n_tok; t0 += tb) {
+    const int64_t t1 = std::min(t.n_tok, t0 + tb);
+    for (int64_t r = r0; r < r1; r += RP) {
+      if (r + RP <= r1) {
+        int64_t k = t0;
+        for (; k + TP <= t1; k += TP) tile_f<L, RP, TP>(W + r * ws, ws, t.x + k * n_in, n_in, t.y + r + k * t.ldy, t.ldy, acc);
+        for (; k < t1; ++k) tile_f<L, RP, 1>(W + r * ws, ws, t.x + k * n_in, n_in, t.y + r + k * t.ldy, t.ldy, acc);
+      } else {
+        for (int64_t rr = r; rr < r1; ++rr) {
+          int64_t k = t0;
+          for (; k + TP <= t1; k += TP) tile_f<L, 1, TP>(W + rr * ws, ws, t.x + k * n_in, n_in, t.y + rr + k * t.ldy, t.ldy, acc);
+          for (; k < t1; ++k) tile_f<L, 1, 1>(W + rr * ws, ws, t.x + k * n_in, n_in, t.y + rr + k * t.ldy, t.ldy, acc);
+        }
+      }
+    }
+  }
+}
+
+// ---- Q8_0 ------------------------------------------------------------------------------------------
+
+template <int R, int T>
+inline void tile_q8(const uint8_t* w, int64_t ws, const int8_t* xq, const float* xd, int64_t n_in, float* y,
+                    int64_t ldy, bool accum) {
+  const int64_t nb = n_in / kQ8Block;
+  v128_t acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = wasm_f32x4_splat(0.f);
+  for (int64_t b = 0; b < nb; ++b) {
+    v128_t w16[R][4];
+    float dw[R];
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = w + r * ws + b * kQ8BlockBytes;
+      dw[r] = f16_to_f32(load_u16(blk));
+      const v128_t a = wasm_v128_load(blk + 2), c = wasm_v128_load(blk + 18);
+      w16[r][0] = wasm_i16x8_extend_low_i8x16(a);
+      w16[r][1] = wasm_i16x8_extend_high_i8x16(a);
+      w16[r][2] = wasm_i16x8_extend_low_i8x16(c);
+      w16[r][3] = wasm_i16x8_extend_high_i8x16(c);
+    }
+    for (int t = 0; t < T; ++t) {
+      const int8_t* q = xq + t * n_in + b * kQ8Block;
+      const v128_t a = wasm_v128_load(q), c = wasm_v128_load(q + 16);
+      const v128_t x0 = wasm_i16x8_extend_low_i8x16(a), x1 = wasm_i16x8_extend_high_i8x16(a);
+      const v128_t x2 = wasm_i16x8_extend_low_i8x16(c), x3 = wasm_i16x8_extend_high_i8x16(c);
+      const float dx = xd[t * nb + b];
+      for (int r = 0; r < R; ++r) {
+        const v128_t s = wasm_i32x4_add(
+            wasm_i32x4_add(wasm_i32x4_dot_i16x8(w16[r][0], x0), wasm_i32x4_dot_i16x8(w16[r][1], x1)),
+            wasm_i32x4_add(wasm_i32x4_dot_i16x8(w16[r][2], x2), wasm_i32x4_dot_i16x8(w16[r][3], x3)));
+        acc[r][t] = wasm_f32x4_add(acc[r][t], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), wasm_f32x4_splat(dw[r] * dx)));
+      }
+    }
+  }
+  const float zero[R][T] = {};
+  store_tile<R, T>(acc, y, ldy, accum, zero);
+}
+
+template <int RD, int RP, int TP>
+void rows_q8(const MMTask& t, int64_t r0, int64_t r1) {
+  const int64_t n_in = t.n_in;
+  const int64_t ws = q8_row_bytes(n_in);
+  const int64_t nb = n_in / kQ8Block;
+  const uint8_t* W = static_cast<const uint8_t*>(t.W);
+  const bool acc = t.accumulate != 0;
+  if (t.n_tok == 1) {
+    int64_t r = r0;
+    for (; r + RD <= r1; r += RD) tile_q8<RD, 1>(W + r * ws, ws, t.xq, t.xd, n_in, t.y + r, t.ldy, acc);
+    for (; r < r1; ++r) tile_q8<1, 1>(W + r * ws, ws, t.xq, t.xd, n_in, t.y + r, t.ldy, acc);
+    return;
+  }
+  int64_t tb = std::max<int64_t>((192 * 1024) / n_in, TP);
+  tb = tb / TP * TP;
+  for (int64_t t0 = 0; t0 < t.n_tok; t0 += tb) {
+    const int64_t t1 = std::min(t.n_tok, t0 + tb);
+    for (int64_t r = r0; r < r1; r += RP) {
+      if (r + RP <= r1) {
+        int64_t k = t0;
+        for (; k + TP <= t1; k += TP)
+          tile_q8<RP, TP>(W + r * ws, ws, t.xq + k * n_in, t.xd + k * nb, n_in, t.y + r + k * t.ldy, t.ldy, acc);
+        for (; k < t1; ++k)
+          tile_q8<RP, 1>(W + r * ws, ws, t.xq + k * n_in, t.xd + k * nb, n_in, t.y + r + k * t.ldy, t.ldy, acc);
+      } else {
+        for (int64_t rr = r; rr < r1; ++rr) {
+          int64_t k = t0;
+          for (; k + TP <= t1; k += TP)
+            tile_q8<1, TP>(W + rr * ws, ws, t.xq + k * n_in, t.xd + k * nb, n_in, t.y + rr + k * t.ldy, t.ldy, acc);
+          for (; k < t1; ++k)
+            tile_q8<1, 1>(W + rr * ws, ws, t.xq + k * n_in, t.xd + k * nb, n_in, t.y + rr + k * t.ldy, t.ldy, acc);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void rows(const MMTask& t, int64_t r0, int64_t r1) {
+  switch (t.wtype) {
+    case HWKV_WT_F32: rows_f<LoadF32, 4, 4, 2>(t, r0, r1); break;
+    case HWKV_WT_F16: rows_f<LoadF16, 4, 4, 2>(t, r0, r1); break;
+    case HWKV_WT_BF16: rows_f<LoadBF16, 4, 4, 2>(t, r0, r1); break;
+    case HWKV_WT_Q8_0: rows_q8<2, 2, 2>(t, r0, r1); break;
+    default: break;
+  }
+}
+
+void quantize_q8(const float* x, int64_t n, int8_t* q, float* d) {
+  for (int64_t b = 0; b < n / kQ8Block; ++b) {
+    const float* xb = x + b * kQ8Block;
+    v128_t v[8];
+    v128_t m = wasm_f32x4_splat(0.f);
+    for (int k = 0; k < 8; ++k) {
+      v[k] = wasm_v128_load(xb + 4 * k);
+      m = wasm_f32x4_max(m, wasm_f32x4_abs(v[k]));
+    }
+    const float amax = std::max(std::max(wasm_f32x4_extract_lane(m, 0), wasm_f32x4_extract_lane(m, 1)),
+                                std::max(wasm_f32x4_extract_lane(m, 2), wasm_f32x4_extract_lane(m, 3)));
+    const float db = amax / 127.f;
+    const float id = db != 0.f ? 1.f / db : 0.f;
+    d[b] = db;
+    const v128_t s = wasm_f32x4_splat(id);
+    v128_t i32[8];
+    for (int k = 0; k < 8; ++k) i32[k] = wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_nearest(wasm_f32x4_mul(v[k], s)));
+    const v128_t h0 = wasm_i16x8_narrow_i32x4(i32[0], i32[1]), h1 = wasm_i16x8_narrow_i32x4(i32[2], i32[3]);
+    const v128_t h2 = wasm_i16x8_narrow_i32x4(i32[4], i32[5]), h3 = wasm_i16x8_narrow_i32x4(i32[6], i32[7]);
+    wasm_v128_store(q + b * kQ8Block, wasm_i8x16_narrow_i16x8(h0, h1));
+    wasm_v128_store(q + b * kQ8Block + 16, wasm_i8x16_narrow_i16x8(h2, h3));
+  }
+}
+
+}  // namespace wasm
+}  // namespace kern
+}  // namespace hwkv
+
+#endif
