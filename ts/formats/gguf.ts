@@ -234,8 +234,6 @@ const SCALAR_SIZE: Record<number, number> = {
 // ---------------------------------------------------------------------------------------------------------
 // Positioned reader over a growing window
 
-const utf8 = new TextDecoder('utf-8');
-
 class WindowReader {
   private buf = Buffer.alloc(0);
   private bufStart = 0;
@@ -371,9 +369,23 @@ class WindowReader {
   }
 
   string(what: string): string {
-    const n = this.size(`length of ${what}`, this.remaining - 8, MAX_STRING_BYTES);
+    // Hot path (vocabularies hold 100k+ strings): no message strings are built unless something is wrong.
+    const o = this.need(8, what);
+    const hi = this.buf.readUInt32LE(o + 4);
+    const n = this.buf.readUInt32LE(o);
+    if (hi !== 0 || n > MAX_STRING_BYTES || n > this.remaining - 8) {
+      return this.failString(what);
+    }
+    this.pos += 8;
     if (n === 0) return '';
-    return utf8.decode(this.bytes(n, what));
+    const start = this.need(n, what);
+    this.pos += n;
+    return this.buf.toString('utf8', start, start + n);
+  }
+
+  private failString(what: string): never {
+    this.size(`length of ${what}`, this.remaining - 8, MAX_STRING_BYTES);
+    throw new Error('unreachable');
   }
 
   /** Copies `count` elements of `bytesEach` into a fresh, aligned buffer (for typed-array views). */
@@ -441,7 +453,7 @@ function readArray(r: WindowReader, key: string, depth: number, onType?: (t: Ggu
     }
     case GgufValueType.STRING: {
       const out = new Array<string>(count);
-      for (let i = 0; i < count; i++) out[i] = r.string(`${key}[${i}]`);
+      for (let i = 0; i < count; i++) out[i] = r.string(key);
       return out;
     }
     case GgufValueType.ARRAY: {
