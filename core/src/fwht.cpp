@@ -28,8 +28,9 @@ void fwht_row_scalar(float* x, int64_t n, float scale) {
 }
 
 hwkv_status fwht(float* x, int64_t rows, int32_t n, float scale) {
-  if (n < 1 || n > kFwhtMaxN || (n & (n - 1)) != 0)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "fwht: n must be a power of two in 1..%d, got %d", kFwhtMaxN, n);
+  if (n < 1 || n > kFwhtMaxN)
+    return fail(HWKV_ERR_OUT_OF_RANGE, "fwht: n must be a power of two in 1..2^20 (%d), got %d", kFwhtMaxN, n);
+  if ((n & (n - 1)) != 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "fwht: n must be a power of two, got %d", n);
   if (rows < 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "fwht: rows must be >= 0, got %lld", (long long)rows);
   if (rows == 0) return HWKV_OK;
   if (!x) return fail(HWKV_ERR_INVALID_ARGUMENT, "fwht: x is NULL");

@@ -73,7 +73,7 @@ hwkv_status create(const hwkv_model_params* p, const hwkv_tensor_desc* descs, in
   m.p = *p;
   m.mode = mode;
   HWKV_TRY(rope_init(&p->rope, fn, &m.rope));
-  m.attn_factor = p->attn_factor == 0.0f ? 1.0f : p->attn_factor;
+  m.attn_factor = p->attn_factor == 0.0f ? static_cast<float>(m.rope.attention_factor) : p->attn_factor;
   m.attn_scale = p->attn_scale == 0.0f ? static_cast<float>(1.0 / std::sqrt(static_cast<double>(p->head_dim)))
                                         : p->attn_scale;
   m.layers.resize(static_cast<size_t>(p->n_layer));

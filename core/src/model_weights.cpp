@@ -9,6 +9,9 @@
 #include "dispatch.h"
 #include "model/model.h"
 
+#if defined(_WIN32)
+#include <malloc.h>
+#endif
 #if !defined(_WIN32) && !defined(__EMSCRIPTEN__)
 #define HWKV_MODEL_MMAP 1
 #include <fcntl.h>
