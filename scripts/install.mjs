@@ -77,8 +77,10 @@ function shortCause(output, fallback) {
     .filter((l) => /^gyp ERR! /.test(l))
     .map((l) => l.replace(/^gyp ERR! /, ''))
     .find((l) => !/^(cwd|node -v|node-gyp -v|command|System|not ok|stack|build error|configure error)\b/.test(l));
-  const make = lines.find((l) => /^make(\[\d+\])?: \*\*\*/.test(l));
-  const pick = compiler ?? stack ?? gyp ?? make ?? fallback;
+  const makeLine = lines.find((l) => /^make(\[\d+\])?: \*\*\*/.test(l));
+  const obj = makeLine && /obj\.target\/[^/\]]+\/([^\]]+?)\.o\]/.exec(makeLine)?.[1];
+  const make = obj ? `compiling ${obj}.cpp failed${process.env.CXX ? ` with CXX=${process.env.CXX}` : ''}` : makeLine;
+  const pick = compiler ?? make ?? stack ?? gyp ?? fallback;
   const s = pick.replace(/\s+/g, ' ');
   return s.length > 160 ? `${s.slice(0, 157)}...` : s;
 }
