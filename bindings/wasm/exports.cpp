@@ -1,0 +1,169 @@
+// exports.cpp — the WebAssembly face of the CPU core: flat C exports over hwkv_cpu_api().
+//
+// Kept deliberately thin (no validation, no policy; that lives in ts/backend/backend.ts). The only work done
+// here is flattening the ABI for JavaScript:
+//   - pointers are wasm32 addresses (the JS side copies typed arrays into the heap and back),
+//   - int64_t arguments travel as double (exact up to 2^53) so no BigInt / i64 legalization is needed,
+//   - hwkv_rope_params / hwkv_store_params arrive as a pointer to doubles in struct field order
+//     (see ts/backend/raw.ts: ROPE_PARAMS_LEN, STORE_PARAMS_LEN), NULL for "no rope",
+//   - hwkv_store_stats is returned as STORE_STATS_LEN doubles,
+//   - the store handle is returned through a 4-byte slot (its address is the JS handle).
+// malloc/free are exported alongside (see scripts/build-wasm.sh).
+#include <emscripten/emscripten.h>
+
+#include <cstdint>
+
+#include "../../core/include/hwkv.h"
+
+#define HWKV_WASM_EXPORT extern "C" EMSCRIPTEN_KEEPALIVE
+
+namespace {
+
+const hwkv_api* api() {
+  static const hwkv_api* const a = hwkv_cpu_api();
+  return a;
+}
+
+// Only called with a non-null pointer.
+hwkv_rope_params decode_rope(const double* r) {
+  hwkv_rope_params p;
+  p.head_dim = static_cast<int32_t>(r[0]);
+  p.rotary_dim = static_cast<int32_t>(r[1]);
+  p.style = static_cast<int32_t>(r[2]);
+  p.scaling = static_cast<int32_t>(r[3]);
+  p.theta = r[4];
+  p.factor = r[5];
+  p.low_freq_factor = r[6];
+  p.high_freq_factor = r[7];
+  p.original_max_position = r[8];
+  p.beta_fast = r[9];
+  p.beta_slow = r[10];
+  p.yarn_truncate = static_cast<int32_t>(r[11]);
+  p.reserved = 0;
+  return p;
+}
+
+// Helper holding an optional decoded rope struct.
+struct OptRope {
+  hwkv_rope_params p;
+  const hwkv_rope_params* ptr;
+  explicit OptRope(const double* r) : p(), ptr(nullptr) {
+    if (r != nullptr) {
+      p = decode_rope(r);
+      ptr = &p;
+    }
+  }
+};
+
+inline int64_t i64(double x) { return static_cast<int64_t>(x); }
+
+}  // namespace
+
+HWKV_WASM_EXPORT const char* hwkv_wasm_last_error(void) { return api()->last_error(); }
+
+HWKV_WASM_EXPORT const char* hwkv_wasm_build_info(void) { return api()->build_info(); }
+
+HWKV_WASM_EXPORT void hwkv_wasm_set_simd(int32_t force_scalar) { hwkv_cpu_set_simd(force_scalar); }
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_rope_inv_freq(const double* rp, float* inv_freq, float* attention_factor) {
+  OptRope r(rp);
+  return api()->rope_inv_freq(r.ptr, inv_freq, attention_factor);
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_rope_apply(const double* rp, float* x, double n_tok, int32_t n_head,
+                                              const int32_t* pos) {
+  OptRope r(rp);
+  return api()->rope_apply(r.ptr, x, i64(n_tok), n_head, pos);
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_pack_bits(const uint16_t* codes, double n, int32_t bits, uint32_t* words,
+                                             double n_words) {
+  return api()->pack_bits(codes, i64(n), bits, words, i64(n_words));
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_unpack_bits(const uint32_t* words, double n_words, int32_t bits,
+                                               uint16_t* codes, double n) {
+  return api()->unpack_bits(words, i64(n_words), bits, codes, i64(n));
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_fwht(float* x, double rows, int32_t n, float scale) {
+  return api()->fwht(x, i64(rows), n, scale);
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_store_create(const double* sp, hwkv_store_t** out) {
+  hwkv_store_params p;
+  p.n_layer = static_cast<int32_t>(sp[0]);
+  p.n_kv_head = static_cast<int32_t>(sp[1]);
+  p.head_dim = static_cast<int32_t>(sp[2]);
+  p.head_dim_v = static_cast<int32_t>(sp[3]);
+  p.page_tokens = static_cast<int32_t>(sp[4]);
+  p.dtype = static_cast<int32_t>(sp[5]);
+  p.max_bytes = i64(sp[6]);
+  *out = nullptr;
+  return api()->store_create(&p, out);
+}
+
+HWKV_WASM_EXPORT void hwkv_wasm_store_free(hwkv_store_t* s) { api()->store_free(s); }
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_store_stats(hwkv_store_t* s, double* out) {
+  hwkv_store_stats st = {};
+  const hwkv_status rc = api()->store_stats(s, &st);
+  if (rc == HWKV_OK) {
+    out[0] = static_cast<double>(st.bytes_reserved);
+    out[1] = static_cast<double>(st.bytes_in_use);
+    out[2] = st.pages_in_use;
+    out[3] = st.pages_free;
+    out[4] = st.blocks_live;
+  }
+  return rc;
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_block_create(hwkv_store_t* s, int32_t* out_block) {
+  return api()->block_create(s, out_block);
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_block_free(hwkv_store_t* s, int32_t block) { return api()->block_free(s, block); }
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_block_len(hwkv_store_t* s, int32_t block, int32_t* out_len) {
+  return api()->block_len(s, block, out_len);
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_block_append(hwkv_store_t* s, int32_t block, int32_t n_tok, const float* k,
+                                                const float* v, const double* rp) {
+  OptRope r(rp);
+  return api()->block_append(s, block, n_tok, k, v, r.ptr);
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_block_truncate(hwkv_store_t* s, int32_t block, int32_t new_len) {
+  return api()->block_truncate(s, block, new_len);
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_block_merge(hwkv_store_t* s, int32_t dst, int32_t src, const double* rp) {
+  OptRope r(rp);
+  return api()->block_merge(s, dst, src, r.ptr);
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_block_read(hwkv_store_t* s, int32_t block, int32_t layer, int32_t start,
+                                              int32_t n_tok, float* k, float* v) {
+  return api()->block_read(s, block, layer, start, n_tok, k, v);
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_view_read(hwkv_store_t* s, const int32_t* blocks, int32_t n_blocks,
+                                             int32_t layer, const double* rp, float* k, float* v, double total) {
+  OptRope r(rp);
+  return api()->view_read(s, blocks, n_blocks, layer, r.ptr, k, v, i64(total));
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_attn_views(hwkv_store_t* s, int32_t layer, const double* rp, int32_t n_seq,
+                                              const int32_t* view_indptr, const int32_t* view_blocks,
+                                              const int32_t* q_indptr, const int32_t* q_pos, const float* q,
+                                              int32_t n_head, float scale, float* out, float* lse) {
+  OptRope r(rp);
+  hwkv_attn_batch b;
+  b.n_seq = n_seq;
+  b.view_indptr = view_indptr;
+  b.view_blocks = view_blocks;
+  b.q_indptr = q_indptr;
+  b.q_pos = q_pos;
+  return api()->attn_views(s, layer, r.ptr, &b, q, n_head, scale, out, lse);
+}

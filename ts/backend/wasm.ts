@@ -1,0 +1,477 @@
+/**
+ * The WebAssembly backend's RawApi: the CPU core compiled with emscripten (scripts/build-wasm.sh ->
+ * prebuilds/wasm/hwkv.cjs + hwkv.wasm), called through the flat exports of bindings/wasm/exports.cpp.
+ *
+ * Typed arrays cannot be passed to wasm by pointer, so every call copies its arguments into one scratch
+ * arena in the wasm heap, calls the export, and copies outputs (and in-place arguments) back on success.
+ * Outputs are copied in as well, so elements the core leaves unwritten keep the caller's values exactly as
+ * with the native addon. Memory growth replaces the heap's ArrayBuffer, so heap views are re-read after
+ * every call, never cached across one.
+ *
+ * This module is environment-neutral except loadWasmRaw(), which finds the committed artifacts in the
+ * package (Node only; its Node imports are dynamic so that the browser bundle, ts/wasm-entry.ts, never
+ * pulls them in).
+ */
+import type { RawApi, RawStore } from './raw.js';
+
+/** The largest wasm heap the module may grow to (-sMAXIMUM_MEMORY in scripts/build-wasm.sh). */
+export const WASM_HEAP_LIMIT_BYTES = 4 * 1024 * 1024 * 1024;
+const HEAP_LIMIT_TEXT = '4 GB';
+
+const ERR_OUT_OF_MEMORY = 3;
+const ERR_INTERNAL = 6;
+
+/** What the emscripten glue (createHwkvModule) resolves to: the parts this file uses. */
+export interface HwkvWasmModule {
+  HEAPU8: Uint8Array;
+  _malloc(bytes: number): number;
+  _free(ptr: number): void;
+  _hwkv_wasm_last_error(): number;
+  _hwkv_wasm_build_info(): number;
+  _hwkv_wasm_set_simd(forceScalar: number): void;
+  _hwkv_wasm_rope_inv_freq(rp: number, invFreq: number, attentionFactor: number): number;
+  _hwkv_wasm_rope_apply(rp: number, x: number, nTok: number, nHead: number, pos: number): number;
+  _hwkv_wasm_pack_bits(codes: number, n: number, bits: number, words: number, nWords: number): number;
+  _hwkv_wasm_unpack_bits(words: number, nWords: number, bits: number, codes: number, n: number): number;
+  _hwkv_wasm_fwht(x: number, rows: number, n: number, scale: number): number;
+  _hwkv_wasm_store_create(sp: number, outSlot: number): number;
+  _hwkv_wasm_store_free(s: number): void;
+  _hwkv_wasm_store_stats(s: number, out: number): number;
+  _hwkv_wasm_block_create(s: number, out: number): number;
+  _hwkv_wasm_block_free(s: number, block: number): number;
+  _hwkv_wasm_block_len(s: number, block: number, out: number): number;
+  _hwkv_wasm_block_append(s: number, block: number, nTok: number, k: number, v: number, rp: number): number;
+  _hwkv_wasm_block_truncate(s: number, block: number, newLen: number): number;
+  _hwkv_wasm_block_merge(s: number, dst: number, src: number, rp: number): number;
+  _hwkv_wasm_block_read(s: number, block: number, layer: number, start: number, nTok: number, k: number, v: number): number;
+  _hwkv_wasm_view_read(s: number, blocks: number, nBlocks: number, layer: number, rp: number, k: number, v: number, total: number): number;
+  _hwkv_wasm_attn_views(
+    s: number,
+    layer: number,
+    rp: number,
+    nSeq: number,
+    viewIndptr: number,
+    viewBlocks: number,
+    qIndptr: number,
+    qPos: number,
+    q: number,
+    nHead: number,
+    scale: number,
+    out: number,
+    lse: number,
+  ): number;
+}
+
+/** The emscripten MODULARIZE factory exported by hwkv.cjs. */
+export type HwkvModuleFactory = (moduleArg: Record<string, unknown>) => Promise<HwkvWasmModule>;
+
+type Buf = Float32Array | Float64Array | Int32Array | Uint32Array | Uint16Array;
+
+/** Argument passing modes: IN is copied into the heap; OUT/INOUT are also copied back on success. */
+const IN = 0;
+const OUT = 1;
+
+/** Scratch memory up to this size is kept between calls; bigger arenas are freed after their call. */
+const KEEP_SCRATCH_BYTES = 4 << 20;
+const ALIGN = 16;
+
+/** Largest single allocation attempted (the wasm32 address space is 4 GiB). */
+const MAX_ALLOC_BYTES = 0xffff0000;
+
+function alignUp(bytes: number): number {
+  return Math.ceil(bytes / ALIGN) * ALIGN;
+}
+
+function bytesOf(a: Buf): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(0)} MiB`;
+}
+
+class WasmRaw implements RawApi {
+  private readonly m: HwkvWasmModule;
+  /** Message of a failure detected on the JS side (scratch allocation, trap); null = ask the core. */
+  private jsError: string | null = null;
+  /** Set once the instance trapped: its heap may be inconsistent, so every later call fails. */
+  private dead: string | null = null;
+  /** The core's last failure was out-of-memory: its message gets the wasm heap state appended. */
+  private oomNote = false;
+  private scratchPtr = 0;
+  private scratchCap = 0;
+  // Per-call plan (reused to avoid garbage).
+  private readonly bufs: (Buf | null)[] = [];
+  private readonly modes: number[] = [];
+  private readonly ptrs: number[] = [];
+
+  constructor(m: HwkvWasmModule) {
+    this.m = m;
+  }
+
+  // ---- plumbing ------------------------------------------------------------------------------------
+
+  /**
+   * Run one export. `bufs`/`modes` list the typed-array arguments (null = NULL pointer); `extraBytes`
+   * reserves additional raw slots (store handle, scalar outputs) placed after them. `invoke` receives the
+   * heap addresses in the same order (buffers first, then extras) and returns the status.
+   */
+  private call(fn: string, extraBytes: number, invoke: (p: number[]) => number, after?: (p: number[]) => void): number {
+    if (this.dead !== null) {
+      this.jsError = `${fn}: the WebAssembly instance is unusable after an earlier failure (${this.dead}); create a new backend`;
+      return ERR_INTERNAL;
+    }
+    const { bufs, modes, ptrs } = this;
+    const n = bufs.length;
+    // Layout.
+    let total = 0;
+    ptrs.length = 0;
+    for (let i = 0; i < n; i++) {
+      const b = bufs[i]!;
+      ptrs.push(b === null ? -1 : total);
+      if (b !== null) total += alignUp(b.byteLength);
+    }
+    const extraOff = total;
+    total += alignUp(extraBytes);
+    if (total === 0) total = ALIGN;
+
+    // (Sizes may exceed 2^31: plain arithmetic only, no 32-bit bitwise operators.)
+    const base = total <= MAX_ALLOC_BYTES ? this.arena(total) : 0;
+    if (base === 0) {
+      this.clearPlan();
+      const heap = this.m.HEAPU8.length;
+      this.jsError =
+        `WASM heap exhausted (limit ${HEAP_LIMIT_TEXT}): ${fn} could not allocate ${total} bytes of scratch memory ` +
+        `for its arguments (heap is ${mib(heap)}; free KV stores or pass smaller batches)`;
+      return ERR_OUT_OF_MEMORY;
+    }
+    try {
+      let heap = this.m.HEAPU8;
+      for (let i = 0; i < n; i++) {
+        const b = bufs[i]!;
+        if (b === null) {
+          ptrs[i] = 0;
+        } else {
+          ptrs[i] = base + ptrs[i]!;
+          heap.set(bytesOf(b), ptrs[i]!);
+        }
+      }
+      const extraPtr = base + extraOff;
+      for (let e = 0; e < extraBytes; e += 4) new DataView(heap.buffer).setUint32(extraPtr + e, 0, true);
+      ptrs.push(extraPtr);
+
+      let status: number;
+      try {
+        status = invoke(ptrs);
+      } catch (e) {
+        // A trap (abort, unreachable, uncaught C++ exception): the heap may be half-updated.
+        const why = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+        this.dead = `${fn} trapped: ${why}`;
+        this.jsError = `${fn}: WebAssembly trap (${why}); the instance cannot be used any more`;
+        return ERR_INTERNAL;
+      }
+      if (status !== 0) {
+        // A failure reported by the core replaces any earlier JS-side message (as hwkv_last_error() does).
+        this.jsError = null;
+        this.oomNote = status === ERR_OUT_OF_MEMORY;
+        return status;
+      }
+      heap = this.m.HEAPU8; // the heap may have grown (new ArrayBuffer) during the call
+      for (let i = 0; i < n; i++) {
+        const b = bufs[i];
+        if (b && modes[i] !== IN) bytesOf(b).set(heap.subarray(ptrs[i]!, ptrs[i]! + b.byteLength));
+      }
+      after?.(ptrs);
+      return 0;
+    } finally {
+      this.clearPlan();
+      this.release(base);
+    }
+  }
+
+  private add(b: Buf | null, mode: number): void {
+    this.bufs.push(b);
+    this.modes.push(mode);
+  }
+
+  private clearPlan(): void {
+    this.bufs.length = 0;
+    this.modes.length = 0;
+  }
+
+  private arena(bytes: number): number {
+    if (bytes <= this.scratchCap) return this.scratchPtr;
+    if (bytes <= KEEP_SCRATCH_BYTES) {
+      const cap = Math.min(KEEP_SCRATCH_BYTES, Math.max(bytes, 64 * 1024));
+      const p = this.m._malloc(cap) >>> 0;
+      if (p === 0) return 0;
+      if (this.scratchPtr !== 0) this.m._free(this.scratchPtr);
+      this.scratchPtr = p;
+      this.scratchCap = cap;
+      return p;
+    }
+    return this.m._malloc(bytes) >>> 0;
+  }
+
+  private release(ptr: number): void {
+    if (ptr !== this.scratchPtr) this.m._free(ptr);
+  }
+
+  private cString(ptr: number): string {
+    const heap = this.m.HEAPU8;
+    const p = ptr >>> 0;
+    if (p === 0) return '';
+    let end = p;
+    while (end < heap.length && heap[end] !== 0) end++;
+    return new TextDecoder().decode(heap.subarray(p, end));
+  }
+
+  private u32(ptr: number): number {
+    return new DataView(this.m.HEAPU8.buffer).getUint32(ptr, true);
+  }
+
+  // ---- RawApi ----------------------------------------------------------------------------------------
+
+  lastError(): string {
+    if (this.jsError !== null) return this.jsError;
+    if (this.dead !== null) return this.dead;
+    let msg = this.cString(this.m._hwkv_wasm_last_error());
+    if (this.oomNote) {
+      msg += ` (WebAssembly heap ${mib(this.m.HEAPU8.length)} of ${HEAP_LIMIT_TEXT} limit)`;
+    }
+    return msg;
+  }
+
+  buildInfo(): string {
+    return this.cString(this.m._hwkv_wasm_build_info());
+  }
+
+  ropeInvFreq(rp: Float64Array, invFreq: Float32Array, attentionFactor: Float32Array): number {
+    this.add(rp, IN);
+    this.add(invFreq, OUT);
+    this.add(attentionFactor, OUT);
+    return this.call('rope_inv_freq', 0, (p) => this.m._hwkv_wasm_rope_inv_freq(p[0]!, p[1]!, p[2]!));
+  }
+
+  ropeApply(rp: Float64Array, x: Float32Array, nTok: number, nHead: number, pos: Int32Array): number {
+    this.add(rp, IN);
+    this.add(x, OUT);
+    this.add(pos, IN);
+    return this.call('rope_apply', 0, (p) => this.m._hwkv_wasm_rope_apply(p[0]!, p[1]!, nTok, nHead, p[2]!));
+  }
+
+  packBits(codes: Uint16Array, bits: number, words: Uint32Array): number {
+    this.add(codes, IN);
+    this.add(words, OUT);
+    return (
+      this.call('pack_bits', 0, (p) => this.m._hwkv_wasm_pack_bits(p[0]!, codes.length, bits, p[1]!, words.length))
+    );
+  }
+
+  unpackBits(words: Uint32Array, bits: number, codes: Uint16Array): number {
+    this.add(words, IN);
+    this.add(codes, OUT);
+    return (
+      this.call('unpack_bits', 0, (p) => this.m._hwkv_wasm_unpack_bits(p[0]!, words.length, bits, p[1]!, codes.length))
+    );
+  }
+
+  fwht(x: Float32Array, rows: number, n: number, scale: number): number {
+    this.add(x, OUT);
+    return this.call('fwht', 0, (p) => this.m._hwkv_wasm_fwht(p[0]!, rows, n, scale));
+  }
+
+  storeCreate(sp: Float64Array, out: RawStore[]): number {
+    this.add(sp, IN);
+    return (
+      this.call(
+        'store_create',
+        4,
+        (p) => this.m._hwkv_wasm_store_create(p[0]!, p[1]!),
+        (p) => {
+          out[0] = this.u32(p[1]!);
+        },
+      )
+    );
+  }
+
+  storeFree(s: RawStore): void {
+    if (this.dead !== null) return;
+    try {
+      this.m._hwkv_wasm_store_free(s as number);
+    } catch (e) {
+      this.dead = `store_free trapped: ${e instanceof Error ? e.message : String(e)}`;
+    }
+  }
+
+  storeStats(s: RawStore, out: Float64Array): number {
+    this.add(out, OUT);
+    return this.call('store_stats', 0, (p) => this.m._hwkv_wasm_store_stats(s as number, p[0]!));
+  }
+
+  blockCreate(s: RawStore, out: Int32Array): number {
+    this.add(out, OUT);
+    return this.call('block_create', 0, (p) => this.m._hwkv_wasm_block_create(s as number, p[0]!));
+  }
+
+  blockFree(s: RawStore, block: number): number {
+    return this.call('block_free', 0, () => this.m._hwkv_wasm_block_free(s as number, block));
+  }
+
+  blockLen(s: RawStore, block: number, out: Int32Array): number {
+    this.add(out, OUT);
+    return this.call('block_len', 0, (p) => this.m._hwkv_wasm_block_len(s as number, block, p[0]!));
+  }
+
+  blockAppend(s: RawStore, block: number, nTok: number, k: Float32Array, v: Float32Array, rp: Float64Array | null): number {
+    this.add(k, IN);
+    this.add(v, IN);
+    this.add(rp, IN);
+    return (
+      this.call('block_append', 0, (p) => this.m._hwkv_wasm_block_append(s as number, block, nTok, p[0]!, p[1]!, p[2]!))
+    );
+  }
+
+  blockTruncate(s: RawStore, block: number, newLen: number): number {
+    return this.call('block_truncate', 0, () => this.m._hwkv_wasm_block_truncate(s as number, block, newLen));
+  }
+
+  blockMerge(s: RawStore, dst: number, src: number, rp: Float64Array | null): number {
+    this.add(rp, IN);
+    return this.call('block_merge', 0, (p) => this.m._hwkv_wasm_block_merge(s as number, dst, src, p[0]!));
+  }
+
+  blockRead(s: RawStore, block: number, layer: number, start: number, nTok: number, k: Float32Array | null, v: Float32Array | null): number {
+    this.add(k, OUT);
+    this.add(v, OUT);
+    return (
+      this.call('block_read', 0, (p) => this.m._hwkv_wasm_block_read(s as number, block, layer, start, nTok, p[0]!, p[1]!))
+    );
+  }
+
+  viewRead(s: RawStore, blocks: Int32Array, layer: number, rp: Float64Array | null, k: Float32Array | null, v: Float32Array | null, total: number): number {
+    this.add(blocks, IN);
+    this.add(rp, IN);
+    this.add(k, OUT);
+    this.add(v, OUT);
+    return (
+      this.call('view_read', 0, (p) =>
+        this.m._hwkv_wasm_view_read(s as number, p[0]!, blocks.length, layer, p[1]!, p[2]!, p[3]!, total),
+      )
+    );
+  }
+
+  attnViews(
+    s: RawStore,
+    layer: number,
+    rp: Float64Array,
+    viewIndptr: Int32Array,
+    viewBlocks: Int32Array,
+    qIndptr: Int32Array,
+    qPos: Int32Array,
+    q: Float32Array,
+    nHead: number,
+    scale: number,
+    out: Float32Array,
+    lse: Float32Array | null,
+  ): number {
+    this.add(rp, IN);
+    this.add(viewIndptr, IN);
+    this.add(viewBlocks, IN);
+    this.add(qIndptr, IN);
+    this.add(qPos, IN);
+    this.add(q, IN);
+    this.add(out, OUT);
+    this.add(lse, OUT);
+    const nSeq = viewIndptr.length - 1;
+    return (
+      this.call('attn_views', 0, (p) =>
+        this.m._hwkv_wasm_attn_views(s as number, layer, p[0]!, nSeq, p[1]!, p[2]!, p[3]!, p[4]!, p[5]!, nHead, scale, p[6]!, p[7]!),
+      )
+    );
+  }
+
+  setSimd(forceScalar: boolean): void {
+    if (this.dead !== null) return;
+    this.m._hwkv_wasm_set_simd(forceScalar ? 1 : 0);
+  }
+}
+
+const COMPILE_HINT =
+  'the hogwild-kv WebAssembly module needs WebAssembly SIMD (simd128) and exception handling ' +
+  '(Node >= 20, Chrome >= 95, Firefox >= 100, Safari >= 16.4)';
+
+/**
+ * Instantiate the emscripten module from its bytes and wrap it as a RawApi. Environment-neutral: the glue
+ * never loads files itself (compilation and instantiation happen here).
+ */
+export async function createWasmRaw(factory: HwkvModuleFactory, wasmBinary: Uint8Array | ArrayBuffer): Promise<RawApi> {
+  const bytes = wasmBinary instanceof Uint8Array ? wasmBinary : new Uint8Array(wasmBinary);
+  let compiled: WebAssembly.Module;
+  try {
+    compiled = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
+  } catch (e) {
+    throw new Error(`compiling the WebAssembly module failed: ${e instanceof Error ? e.message : String(e)} (${COMPILE_HINT})`);
+  }
+  let rejectInst: (e: unknown) => void = () => {};
+  const instFailed = new Promise<never>((_, reject) => {
+    rejectInst = reject;
+  });
+  const ready = factory({
+    wasmBinary: bytes,
+    // Instantiate ourselves so that a failure rejects our promise instead of aborting inside the glue.
+    instantiateWasm(imports: WebAssembly.Imports, receive: (inst: WebAssembly.Instance, mod: WebAssembly.Module) => void) {
+      WebAssembly.instantiate(compiled, imports).then(
+        (inst) => receive(inst, compiled),
+        (e: unknown) => rejectInst(new Error(`instantiating the hogwild-kv WebAssembly module failed: ${e instanceof Error ? e.message : String(e)}`)),
+      );
+      return {};
+    },
+    locateFile: (path: string) => path,
+    print: () => {},
+    printErr: () => {},
+  });
+  const m = await Promise.race([ready, instFailed]);
+  return new WasmRaw(m);
+}
+
+let defaultRaw: Promise<RawApi> | null = null;
+
+/**
+ * Load the WebAssembly backend in Node from the package's committed artifacts (prebuilds/wasm). The default
+ * instance is created once and shared; passing `wasmBinary` always creates a fresh instance from those bytes.
+ */
+export function loadWasmRaw(options: { wasmBinary?: Uint8Array } = {}): Promise<RawApi> {
+  if (options.wasmBinary) return loadFromPackage(options.wasmBinary);
+  if (!defaultRaw) {
+    defaultRaw = loadFromPackage(undefined);
+    defaultRaw.catch(() => {
+      defaultRaw = null; // let a later call retry
+    });
+  }
+  return defaultRaw;
+}
+
+async function loadFromPackage(wasmBinary: Uint8Array | undefined): Promise<RawApi> {
+  const [{ readFileSync }, { createRequire }, { join }, { packageRoot }] = await Promise.all([
+    import('node:fs'),
+    import('node:module'),
+    import('node:path'),
+    import('../util/paths.js'),
+  ]);
+  const dir = join(packageRoot(), 'prebuilds', 'wasm');
+  const gluePath = join(dir, 'hwkv.cjs');
+  const wasmPath = join(dir, 'hwkv.wasm');
+  let factory: HwkvModuleFactory;
+  let bytes: Uint8Array;
+  try {
+    factory = createRequire(gluePath)(gluePath) as HwkvModuleFactory;
+    bytes = wasmBinary ?? readFileSync(wasmPath);
+  } catch (e) {
+    throw new Error(
+      `cannot read the WebAssembly artifacts in ${dir} (${e instanceof Error ? e.message : String(e)}); ` +
+        'reinstall hogwild-kv, or in a checkout run `npm run build:wasm`',
+    );
+  }
+  return createWasmRaw(factory, bytes);
+}
