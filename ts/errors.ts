@@ -12,9 +12,38 @@ export type HogwildErrorCode =
   | 'INTERNAL'
   | 'BACKEND_UNAVAILABLE'
   | 'DISPOSED'
-  | 'MODEL_FORMAT'
-  | 'TOKENIZER'
+  | ModelFormatErrorCode
+  | TokenizerErrorCode
   | 'ABORTED';
+
+/** What was wrong with a model file. */
+export type ModelFormatErrorCode =
+  /** The file does not start with the expected magic bytes / header. */
+  | 'FORMAT_BAD_MAGIC'
+  /** A version this reader does not support (GGUF v1, a big-endian file, a future version). */
+  | 'FORMAT_UNSUPPORTED_VERSION'
+  /** The file ends before the header, or before a tensor's data, is complete. */
+  | 'FORMAT_TRUNCATED'
+  /** A count, length or size is beyond what the file can hold or a sane limit (guards against malicious sizes). */
+  | 'FORMAT_LIMIT_EXCEEDED'
+  /** An unknown ggml tensor type, GGUF value type or safetensors dtype. */
+  | 'FORMAT_UNKNOWN_TYPE'
+  /** An architecture, tensor layout or setting this library does not run. */
+  | 'FORMAT_UNSUPPORTED_MODEL'
+  /** A tensor the architecture needs is absent, or has the wrong shape or dtype. */
+  | 'FORMAT_MISSING_TENSOR'
+  /** Anything else structurally invalid: bad JSON, overlapping tensors, misaligned offsets, duplicate names, bad config values. */
+  | 'FORMAT_INVALID'
+  /** The file could not be opened or read. */
+  | 'FORMAT_IO';
+
+export type TokenizerErrorCode =
+  /** The vocabulary is of a kind this tokenizer does not implement (model or pre-tokenizer). */
+  | 'TOKENIZER_UNSUPPORTED'
+  /** The vocabulary metadata is missing or inconsistent. */
+  | 'TOKENIZER_INVALID'
+  /** A token id outside the vocabulary. */
+  | 'TOKENIZER_BAD_TOKEN';
 
 export class HogwildError extends Error {
   readonly code: HogwildErrorCode;
@@ -83,19 +112,22 @@ export class DisposedError extends HogwildError {
   }
 }
 
-/** A model, tokenizer or predictor file is malformed, truncated or not what was expected. */
+/** A model file (GGUF, safetensors, config, sharded index) that cannot be used. The message names the file and the problem. */
 export class ModelFormatError extends HogwildError {
-  readonly file: string | undefined;
-  constructor(message: string, file?: string) {
-    super('MODEL_FORMAT', file ? `${file}: ${message}` : message);
-    this.file = file;
+  declare readonly code: ModelFormatErrorCode;
+  /** The file (or folder) the problem is in. */
+  readonly path: string;
+  constructor(code: ModelFormatErrorCode, path: string, problem: string, options?: { cause?: unknown }) {
+    super(code, `${path}: ${problem}`, options);
+    this.path = path;
   }
 }
 
-/** Tokenizer data is missing or malformed, or text cannot be tokenized. */
+/** Tokenizer data is missing or malformed, or a token id is outside the vocabulary. */
 export class TokenizerError extends HogwildError {
-  constructor(message: string) {
-    super('TOKENIZER', message);
+  declare readonly code: TokenizerErrorCode;
+  constructor(code: TokenizerErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }
 

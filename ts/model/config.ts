@@ -40,15 +40,15 @@ function num(cfg: Json, key: string, file: string, fallback?: number): number {
   const v = cfg[key];
   if (v === undefined || v === null) {
     if (fallback !== undefined) return fallback;
-    throw new ModelFormatError(`missing required key '${key}'`, file);
+    throw new ModelFormatError('FORMAT_INVALID', file, `missing required key '${key}'`);
   }
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ModelFormatError(`key '${key}' must be a number, got ${JSON.stringify(v)}`, file);
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ModelFormatError('FORMAT_INVALID', file, `key '${key}' must be a number, got ${JSON.stringify(v)}`);
   return v;
 }
 
 function posInt(cfg: Json, key: string, file: string, fallback?: number): number {
   const v = num(cfg, key, file, fallback);
-  if (!Number.isInteger(v) || v < 1) throw new ModelFormatError(`key '${key}' must be a positive integer, got ${v}`, file);
+  if (!Number.isInteger(v) || v < 1) throw new ModelFormatError('FORMAT_INVALID', file, `key '${key}' must be a positive integer, got ${v}`);
   return v;
 }
 
@@ -70,7 +70,7 @@ function hfRope(cfg: Json, file: string): { theta: number; scaling: RopeScaling 
     const v = s[k];
     if (typeof v === 'number') return v;
     if (d !== undefined) return d;
-    throw new ModelFormatError(`rope scaling '${type}' needs '${k}'`, file);
+    throw new ModelFormatError('FORMAT_INVALID', file, `rope scaling '${type}' needs '${k}'`);
   };
   const origFromCfg = typeof cfg.max_position_embeddings === 'number' ? cfg.max_position_embeddings : undefined;
   switch (type) {
@@ -102,7 +102,7 @@ function hfRope(cfg: Json, file: string): { theta: number; scaling: RopeScaling 
         },
       };
     default:
-      throw new ModelFormatError(`unsupported rope scaling type '${type}' (supported: default, linear, llama3, yarn)`, file);
+      throw new ModelFormatError('FORMAT_UNSUPPORTED_MODEL', file, `unsupported rope scaling type '${type}' (supported: default, linear, llama3, yarn)`);
   }
 }
 
@@ -116,19 +116,16 @@ export function yarnAttentionFactor(s: RopeScaling, explicit?: number): number {
 export function configFromHf(cfg: Json, file = 'config.json'): ModelConfig {
   const modelType = String(cfg.model_type ?? '');
   if (!(ARCHITECTURES as readonly string[]).includes(modelType)) {
-    throw new ModelFormatError(
-      `unknown architecture '${modelType}' (model_type); supported: ${ARCHITECTURES.join(', ')}`,
-      file,
-    );
+    throw new ModelFormatError('FORMAT_UNSUPPORTED_MODEL', file, `unknown architecture '${modelType}' (model_type); supported: ${ARCHITECTURES.join(', ')}`);
   }
   const architecture = modelType as Architecture;
   const nEmbd = posInt(cfg, 'hidden_size', file);
   const nHead = posInt(cfg, 'num_attention_heads', file);
   const nKvHead = posInt(cfg, 'num_key_value_heads', file, nHead);
   const headDim = posInt(cfg, 'head_dim', file, Math.floor(nEmbd / nHead));
-  if (nHead % nKvHead !== 0) throw new ModelFormatError(`num_attention_heads (${nHead}) must be a multiple of num_key_value_heads (${nKvHead})`, file);
+  if (nHead % nKvHead !== 0) throw new ModelFormatError('FORMAT_INVALID', file, `num_attention_heads (${nHead}) must be a multiple of num_key_value_heads (${nKvHead})`);
   const act = cfg.hidden_act ?? 'silu';
-  if (act !== 'silu') throw new ModelFormatError(`unsupported hidden_act '${String(act)}' (only silu)`, file);
+  if (act !== 'silu') throw new ModelFormatError('FORMAT_UNSUPPORTED_MODEL', file, `unsupported hidden_act '${String(act)}' (only silu)`);
   const { theta, scaling } = hfRope(cfg, file);
   const partial = typeof cfg.partial_rotary_factor === 'number' ? cfg.partial_rotary_factor : 1;
   let rotaryDim = Math.floor(headDim * partial);
@@ -167,7 +164,7 @@ export function configFromGguf(meta: Record<string, unknown>, nVocabFromTensor: 
   const archName = String(meta['general.architecture'] ?? '');
   const architecture = GGUF_ARCH[archName];
   if (!architecture) {
-    throw new ModelFormatError(`unknown architecture '${archName}' (general.architecture); supported: ${Object.keys(GGUF_ARCH).join(', ')}`, file);
+    throw new ModelFormatError('FORMAT_UNSUPPORTED_MODEL', file, `unknown architecture '${archName}' (general.architecture); supported: ${Object.keys(GGUF_ARCH).join(', ')}`);
   }
   const key = (k: string) => `${archName}.${k}`;
   const get = (k: string, d?: number): number => {
@@ -175,7 +172,7 @@ export function configFromGguf(meta: Record<string, unknown>, nVocabFromTensor: 
     if (typeof v === 'number') return v;
     if (typeof v === 'bigint') return Number(v);
     if (d !== undefined) return d;
-    throw new ModelFormatError(`missing metadata '${key(k)}'`, file);
+    throw new ModelFormatError('FORMAT_INVALID', file, `missing metadata '${key(k)}'`);
   };
   const nEmbd = get('embedding_length');
   const nHead = get('attention.head_count');
@@ -195,7 +192,7 @@ export function configFromGguf(meta: Record<string, unknown>, nVocabFromTensor: 
       betaSlow: get('rope.scaling.yarn_beta_slow', 1),
     };
   } else if (st !== undefined && st !== 'none') {
-    throw new ModelFormatError(`unsupported rope scaling type '${String(st)}'`, file);
+    throw new ModelFormatError('FORMAT_UNSUPPORTED_MODEL', file, `unsupported rope scaling type '${String(st)}'`);
   }
   const tokens = meta['tokenizer.ggml.tokens'];
   const nVocab = get('vocab_size', nVocabFromTensor ?? (Array.isArray(tokens) ? tokens.length : undefined));
