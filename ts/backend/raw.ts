@@ -25,8 +25,65 @@ export const STORE_PARAMS_LEN = 7;
 /** [bytes_reserved, bytes_in_use, pages_in_use, pages_free, blocks_live] */
 export const STORE_STATS_LEN = 5;
 
+/** [n_layer, n_embd, n_head, n_kv_head, head_dim, n_ff, n_vocab, flags, rms_norm_eps, attn_factor,
+ *   attn_scale, n_threads, ...rope (ROPE_PARAMS_LEN values)] — hwkv_model_params field order */
+export const MODEL_PARAMS_LEN = 12 + ROPE_PARAMS_LEN;
+/** [weight_bytes, scratch_bytes, n_tensors, uploads_pending, mapped, n_threads] */
+export const MODEL_INFO_LEN = 6;
+
 /** An opaque store handle (a pointer value on native and wasm). */
 export type RawStore = unknown;
+/** An opaque model handle. */
+export type RawModel = unknown;
+
+/**
+ * hwkv_model_api (core/include/hwkv_model.h) as JS methods. Tensor descriptors travel as parallel arrays
+ * (one entry per tensor): names, types, nDims, ne (4 per tensor, outermost first), files, offsets, nbytes.
+ */
+export interface RawModelApi {
+  modelCreate(
+    mp: Float64Array,
+    names: string[],
+    types: Int32Array,
+    nDims: Int32Array,
+    ne: Float64Array,
+    files: string[],
+    offsets: Float64Array,
+    nbytes: Float64Array,
+    mode: number,
+    out: RawModel[],
+  ): number;
+  modelFree(m: RawModel): void;
+  /** UPLOAD mode: bytes [offset, offset + data.length) of tensor `index`. */
+  modelUpload(m: RawModel, index: number, data: Uint8Array, offset: number): number;
+  modelInfo(m: RawModel, out: Float64Array): number;
+  /** Synchronous forward. logits may be null for logitsMode NONE. */
+  modelForward(
+    m: RawModel,
+    s: RawStore,
+    logitsMode: number,
+    viewIndptr: Int32Array,
+    viewBlocks: Int32Array,
+    tokIndptr: Int32Array,
+    tokens: Int32Array,
+    logits: Float32Array | null,
+  ): number;
+  /**
+   * Optional: the same forward run off the JS thread (native addon: a worker thread), resolving to the
+   * status. The arrays must not be touched until it resolves.
+   */
+  modelForwardAsync?(
+    m: RawModel,
+    s: RawStore,
+    logitsMode: number,
+    viewIndptr: Int32Array,
+    viewBlocks: Int32Array,
+    tokIndptr: Int32Array,
+    tokens: Int32Array,
+    logits: Float32Array | null,
+  ): Promise<number>;
+  modelSetThreads(m: RawModel, nThreads: number): number;
+}
 
 export interface RawApi {
   lastError(): string;
@@ -71,4 +128,7 @@ export interface RawApi {
 
   /** CPU core only: true forces the scalar paths (tests compare both). */
   setSimd?(forceScalar: boolean): void;
+
+  /** The model engine, where the backend has one (hwkv_cpu_model_api / hwkv_cuda_model_api). */
+  model?: RawModelApi;
 }
