@@ -6,8 +6,10 @@
  * opaque handles, caller-owned host buffers, shapes written [outer, ..., inner], row-major.
  *
  * Supported architectures (one forward pass, switched by flags): Llama 1/2/3 (incl. Llama-3.1 rope scaling),
- * Mistral (no sliding window), Qwen2 (q/k/v bias), Qwen3 (RMSNorm over head_dim on q and k), with GQA, MQA or
- * MHA and any head_dim (n_head * head_dim need not equal n_embd).
+ * Mistral, Qwen2 (q/k/v bias), Qwen3 (RMSNorm over head_dim on q and k), with GQA, MQA or MHA and any head_dim
+ * (n_head * head_dim need not equal n_embd). Attention is always full causal attention over the view: a
+ * sliding window (Mistral v0.1 "sliding_window": 4096, Qwen2 "use_sliding_window": true) is not applied, so
+ * such models are exact only while every view is at most the window long (the loader should warn or refuse).
  *
  *   for each layer l:
  *     h   = rms_norm(x) * attn_norm
@@ -75,8 +77,10 @@ typedef struct hwkv_model_params {
   int32_t n_vocab;      /* >= 1                                                                         */
   uint32_t flags;       /* OR of hwkv_model_flags                                                       */
   float rms_norm_eps;   /* > 0, e.g. 1e-5 or 1e-6                                                       */
-  float attn_factor;    /* multiplies q and k on dims [0, rope.rotary_dim) after q/k norm (YaRN mscale,
-                           hwkv_api.rope_inv_freq's attention_factor); 0 means 1                         */
+  float attn_factor;    /* multiplies q and k on dims [0, rope.rotary_dim) after q/k norm (YaRN mscale).
+                           0 = the rope's own factor (what hwkv_api.rope_inv_freq reports: the YaRN mscale
+                           for HWKV_ROPE_SCALING_YARN, 1 otherwise); pass a value to override it (e.g. a
+                           checkpoint's explicit attention_factor)                                         */
   float attn_scale;     /* softmax scale; 0 means 1/sqrt(head_dim)                                      */
   int32_t n_threads;    /* threads of the model's pool incl. the caller; <= 0 = hardware concurrency   */
   hwkv_rope_params rope;/* rotation of q and k; the KV store's keys use the same (see hwkv.h)           */
@@ -108,8 +112,17 @@ typedef struct hwkv_model_params {
  * Vectors (norms, biases) may be F32, F16 or BF16; matrices any hwkv_wtype. Every expected tensor must be
  * listed exactly once; a missing, duplicated, unknown or wrongly shaped/typed tensor fails model_create
  * with a message naming it. The loader (TS side) maps checkpoint names to these and picks rope.style: Hugging
- * Face checkpoints use NEOX (rotate-half), GGUF llama files use NORMAL (adjacent pairs; GGUF stores Wq/Wk
- * permuted for it).
+ * Face checkpoints use NEOX (rotate-half); GGUF "llama" files use NORMAL (adjacent pairs: llama.cpp's
+ * converter permutes the rows of Wq/Wk for it), GGUF "qwen2"/"qwen3" files use NEOX (not permuted).
+ *
+ * Name mapping for reference. GGUF: strip ".weight" ("token_embd" -> tok_embd) and map "blk.<i>.attn_q.bias"
+ * -> blk.<i>.attn_q_bias (likewise k, v); GGUF lists dims innermost first, so reverse them. Hugging Face:
+ *   model.embed_tokens.weight -> tok_embd, model.norm.weight -> output_norm, lm_head.weight -> output,
+ *   model.layers.<i>.input_layernorm.weight -> blk.<i>.attn_norm, .self_attn.{q,k,v}_proj.weight ->
+ *   .attn_{q,k,v}, .self_attn.{q,k,v}_proj.bias -> .attn_{q,k,v}_bias, .self_attn.o_proj.weight -> .attn_output,
+ *   .self_attn.{q,k}_norm.weight -> .attn_{q,k}_norm, .post_attention_layernorm.weight -> .ffn_norm,
+ *   .mlp.{gate,up,down}_proj.weight -> .ffn_{gate,up,down}. A tied checkpoint that still stores lm_head.weight:
+ *   either set TIED_EMBEDDINGS and leave it out, or clear the flag and pass it as "output".
  *
  * ne[] of a vector is {n}; n_dims is 1 for vectors, 2 for matrices (trailing ne[] entries are ignored).
  * A 2-D tensor of shape [1, n] is accepted where a vector of n is expected.
