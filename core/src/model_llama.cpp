@@ -10,6 +10,7 @@
 
 #include "attn.h"
 #include "model/kv.h"
+#include "kernels/ops.h"
 #include "model/model.h"
 
 namespace hwkv {
@@ -17,19 +18,9 @@ namespace model {
 
 namespace {
 
-// out[t] = x[t] / rms(x[t]) * w, rows of n.
-void rms_norm_rows(const float* x, const float* w, float* out, int64_t rows, int64_t n, float eps) {
-  for (int64_t t = 0; t < rows; ++t) {
-    const float* xr = x + t * n;
-    float* o = out + t * n;
-    double ss = 0.0;
-    for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(xr[i]) * xr[i];
-    const float r = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + static_cast<double>(eps)));
-    for (int64_t i = 0; i < n; ++i) o[i] = (xr[i] * r) * w[i];
-  }
+inline void rms_norm_rows(const float* x, const float* w, float* out, int64_t rows, int64_t n, float eps) {
+  kern::rmsnorm(x, w, rows, n, eps, out);
 }
-
-inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
 struct Rollback {
   BlockStore* s = nullptr;
@@ -168,8 +159,7 @@ hwkv_status forward(Model& m, hwkv_store_t* handle, const hwkv_forward_batch* b,
   // Embedding lookup.
   {
     const Tensor& E = *m.tok_embd;
-    const int64_t rbytes = E.row_bytes();
-    for (int64_t t = 0; t < n_tok; ++t) dequant_row(E.type, E.data + b->tokens[t] * rbytes, x + t * D, D);
+    for (int64_t t = 0; t < n_tok; ++t) kern::dequantize_row(E.data, E.type, D, b->tokens[t], x + t * D);
   }
 
   hwkv_attn_batch ab;
@@ -244,7 +234,7 @@ hwkv_status forward(Model& m, hwkv_store_t* handle, const hwkv_forward_batch* b,
       };
       HWKV_TRY(matmul_multi(m, outs, 2, D, h, n_act));
     }
-    for (int64_t i = 0; i < n_act * F; ++i) fg[i] = silu(fg[i]) * fu[i];
+    kern::swiglu(fg, fu, n_act * F, fg);
     {
       kern::MatmulOut o = {L.down->data, L.down->type, 1, D, x, 0};
       HWKV_TRY(matmul_multi(m, &o, 1, F, fg, n_act));

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <map>
 
-#include "dispatch.h"
+#include "kernels/ops.h"
 #include "model/model.h"
 
 #if defined(_WIN32)
@@ -44,13 +44,6 @@ void aligned_free64(void* p) {
 #else
   std::free(p);
 #endif
-}
-
-inline float bf16_to_f32(uint16_t h) {
-  uint32_t u = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
 }
 
 // Reads [offset, offset + n) of an open FILE* into dst; returns false on a short read.
@@ -117,36 +110,6 @@ const char* wtype_name(int32_t type) {
     case HWKV_WTYPE_BF16: return "BF16";
     case HWKV_WTYPE_Q8_0: return "Q8_0";
     default: return "?";
-  }
-}
-
-void dequant_row(int32_t type, const uint8_t* src, float* dst, int64_t n) {
-  switch (type) {
-    case HWKV_WTYPE_F32:
-      std::memcpy(dst, src, static_cast<size_t>(n) * 4);
-      break;
-    case HWKV_WTYPE_F16:
-      kernels().f16_to_f32(reinterpret_cast<const uint16_t*>(src), dst, n);
-      break;
-    case HWKV_WTYPE_BF16: {
-      const uint16_t* s = reinterpret_cast<const uint16_t*>(src);
-      for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
-      break;
-    }
-    case HWKV_WTYPE_Q8_0: {
-      for (int64_t b = 0; b < n / 32; ++b) {
-        const uint8_t* blk = src + b * 34;
-        uint16_t dh;
-        std::memcpy(&dh, blk, 2);
-        const float d = f16_to_f32_one(dh);
-        const int8_t* q = reinterpret_cast<const int8_t*>(blk + 2);
-        float* o = dst + b * 32;
-        for (int j = 0; j < 32; ++j) o[j] = d * static_cast<float>(q[j]);
-      }
-      break;
-    }
-    default:
-      break;
   }
 }
 
@@ -267,7 +230,7 @@ hwkv_status prepare(Model& m) {
     if (t.n_dims == 1 || t.ne0 == 1) {
       const int64_t n = t.ne0 * t.ne1;
       t.f32.resize(static_cast<size_t>(n));
-      dequant_row(t.type, t.data, t.f32.data(), n);
+      kern::dequantize_row(t.data, t.type, n, 0, t.f32.data());
     }
   }
   m.prepared = true;

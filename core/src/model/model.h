@@ -98,8 +98,6 @@ struct Model {
 // ---- weights (model_weights.cpp) ----
 int64_t wtype_row_bytes(int32_t type, int64_t n);  // bytes of n elements (n % 32 == 0 for Q8_0); -1 if bad
 const char* wtype_name(int32_t type);
-// Widen n elements of a row of `type` starting at element 0 of `src` into dst (float32).
-void dequant_row(int32_t type, const uint8_t* src, float* dst, int64_t n);
 // Open/map the files and attach the tensor bytes (FILE), or allocate them (UPLOAD).
 hwkv_status attach_files(Model& m, const hwkv_tensor_desc* descs, int32_t n);
 hwkv_status allocate_uploads(Model& m);
