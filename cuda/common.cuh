@@ -1,0 +1,114 @@
+// common.cuh — shared helpers of the CUDA backend: error reporting, CUDA call checking, scratch buffers.
+//
+// Errors follow the CPU core: every failing path calls fail(status, fmt, ...), which formats the message
+// into a thread-local fixed buffer and returns the status. Messages start with the ABI function name
+// without the hwkv_ prefix ("block_append: block 7 is not a live block (store has 3 live blocks)").
+// A failing CUDA call becomes HWKV_ERR_DEVICE (HWKV_ERR_OUT_OF_MEMORY for cudaErrorMemoryAllocation) with
+// the CUDA error name and string in the message.
+//
+// Every ABI entry runs on cudaStreamPerThread and synchronizes before returning (all buffers are host
+// memory). Temporary device memory comes from the stream-ordered allocator (cudaMallocAsync).
+#ifndef HWKV_CUDA_COMMON_CUH
+#define HWKV_CUDA_COMMON_CUH
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <new>
+
+#include "hwkv.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define HWKV_CU_PRINTF(fmt_idx, arg_idx) __attribute__((format(printf, fmt_idx, arg_idx)))
+#else
+#define HWKV_CU_PRINTF(fmt_idx, arg_idx)
+#endif
+
+namespace hwkv_cuda {
+
+// Sets the thread-local last error and returns `st`.
+hwkv_status fail(hwkv_status st, const char* fmt, ...) HWKV_CU_PRINTF(2, 3);
+const char* last_error();
+
+// Turns a failed CUDA call into a status + message ("<fn>: CUDA error in <what>: <name>: <text>").
+// Clears the (non-sticky) last CUDA error so that later launch checks do not report it again.
+hwkv_status cuda_fail(cudaError_t e, const char* fn, const char* what);
+
+// The device all calls use (chosen by hwkv_cuda_api) and a per-call guard that makes it current.
+int device_id();
+hwkv_status use_device(const char* fn);
+
+// Checks a CUDA runtime call inside a function that has `const char* fn` (the ABI name) in scope.
+#define HWKV_CU(call)                                                       \
+  do {                                                                      \
+    cudaError_t hwkv_ce_ = (call);                                          \
+    if (hwkv_ce_ != cudaSuccess) return ::hwkv_cuda::cuda_fail(hwkv_ce_, fn, #call); \
+  } while (0)
+
+// Checks a kernel launch (configuration errors and earlier asynchronous faults).
+#define HWKV_CU_LAUNCH(name) HWKV_CU(cudaGetLastError())
+
+#define HWKV_TRY(expr)                        \
+  do {                                        \
+    hwkv_status hwkv_st_ = (expr);            \
+    if (hwkv_st_ != HWKV_OK) return hwkv_st_; \
+  } while (0)
+
+// Runs f() (returning hwkv_status) so that no C++ exception escapes.
+template <class F>
+hwkv_status guarded(const char* fn, F&& f) noexcept {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    return fail(HWKV_ERR_OUT_OF_MEMORY, "%s: out of host memory", fn);
+  } catch (const std::exception& e) {
+    return fail(HWKV_ERR_INTERNAL, "%s: internal error: %s", fn, e.what());
+  } catch (...) {
+    return fail(HWKV_ERR_INTERNAL, "%s: internal error: unknown exception", fn);
+  }
+}
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The stream every call works on.
+inline cudaStream_t stream() { return cudaStreamPerThread; }
+
+// Temporary device memory, stream-ordered; freed (asynchronously, in stream order) by the destructor.
+class Scratch {
+ public:
+  Scratch() = default;
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() { release(); }
+  // Allocates `bytes` (0 allowed: then ptr() is null). Out of device memory -> HWKV_ERR_OUT_OF_MEMORY.
+  hwkv_status alloc(const char* fn, size_t bytes);
+  void release() {
+    if (p_) (void)cudaFreeAsync(p_, stream());  // nothing to report from a destructor path
+    p_ = nullptr;
+  }
+  template <class T>
+  T* as() const { return static_cast<T*>(p_); }
+  void* ptr() const { return p_; }
+
+ private:
+  void* p_ = nullptr;
+};
+
+// Copies host -> device / device -> host on the call's stream (no-ops for 0 bytes).
+hwkv_status h2d(const char* fn, void* dst, const void* src, size_t bytes);
+hwkv_status d2h(const char* fn, void* dst, const void* src, size_t bytes);
+// Waits for the call's stream and reports any asynchronous fault.
+hwkv_status sync(const char* fn);
+
+// Grid size for a grid-stride loop over n items with `threads` threads per block.
+inline unsigned grid_for(int64_t n, int threads) {
+  int64_t g = ceil_div(n > 0 ? n : 1, threads);
+  const int64_t cap = 65535LL * 32;
+  return static_cast<unsigned>(g < cap ? g : cap);
+}
+
+}  // namespace hwkv_cuda
+
+#endif

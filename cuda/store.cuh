@@ -1,0 +1,64 @@
+// store.cuh — the CUDA block store: a device page pool plus a host-side block table.
+//
+// Page = page_tokens tokens of every layer and KV head, K then V (dtype F32):
+//   K: [n_layer][n_kv_head][page_tokens][head_dim]      (k_floats floats)
+//   V: [n_layer][n_kv_head][page_tokens][head_dim_v]    (after K)
+// so one (layer, kv head) of a page is a contiguous [page_tokens][dim] tile, which is what attention
+// streams. Token l of a block lives in page pages[l / page_tokens] at row l % page_tokens.
+// Each page is one cudaMalloc; freed pages are kept for reuse (pages_free) until store_free.
+// The host mirrors the CPU core's bookkeeping exactly (ids, lengths, page counts, max_bytes).
+#ifndef HWKV_CUDA_STORE_CUH
+#define HWKV_CUDA_STORE_CUH
+
+#include <cstdint>
+#include <vector>
+
+#include "common.cuh"
+
+namespace hwkv_cuda {
+
+// Device-side geometry of a page.
+struct PageGeo {
+  int32_t n_layer, n_kv, T, D, Dv;
+  int64_t k_floats;  // n_layer * n_kv * T * D
+
+  __host__ __device__ int64_t k_off(int32_t layer, int32_t g, int32_t t) const {
+    return ((static_cast<int64_t>(layer) * n_kv + g) * T + t) * D;
+  }
+  __host__ __device__ int64_t v_off(int32_t layer, int32_t g, int32_t t) const {
+    return k_floats + ((static_cast<int64_t>(layer) * n_kv + g) * T + t) * Dv;
+  }
+};
+
+struct StoreBlock {
+  bool live = false;
+  int32_t len = 0;
+  std::vector<int32_t> pages;  // indices into hwkv_store::page_ptr
+};
+
+}  // namespace hwkv_cuda
+
+struct hwkv_store {
+  hwkv_store_params p{};
+  hwkv_cuda::PageGeo geo{};
+  int64_t page_bytes = 0;
+  std::vector<float*> page_ptr;             // every page ever allocated (device memory)
+  std::vector<int32_t> free_pages;          // indices into page_ptr, reused LIFO
+  std::vector<hwkv_cuda::StoreBlock> blocks;  // by id
+  int32_t pages_in_use = 0;
+  int32_t blocks_live = 0;
+};
+
+namespace hwkv_cuda {
+
+// Validation with the CPU core's wording (core/src/store.cpp).
+bool is_live(const hwkv_store* s, int32_t block);
+hwkv_status check_block(const char* fn, const hwkv_store* s, int32_t block);
+hwkv_status check_layer(const char* fn, const hwkv_store* s, int32_t layer);
+// Validates rope params used with the store (head_dim must match) and prepares them.
+struct RopeHost;
+hwkv_status store_rope(const char* fn, const hwkv_store* s, const hwkv_rope_params* rope, RopeHost* out);
+
+}  // namespace hwkv_cuda
+
+#endif
