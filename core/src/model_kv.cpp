@@ -4,6 +4,7 @@
 // in every layer and kv_write overwrites the rows of one layer in the pages in place (the page layout is
 // documented in store.h: per page and layer K [n_kv_head, page_tokens, head_dim], then V).
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 
@@ -30,8 +31,10 @@ hwkv_status kv_reserve(BlockStore& s, int32_t b, int32_t n, std::vector<float>& 
     const int32_t c = static_cast<int32_t>(std::min<int64_t>(chunk, n - done));
     hwkv_status st = s.append(b, c, zeros.data(), zeros.data(), nullptr);
     if (st != HWKV_OK) {
+      char why[512];
+      std::snprintf(why, sizeof why, "%s", last_error());
       s.truncate(b, len0);
-      return st;
+      return fail(st, "model_forward: cannot grow block %d by %d tokens: %s", b, n, why);
     }
     done += c;
   }
