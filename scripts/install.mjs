@@ -69,7 +69,7 @@ function writeLog(name, text) {
 }
 
 /** The most telling line of a failed build's output, shortened. */
-function shortCause(output, fallback) {
+function shortCause(output, fallback, useLastLine = false) {
   const lines = output.split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
   const compiler = lines.find((l) => /\b(fatal )?error:/.test(l) && !/^(gyp|make|npm)\b/.test(l));
   const stack = lines.find((l) => /^gyp ERR! stack Error: /.test(l))?.replace(/^gyp ERR! stack Error: /, '');
@@ -80,7 +80,8 @@ function shortCause(output, fallback) {
   const makeLine = lines.find((l) => /^make(\[\d+\])?: \*\*\*/.test(l));
   const obj = makeLine && /obj\.target\/[^/\]]+\/([^\]]+?)\.o\]/.exec(makeLine)?.[1];
   const make = obj ? `compiling ${obj}.cpp failed${process.env.CXX ? ` with CXX=${process.env.CXX}` : ''}` : makeLine;
-  const pick = compiler ?? make ?? stack ?? gyp ?? fallback;
+  const last = useLastLine ? lines[lines.length - 1] : undefined;
+  const pick = compiler ?? make ?? stack ?? gyp ?? last ?? fallback;
   const s = pick.replace(/\s+/g, ' ');
   return s.length > 160 ? `${s.slice(0, 157)}...` : s;
 }
@@ -189,7 +190,7 @@ function buildCuda() {
   const log = verbose ? undefined : writeLog('cuda-build.log', r.output);
   const logNote = log ? `; log: ${log}` : '';
   if (!r.ok) {
-    const cause = shortCause(r.output, r.spawnError ?? `build-cuda.sh exited with code ${r.status}`);
+    const cause = shortCause(r.output, r.spawnError ?? `build-cuda.sh exited with code ${r.status}`, true);
     warn(`CUDA backend build failed (${cause}${logNote}); the native and WebAssembly backends are unaffected`);
     return;
   }
