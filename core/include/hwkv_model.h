@@ -171,6 +171,12 @@ typedef enum hwkv_logits_mode {
  * this call and — where its view contains their write blocks — also the tokens they write in this call
  * (causally: key (j, l) visible iff o_j + l <= P, see hwkv.h attn_views).
  * After a successful call each write block has grown by its sequence's token count in every layer.
+ *
+ * Cost and memory: every weight matrix is read once per call for all n_tok = tok_indptr[n_seq] rows, so W
+ * workers decoding one token each cost little more than one. Scratch grows with n_tok (about
+ * n_tok * (3 n_embd + 3 n_head*head_dim + 2 n_kv_head*head_dim + 2 n_ff) floats, kept for later calls; see
+ * model_info.scratch_bytes), so feed long prompts in chunks of a few hundred tokens (chunked prefill of one
+ * sequence is exactly equivalent to one call).
  */
 typedef struct hwkv_forward_batch {
   int32_t n_seq;              /* >= 1                                                                    */
