@@ -3,7 +3,7 @@
  * library through the addon, WebAssembly module). All argument validation and error mapping lives here,
  * once; the bindings stay thin.
  */
-import { DisposedError, InvalidArgumentError, errorFromStatus } from '../errors.js';
+import { DisposedError, InvalidArgumentError, OutOfRangeError, errorFromStatus } from '../errors.js';
 import { ROPE_PARAMS_LEN, STORE_PARAMS_LEN, STORE_STATS_LEN, type RawApi, type RawStore } from './raw.js';
 import type {
   AttentionBatch,
@@ -22,6 +22,13 @@ function isInt(x: unknown): x is number {
 function requireInt(what: string, x: unknown, min = -0x80000000, max = 0x7fffffff): number {
   if (!isInt(x)) throw new InvalidArgumentError(`${what} must be an integer, got ${String(x)}`);
   if (x < min || x > max) throw new InvalidArgumentError(`${what} must be in ${min}..${max}, got ${x}`);
+  return x;
+}
+
+/** A block handle: any integer is a well-formed handle; one that cannot name a block is out of range. */
+function requireBlock(what: string, x: unknown): number {
+  if (!isInt(x)) throw new InvalidArgumentError(`${what} must be an integer block id, got ${String(x)}`);
+  if (x < 0 || x > 0x7fffffff) throw new OutOfRangeError(`${what} ${x} is not a block id (block ids are 0..2^31-1)`);
   return x;
 }
 
@@ -283,18 +290,18 @@ class CoreKvStore implements KvStore {
   }
 
   freeBlock(block: number): void {
-    this.be.check(this.be.raw.blockFree(this.h(), requireInt('block', block)));
+    this.be.check(this.be.raw.blockFree(this.h(), requireBlock('block', block)));
   }
 
   blockLength(block: number): number {
     const out = new Int32Array(1);
-    this.be.check(this.be.raw.blockLen(this.h(), requireInt('block', block), out));
+    this.be.check(this.be.raw.blockLen(this.h(), requireBlock('block', block), out));
     return out[0]!;
   }
 
   append(block: number, nTok: number, k: Float32Array, v: Float32Array, rope?: RopeParams | null): void {
     const h = this.h();
-    requireInt('block', block);
+    requireBlock('block', block);
     requireInt('nTok', nTok, 0);
     requireF32('k', k, this.params.nLayer * nTok * this.kvDimK);
     requireF32('v', v, this.params.nLayer * nTok * this.kvDimV);
@@ -302,17 +309,17 @@ class CoreKvStore implements KvStore {
   }
 
   truncate(block: number, newLength: number): void {
-    this.be.check(this.be.raw.blockTruncate(this.h(), requireInt('block', block), requireInt('newLength', newLength)));
+    this.be.check(this.be.raw.blockTruncate(this.h(), requireBlock('block', block), requireInt('newLength', newLength)));
   }
 
   merge(dst: number, src: number, rope?: RopeParams | null): void {
     const h = this.h();
-    this.be.check(this.be.raw.blockMerge(h, requireInt('dst', dst), requireInt('src', src), this.checkRope(rope)));
+    this.be.check(this.be.raw.blockMerge(h, requireBlock('dst', dst), requireBlock('src', src), this.checkRope(rope)));
   }
 
   read(block: number, layer: number, start = 0, nTok?: number): { k: Float32Array; v: Float32Array } {
     const h = this.h();
-    requireInt('block', block);
+    requireBlock('block', block);
     requireInt('layer', layer);
     requireInt('start', start);
     const n = nTok ?? this.blockLength(block) - start;
@@ -331,7 +338,8 @@ class CoreKvStore implements KvStore {
 
   readView(blocks: ReadonlyArray<number>, layer: number, rope?: RopeParams | null): { k: Float32Array; v: Float32Array } {
     const h = this.h();
-    const ids = toInt32('blocks', blocks);
+    const ids = new Int32Array(blocks.length);
+    for (let i = 0; i < blocks.length; i++) ids[i] = requireBlock(`blocks[${i}]`, blocks[i]);
     requireInt('layer', layer);
     const rp = this.checkRope(rope);
     const total = this.viewLength(blocks);
@@ -380,7 +388,7 @@ class CoreKvStore implements KvStore {
     const qPos = new Int32Array(nq);
     for (let s = 0; s < nSeq; s++) {
       const view = batch.views[s]!;
-      for (let j = 0; j < view.length; j++) viewBlocks[viewIndptr[s]! + j] = requireInt(`batch.views[${s}][${j}]`, view[j]);
+      for (let j = 0; j < view.length; j++) viewBlocks[viewIndptr[s]! + j] = requireBlock(`batch.views[${s}][${j}]`, view[j]);
       const pos = batch.positions[s]!;
       for (let i = 0; i < pos.length; i++) qPos[qIndptr[s]! + i] = requireInt(`batch.positions[${s}][${i}]`, pos[i]);
     }
