@@ -210,16 +210,16 @@ void rows_q8(const MMTask& t, int64_t r0, int64_t r1) {
 }  // namespace
 
 #ifndef HWKV_MM_RD
-#define HWKV_MM_RD 8
+#define HWKV_MM_RD 4
 #endif
 #ifndef HWKV_MM_RP
-#define HWKV_MM_RP 4
+#define HWKV_MM_RP 3
 #endif
 #ifndef HWKV_MM_TP
-#define HWKV_MM_TP 3
+#define HWKV_MM_TP 4
 #endif
 #ifndef HWKV_MM_QRD
-#define HWKV_MM_QRD 4
+#define HWKV_MM_QRD 2
 #endif
 #ifndef HWKV_MM_QRP
 #define HWKV_MM_QRP 2
