@@ -4,6 +4,7 @@
 // library's code (compute capability >= 8.0 and a probe kernel), and returns the table; on failure it
 // returns NULL with a static reason in *why.
 #include <dlfcn.h>
+#include <unistd.h>
 
 #include <cstdarg>
 #include <cstdio>
@@ -95,6 +96,9 @@ void init() {
     void* drv = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
     if (!drv) {
       g_why = "no NVIDIA driver found (libcuda.so.1 cannot be loaded)";
+    } else if (access("/dev/nvidiactl", F_OK) != 0) {
+      dlclose(drv);
+      g_why = "no NVIDIA GPU found (no /dev/nvidiactl; libcuda.so.1 here is not a working driver)";
     } else {
       dlclose(drv);
       g_why = "the installed NVIDIA driver is older than the CUDA runtime of libhwkv_cuda (update the driver)";
