@@ -16,6 +16,9 @@ struct hwkv_store {
 };
 
 namespace hwkv {
+
+BlockStore* store_from_handle(hwkv_store_t* s) { return s ? s->impl.get() : nullptr; }
+
 namespace {
 
 #define HWKV_STORE_OR_FAIL(fn, s) \

@@ -298,6 +298,75 @@ hwkv_status BlockStore::append(int32_t b, int32_t n_tok, const float* k, const f
   return HWKV_OK;
 }
 
+hwkv_status BlockStore::extend(int32_t b, int32_t n_tok) {
+  const char* fn = "block_extend";
+  HWKV_TRY(check_block(fn, b));
+  if (n_tok < 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_tok must be >= 0, got %d", fn, n_tok);
+  Block& blk = blocks_[b];
+  const int64_t new_len = int64_t(blk.len) + n_tok;
+  if (new_len > INT32_MAX)
+    return fail(HWKV_ERR_OUT_OF_RANGE, "%s: block %d would hold %lld tokens (limit %d)", fn, b, (long long)new_len, INT32_MAX);
+  const int64_t need = ceil_div(new_len, p_.page_tokens) - static_cast<int64_t>(blk.pages.size());
+  blk.pages.reserve(static_cast<size_t>(blk.pages.size() + std::max<int64_t>(need, 0)));
+  HWKV_RESERVE_FREE_LIST(std::max<int64_t>(need, 0));
+  std::vector<int32_t> got;
+  HWKV_TRY(reserve_pages(fn, need, &got));
+  blk.pages.insert(blk.pages.end(), got.begin(), got.end());
+  blk.len = static_cast<int32_t>(new_len);
+  return HWKV_OK;
+}
+
+hwkv_status BlockStore::write(int32_t b, int32_t layer, int32_t start, int32_t n_tok, const float* k, const float* v,
+                              const Rope* rope, const RopeTable* table) {
+  const char* fn = "block_write";
+  HWKV_TRY(check_block(fn, b));
+  HWKV_TRY(check_layer(fn, layer));
+  HWKV_TRY(check_rope(fn, rope));
+  Block& blk = blocks_[b];
+  if (start < 0 || n_tok < 0 || int64_t(start) + n_tok > blk.len)
+    return fail(HWKV_ERR_OUT_OF_RANGE, "%s: tokens [%d, %lld) are out of range (block %d holds %d tokens)", fn, start,
+                (long long)start + n_tok, b, blk.len);
+  const int64_t pt = p_.page_tokens, nkv = p_.n_kv_head, hd = p_.head_dim, hdv = p_.head_dim_v;
+  const size_t es = elem_size();
+  std::vector<float> C, S, tmp(p_.dtype == HWKV_F16 && rope && k ? static_cast<size_t>(hd) : 0);
+  if (rope && !table) {
+    C.resize(static_cast<size_t>(rope->rotary_dim));
+    S.resize(static_cast<size_t>(rope->rotary_dim));
+  }
+  for (int64_t t = 0; t < n_tok; ++t) {
+    const int64_t tp = start + t;
+    const int32_t page = blk.pages[tp / pt];
+    const int64_t slot = tp % pt;
+    const float *c = nullptr, *sn = nullptr;
+    if (rope && k) {
+      if (table) {
+        c = table->cos(t), sn = table->sin(t);
+      } else {
+        rope_table_one(*rope, static_cast<double>(tp), C.data(), S.data());
+        c = C.data(), sn = S.data();
+      }
+    }
+    for (int32_t h = 0; h < nkv; ++h) {
+      if (k) {
+        uint8_t* kd = k_base(page, layer, h) + slot * hd * es;
+        const float* ks = k + (t * nkv + h) * hd;
+        if (!rope) {
+          store_rows(kd, ks, hd);
+        } else if (p_.dtype == HWKV_F32) {
+          std::memcpy(kd, ks, size_t(hd) * 4);
+          rope_rotate(*rope, reinterpret_cast<float*>(kd), 1, hd, c, sn);
+        } else {
+          std::memcpy(tmp.data(), ks, size_t(hd) * 4);
+          rope_rotate(*rope, tmp.data(), 1, hd, c, sn);
+          store_rows(kd, tmp.data(), hd);
+        }
+      }
+      if (v) store_rows(v_base(page, layer, h) + slot * hdv * es, v + (t * nkv + h) * hdv, hdv);
+    }
+  }
+  return HWKV_OK;
+}
+
 hwkv_status BlockStore::truncate(int32_t b, int32_t new_len) {
   const char* fn = "block_truncate";
   HWKV_TRY(check_block(fn, b));

@@ -58,6 +58,15 @@ class BlockStore {
   // to block-local positions len..len+n_tok-1 as they are written.
   hwkv_status append(int32_t b, int32_t n_tok, const float* k, const float* v, const Rope* rope);
   hwkv_status truncate(int32_t b, int32_t new_len);
+  // Engine path ("grow, then write layer by layer"): extend grows block b by n_tok tokens in every layer
+  // (all-or-nothing; the new rows' contents are unspecified until written), write then stores one layer's rows
+  // [start, start+n_tok) (start+n_tok <= len): k[n_tok, n_kv_head, head_dim], v[n_tok, n_kv_head, head_dim_v]
+  // (either may be null to skip). With rope != nullptr the keys are rotated to block-local positions
+  // start..start+n_tok-1 as they are written; `table` (optional) holds those positions' cos/sin, row t for
+  // position start+t, so a forward pass can build it once for all layers.
+  hwkv_status extend(int32_t b, int32_t n_tok);
+  hwkv_status write(int32_t b, int32_t layer, int32_t start, int32_t n_tok, const float* k, const float* v,
+                    const Rope* rope, const RopeTable* table = nullptr);
   // Appends a copy of src to dst; rope != nullptr rotates the copied keys by +len(dst).
   hwkv_status merge(int32_t dst, int32_t src, const Rope* rope);
 
@@ -114,6 +123,9 @@ class BlockStore {
   int32_t live_count_ = 0;
   int64_t pages_in_use_ = 0;
 };
+
+// The BlockStore behind a CPU ABI handle (nullptr for nullptr). Defined in api.cpp, which owns struct hwkv_store.
+BlockStore* store_from_handle(hwkv_store_t* s);
 
 // Validates the rope parameters against the store (head_dim must match) — used by the ABI layer.
 hwkv_status rope_init_for_store(const BlockStore& s, const hwkv_rope_params* p, const char* fn, Rope* out);
