@@ -88,7 +88,17 @@ struct Model {
   std::vector<int64_t> i_kpos;
   std::vector<float> kv_zeros;    // model_kv.cpp scratch
   RopeTable rope_tab;
-  AttnPlan attn_plan;
+  // Attention of one step, split into parts of contiguous query rows that run in parallel on the pool
+  // (attn_run is single-threaded; each row's result is independent of the others).
+  struct AttnPart {
+    AttnPlan plan;
+    int64_t r0 = 0, r1 = 0;  // query rows [r0, r1) of the step
+    std::vector<int32_t> view_indptr, view_blocks, q_indptr, q_pos;
+    hwkv_status status = HWKV_OK;
+    std::string error;
+  };
+  std::vector<AttnPart> attn_parts;
+  int32_t n_attn_parts = 0;
 
   int64_t weight_bytes() const;
   int64_t scratch_bytes() const;
