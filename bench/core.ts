@@ -19,7 +19,7 @@ const QUICK = args.includes('--quick');
 const ONLY = args.find((a) => a.startsWith('--only='))?.slice(7);
 const onlyRe = ONLY ? new RegExp(ONLY) : null;
 const SAMPLES = QUICK ? 3 : 7;
-const SAMPLE_MS = QUICK ? 20 : 40; // each sample runs the op repeatedly for at least this long
+const SAMPLE_MS = QUICK ? 20 : 30; // each sample runs the op repeatedly for at least this long
 const log = (s: string) => {
   if (!JSON_ONLY) console.log(s);
 };
