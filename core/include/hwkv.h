@@ -75,7 +75,7 @@ typedef enum hwkv_rope_scaling {
 
 typedef struct hwkv_rope_params {
   int32_t head_dim;             /* elements per head                                                    */
-  int32_t rotary_dim;           /* even, <= head_dim; dims [rotary_dim, head_dim) are left untouched    */
+  int32_t rotary_dim;           /* even, 2 <= rotary_dim <= head_dim; dims [rotary_dim, head_dim) untouched */
   int32_t style;                /* hwkv_rope_style                                                      */
   int32_t scaling;              /* hwkv_rope_scaling                                                    */
   double theta;                 /* base, e.g. 10000 or 500000                                           */
@@ -130,7 +130,8 @@ typedef struct hwkv_store_stats {
 /* ------------------------------------------------------------------------------------------------ */
 typedef struct hwkv_attn_batch {
   int32_t n_seq;               /* number of sequences (Hogwild! workers), >= 1                          */
-  const int32_t* view_indptr;  /* [n_seq + 1]: sequence s sees view_blocks[view_indptr[s] .. [s+1])     */
+  const int32_t* view_indptr;  /* [n_seq + 1]: sequence s sees view_blocks[view_indptr[s] .. [s+1]);
+                                  both indptr arrays start at 0 and are non-decreasing               */
   const int32_t* view_blocks;  /* block ids                                                             */
   const int32_t* q_indptr;     /* [n_seq + 1]: sequence s owns query rows q_indptr[s] .. q_indptr[s+1]) */
   const int32_t* q_pos;        /* [n_q]: virtual position P of each query row inside its view           */
@@ -152,7 +153,8 @@ typedef struct hwkv_api {
   /* inv_freq[rotary_dim/2] (radians per token) after the scaling scheme, computed in double and
      rounded; attention_factor (may be NULL) receives the YaRN mscale (1.0 for other schemes).         */
   hwkv_status (*rope_inv_freq)(const hwkv_rope_params* p, float* inv_freq, float* attention_factor);
-  /* In place: x[n_tok, n_head, head_dim] <- R(pos[t]) x. Angles pos*inv_freq are formed in double.     */
+  /* In place: x[n_tok, n_head, head_dim] <- R(pos[t]) x. Angles pos*inv_freq are formed in double (with the
+     double inv_freq, before its rounding to float); cos/sin in double rounded to float; rotation in float. */
   hwkv_status (*rope_apply)(const hwkv_rope_params* p, float* x, int64_t n_tok, int32_t n_head,
                             const int32_t* pos);
 
@@ -160,14 +162,17 @@ typedef struct hwkv_api {
   /* Codes of `bits` bits (1..16) packed LSB-first into a continuous little-endian bit stream of 32-bit
      words: code i occupies stream bits [i*bits, (i+1)*bits); bit k of the stream is bit (k % 32) of
      words[k / 32]. A code may straddle two words. n_words must be >= ceil(n*bits/32); unused high bits
-     of the last word are written as 0. A code >= 2^bits is HWKV_ERR_OUT_OF_RANGE (nothing written).   */
+     of the last word are written as 0; words past ceil(n*bits/32) are not touched (unpack reads no more
+     than those either). bits outside 1..16 and a code >= 2^bits are HWKV_ERR_OUT_OF_RANGE (nothing
+     written); n_words too small is HWKV_ERR_INVALID_ARGUMENT.                                           */
   hwkv_status (*pack_bits)(const uint16_t* codes, int64_t n, int32_t bits, uint32_t* words, int64_t n_words);
   hwkv_status (*unpack_bits)(const uint32_t* words, int64_t n_words, int32_t bits, uint16_t* codes, int64_t n);
 
   /* -- Fast Walsh–Hadamard transform ---------------------------------------------------------------- */
   /* In place on x[rows, n], n = 2^k (1 <= n <= 2^20): y = scale * H_n x, H_n the unnormalised Sylvester
      Hadamard matrix (H_n[i][j] = (-1)^popcount(i & j)). scale = 1/sqrt(n) makes it orthonormal; applying
-     it twice with scale 1 gives n * x.                                                                 */
+     it twice with scale 1 gives n * x. n outside 1..2^20 is HWKV_ERR_OUT_OF_RANGE, an n in range that is
+     not a power of two HWKV_ERR_INVALID_ARGUMENT.                                                       */
   hwkv_status (*fwht)(float* x, int64_t rows, int32_t n, float scale);
 
   /* -- Block store ---------------------------------------------------------------------------------- */
@@ -197,7 +202,8 @@ typedef struct hwkv_api {
 
   /* Read a view of one layer as one contiguous logical sequence of total = sum len tokens:
      k[total, n_kv_head, head_dim], v[total, n_kv_head, head_dim_v]. With rope != NULL every key of block
-     j is re-rotated by +o_j, so the result equals keys rotated at absolute positions o_j + l.          */
+     j is re-rotated by +o_j, so the result equals keys rotated at absolute positions o_j + l. total must
+     equal the sum of the block lengths; a block listed twice is HWKV_ERR_INVALID_ARGUMENT.              */
   hwkv_status (*view_read)(hwkv_store_t* s, const int32_t* blocks, int32_t n_blocks, int32_t layer,
                            const hwkv_rope_params* rope, float* k, float* v, int64_t total);
 
@@ -223,8 +229,8 @@ HWKV_API const hwkv_api* hwkv_cpu_api(void);
    no usable device is present. */
 typedef const hwkv_api* (*hwkv_cuda_api_fn)(const char** why);
 
-/* CPU SIMD selection (CPU core only): 0 = best available (default), 1 = force scalar. Returns the level in
-   effect afterwards, as text in build_info()'s "simd" field. Used by tests to check both paths.      */
+/* CPU SIMD selection (CPU core only): 0 = best available (default), 1 = force scalar. Process-wide; build_info()'s
+   "simd" field reports the level in effect afterwards. Used by tests to check both paths.            */
 HWKV_API void hwkv_cpu_set_simd(int32_t force_scalar);
 
 #ifdef __cplusplus
