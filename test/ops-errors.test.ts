@@ -97,6 +97,7 @@ seededTest(S, NAME, 'backend ops: rope, pack/unpack, fwht', async (rng) => {
       { what: 'ropeApply positions length != nTok', cls: InvalidArgumentError, re: LEN, fn: () => be.ropeApply(rope64, x, 3, 2, [0, 1]) },
       { what: 'ropeApply rotaryDim odd', cls: InvalidArgumentError, re: /rotary/i, fn: () => be.ropeApply({ ...rope64, rotaryDim: 15 }, x, 3, 2, [0, 1, 2]) },
       { what: 'ropeInvFreq rotaryDim odd', cls: InvalidArgumentError, re: /rotary/i, fn: () => be.ropeInvFreq({ ...rope64, rotaryDim: 7 }) },
+      { what: 'ropeInvFreq rotaryDim 0 (must be >= 2)', cls: InvalidArgumentError, re: /rotary/i, fn: () => be.ropeInvFreq({ ...rope64, rotaryDim: 0 }) },
       { what: 'ropeInvFreq rotaryDim > headDim', cls: InvalidArgumentError, re: /rotary/i, fn: () => be.ropeInvFreq({ ...rope64, rotaryDim: 18 }) },
       { what: 'ropeInvFreq unknown style', cls: InvalidArgumentError, re: /style/i, fn: () => be.ropeInvFreq({ ...rope64, style: 'gptj' as never }) },
       { what: 'ropeInvFreq unknown scaling', cls: InvalidArgumentError, re: /scaling|type/i, fn: () => be.ropeInvFreq({ ...rope64, scaling: { type: 'dynamic' } as never }) },
@@ -109,6 +110,7 @@ seededTest(S, NAME, 'backend ops: rope, pack/unpack, fwht', async (rng) => {
       { what: 'fwht n = 3', cls: InvalidArgumentError, re: /power/i, fn: () => be.fwht(new Float32Array(6), 3) },
       { what: 'fwht n = 12', cls: InvalidArgumentError, re: /power/i, fn: () => be.fwht(new Float32Array(12), 12) },
       { what: 'fwht n = 2^21 (> 2^20)', cls: OutOfRangeError, re: /n|2\^20|1048576|large/i, fn: () => be.fwht(new Float32Array(2 ** 21), 2 ** 21) },
+      { what: 'fwht n = 0 (outside 1..2^20)', cls: OutOfRangeError, re: /n|range|2\^20/i, fn: () => be.fwht(new Float32Array(0), 0) },
       { what: 'fwht length not a multiple of n', cls: InvalidArgumentError, re: /multiple|length/i, fn: () => be.fwht(new Float32Array(10), 8) },
     ];
     run(cases, () => {});
