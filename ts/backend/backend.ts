@@ -186,7 +186,8 @@ export class CoreBackend implements Backend {
   fwht(x: Float32Array, n: number, scale = 1): void {
     this.ensureLive();
     requireF32('x', x);
-    requireInt('n', n, 1);
+    requireInt('n', n);
+    if (n < 1) throw new OutOfRangeError(`fwht: n must be a power of two in 1..2^20, got ${n}`);
     finiteNumber('scale', scale);
     if (x.length % n !== 0) throw new InvalidArgumentError(`x.length (${x.length}) must be a multiple of n (${n})`);
     this.check(this.raw.fwht(x, x.length / n, n, scale));
