@@ -30,3 +30,18 @@ export {
   UnsupportedError,
 } from './errors.js';
 export type { HogwildErrorCode } from './errors.js';
+export { loadModel, Model, Generation } from './model/model.js';
+export type {
+  ChatMessage,
+  GenerateChunk,
+  GenerateOptions,
+  GenerateResult,
+  LoadModelOptions,
+  LoadProgress,
+  PerplexityOptions,
+  PerplexityResult,
+  StopReason,
+} from './model/model.js';
+export type { ModelConfig, Architecture } from './model/config.js';
+export type { SamplingOptions } from './engine/sampling.js';
+export type { Tokenizer } from './tokenizer/types.js';

@@ -217,7 +217,7 @@ export class CoreBackend implements Backend {
   }
 }
 
-class CoreKvStore implements KvStore {
+export class CoreKvStore implements KvStore {
   readonly params: Required<StoreParams>;
   private handle: RawStore | null;
   private readonly be: CoreBackend;
@@ -255,6 +255,11 @@ class CoreKvStore implements KvStore {
     this.params = params;
     this.kvDimK = params.nKvHead * params.headDim;
     this.kvDimV = params.nKvHead * params.headDimV;
+  }
+
+  /** @internal The raw handle, for the model engine's forward call. */
+  rawHandle(): RawStore {
+    return this.h();
   }
 
   private h(): RawStore {

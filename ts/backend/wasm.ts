@@ -67,7 +67,7 @@ export type HwkvModuleFactory = (moduleArg: Record<string, unknown>) => Promise<
 
 type Buf = Float32Array | Float64Array | Int32Array | Uint32Array | Uint16Array;
 
-/** Argument passing modes: IN is copied into the heap; OUT/INOUT are also copied back on success. */
+/** Argument passing modes: IN is copied into the heap; OUT (output or in-place) is also copied back on success. */
 const IN = 0;
 const OUT = 1;
 
@@ -185,8 +185,13 @@ class WasmRaw implements RawApi {
       return 0;
     } finally {
       this.clearPlan();
-      this.release(base);
+      if (this.dead === null) this.release(base); // after a trap the allocator itself may be corrupt
     }
+  }
+
+  /** True once the instance trapped and can no longer be used. */
+  get isDead(): boolean {
+    return this.dead !== null;
   }
 
   private add(b: Buf | null, mode: number): void {
@@ -406,6 +411,10 @@ const COMPILE_HINT =
  * never loads files itself (compilation and instantiation happen here).
  */
 export async function createWasmRaw(factory: HwkvModuleFactory, wasmBinary: Uint8Array | ArrayBuffer): Promise<RawApi> {
+  return instantiate(factory, wasmBinary);
+}
+
+async function instantiate(factory: HwkvModuleFactory, wasmBinary: Uint8Array | ArrayBuffer): Promise<WasmRaw> {
   const bytes = wasmBinary instanceof Uint8Array ? wasmBinary : new Uint8Array(wasmBinary);
   let compiled: WebAssembly.Module;
   try {
@@ -428,14 +437,13 @@ export async function createWasmRaw(factory: HwkvModuleFactory, wasmBinary: Uint
       return {};
     },
     locateFile: (path: string) => path,
-    print: () => {},
-    printErr: () => {},
   });
   const m = await Promise.race([ready, instFailed]);
   return new WasmRaw(m);
 }
 
-let defaultRaw: Promise<RawApi> | null = null;
+let defaultRaw: Promise<WasmRaw> | null = null;
+let defaultInstance: WasmRaw | null = null;
 
 /**
  * Load the WebAssembly backend in Node from the package's committed artifacts (prebuilds/wasm). The default
@@ -443,16 +451,27 @@ let defaultRaw: Promise<RawApi> | null = null;
  */
 export function loadWasmRaw(options: { wasmBinary?: Uint8Array } = {}): Promise<RawApi> {
   if (options.wasmBinary) return loadFromPackage(options.wasmBinary);
+  if (defaultInstance?.isDead) {
+    // A trapped instance is never handed out again: the next caller gets a fresh one.
+    defaultRaw = null;
+    defaultInstance = null;
+  }
   if (!defaultRaw) {
-    defaultRaw = loadFromPackage(undefined);
-    defaultRaw.catch(() => {
-      defaultRaw = null; // let a later call retry
-    });
+    const p = loadFromPackage(undefined);
+    defaultRaw = p;
+    p.then(
+      (raw) => {
+        if (defaultRaw === p) defaultInstance = raw;
+      },
+      () => {
+        if (defaultRaw === p) defaultRaw = null; // let a later call retry
+      },
+    );
   }
   return defaultRaw;
 }
 
-async function loadFromPackage(wasmBinary: Uint8Array | undefined): Promise<RawApi> {
+async function loadFromPackage(wasmBinary: Uint8Array | undefined): Promise<WasmRaw> {
   const [{ readFileSync }, { createRequire }, { join }, { packageRoot }] = await Promise.all([
     import('node:fs'),
     import('node:module'),
@@ -473,5 +492,5 @@ async function loadFromPackage(wasmBinary: Uint8Array | undefined): Promise<RawA
         'reinstall hogwild-kv, or in a checkout run `npm run build:wasm`',
     );
   }
-  return createWasmRaw(factory, bytes);
+  return instantiate(factory, bytes);
 }
