@@ -6,6 +6,8 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { HogwildError } from './errors.js';
 import { formatInspect, inspect } from './cli/inspect.js';
+import { chatCommand, generateCommand } from './cli/generate.js';
+import { perplexityCommand } from './cli/perplexity.js';
 import { packageRoot } from './util/paths.js';
 
 function version(): string {
@@ -27,6 +29,35 @@ program
     const report = await inspect(version());
     process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatInspect(report)}\n`);
   });
+
+const modelOpts = (c: Command) =>
+  c
+    .requiredOption('-m, --model <path>', 'GGUF file or Hugging Face folder')
+    .option('-b, --backend <name>', 'auto | cuda | native | wasm (default: $HOGWILD_BACKEND or auto)')
+    .option('-t, --threads <n>', 'CPU threads (default: all cores)')
+    .option('--json', 'print JSON');
+const samplingOpts = (c: Command) =>
+  c
+    .option('-n, --max-tokens <n>', 'maximum new tokens', '256')
+    .option('--temperature <t>', 'sampling temperature (0 = greedy)', '0')
+    .option('--top-k <k>', 'top-k')
+    .option('--top-p <p>', 'top-p')
+    .option('--min-p <p>', 'min-p')
+    .option('--seed <n>', 'random seed')
+    .option('--stop <text...>', 'stop strings');
+
+samplingOpts(modelOpts(program.command('generate').description('complete a prompt (streams the text)').argument('<prompt>', 'the prompt'))).action(
+  (prompt: string, opts) => generateCommand(prompt, opts),
+);
+samplingOpts(modelOpts(program.command('chat').description('interactive chat with the model\'s chat template')))
+  .option('--system <text>', 'system message')
+  .action((opts) => chatCommand(opts));
+modelOpts(program.command('perplexity').description('perplexity of a text file (each chunk starts with BOS)'))
+  .requiredOption('-f, --file <path>', 'text file')
+  .option('-c, --context <n>', 'tokens per chunk', '512')
+  .option('--chunk-chars <n>', 'cut the text into chunks of this many characters first (each chunk starts with BOS)')
+  .option('--max-chunks <n>', 'only the first N chunks')
+  .action((opts) => perplexityCommand(opts));
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   if (e instanceof HogwildError) {

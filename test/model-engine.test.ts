@@ -1,0 +1,133 @@
+/**
+ * The model engine against independent references:
+ *  - the transformers-made fixtures (test/fixtures/hf): logits at every position, batched logits of three
+ *    sequences in one forward, greedy continuation — on every CPU backend;
+ *  - stories260K (a real trained model, ../shared): golden logits (float64 run.c), golden prompt ids, the
+ *    published greedy sample from BOS, and the greedy continuation of "Once upon a time".
+ */
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { loadModel, type Model } from '../ts/index.ts';
+import { readSafetensorsHeader, readSafetensorsTensorData } from '../ts/formats/safetensors.ts';
+import { backendsUnderTest, skipLine } from './helpers/backends.ts';
+
+const FIX = path.resolve('test/fixtures/hf');
+const SHARED = process.env.HOGWILD_SHARED ?? path.resolve('..', 'shared');
+const STORIES = path.join(SHARED, 'models', 'stories260K');
+
+function refTensor(file: string, name: string): { data: Float32Array | Int32Array; shape: number[] } {
+  const h = readSafetensorsHeader(file);
+  const info = h.tensorsByName.get(name);
+  if (!info) throw new Error(`${file}: no tensor ${name}`);
+  const bytes = readSafetensorsTensorData(h, name);
+  const buf = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+  const data = info.dtype === 'I32' ? new Int32Array(buf) : info.dtype === 'I64' ? Int32Array.from(new BigInt64Array(buf), Number) : new Float32Array(buf);
+  return { data, shape: info.shape };
+}
+
+/** max|a-b| / max|b| */
+function relMax(a: Float32Array, b: Float32Array): number {
+  assert.is(a.length, b.length, 'length');
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Math.abs(a[i]! - b[i]!));
+    m = Math.max(m, Math.abs(b[i]!));
+  }
+  return d / m;
+}
+
+const TOL = 1e-4;
+const fixtures = existsSync(FIX) ? readdirSync(FIX).filter((d) => existsSync(path.join(FIX, d, 'reference.safetensors'))) : [];
+
+const S = suite('model-engine');
+
+S('HF fixtures: logits, batch logits and greedy ids on every CPU backend', async () => {
+  assert.ok(fixtures.length >= 6, 'fixtures present');
+  const backends = (await backendsUnderTest()).filter((b) => b.name !== 'cuda');
+  const report: string[] = [];
+  for (const { name: bname, backend } of backends) {
+    for (const fx of fixtures) {
+      const dir = path.join(FIX, fx);
+      const ref = path.join(dir, 'reference.safetensors');
+      const model = await loadModel(dir, { backend });
+      try {
+        const ids = Array.from(refTensor(ref, 'input_ids').data);
+        const want = refTensor(ref, 'logits').data as Float32Array;
+        const got = await model.logits(ids);
+        const e1 = relMax(got, want);
+        assert.ok(e1 <= TOL, `${bname}/${fx}: logits rel err ${e1}`);
+
+        // three sequences in ONE forward call (each its own block)
+        const bids = refTensor(ref, 'batch_input_ids');
+        const bwant = refTensor(ref, 'batch_logits').data as Float32Array;
+        const [nb, len] = bids.shape as [number, number];
+        const rt = model.runtime;
+        const blocks = Array.from({ length: nb }, () => rt.store.createBlock());
+        try {
+          const seqs = blocks.map((b, s) => ({ view: [b], tokens: Array.from(bids.data.subarray(s * len, (s + 1) * len)) }));
+          const bgot = await rt.forward(seqs, 'all');
+          const e2 = relMax(bgot, bwant);
+          assert.ok(e2 <= TOL, `${bname}/${fx}: batch logits rel err ${e2}`);
+          report.push(`${bname}/${fx}=${e1.toExponential(1)}/${e2.toExponential(1)}`);
+        } finally {
+          for (const b of blocks) rt.store.freeBlock(b);
+        }
+
+        const greedy = Array.from(refTensor(ref, 'greedy_ids').data);
+        const gen = await model.generate(ids, { maxTokens: greedy.length, stopOnEog: false }).result;
+        assert.equal(gen.tokens, greedy, `${bname}/${fx}: greedy ids`);
+      } finally {
+        model.dispose();
+      }
+    }
+  }
+  console.log(`\nMAXERR model-engine logits/batch: ${report.join(' ')}`);
+});
+
+S('stories260K (GGUF): golden logits, prompt ids, published greedy sample, "Once upon a time"', async () => {
+  const gguf = path.join(STORIES, 'stories260K.gguf');
+  if (!existsSync(gguf)) {
+    skipLine('stories260K', `${gguf} not found (../shared absent)`);
+    return;
+  }
+  const golden = JSON.parse(readFileSync(path.join(STORIES, 'golden_logits_stories260K.json'), 'utf8')) as {
+    prompt: string;
+    token_ids: number[];
+    logits: number[][];
+  };
+  const noprompt = readFileSync(path.join(STORIES, 'golden_stories260K_greedy_noprompt.txt'), 'utf8');
+  const onceupon = readFileSync(path.join(STORIES, 'golden_stories260K_greedy_onceupon.txt'), 'utf8');
+  const backends = (await backendsUnderTest()).filter((b) => b.name !== 'cuda');
+  const report: string[] = [];
+  for (const { name: bname, backend } of backends) {
+    const model: Model = await loadModel(gguf, { backend });
+    try {
+      assert.equal(model.tokenize(golden.prompt), golden.token_ids, `${bname}: prompt token ids`);
+      const got = await model.logits(golden.token_ids);
+      const want = Float32Array.from(golden.logits.flat());
+      const e = relMax(got, want);
+      assert.ok(e <= TOL, `${bname}: golden logits rel err ${e}`);
+      report.push(`${bname}=${e.toExponential(1)}`);
+
+      // 256 positions from BOS alone: BOS + 255 greedy tokens, as llama2.c's published sample
+      const r = await model.generate([model.tokenizer!.bosId!], { maxTokens: 255, stopOnEog: true }).result;
+      const text = model.detokenize(r.tokens);
+      assert.is(text, noprompt.replace(/\n$/, ''), `${bname}: greedy sample from BOS`);
+
+      const r2 = await model.generate('Once upon a time', { maxTokens: 200 }).result;
+      const full = `Once upon a time${r2.text}`;
+      assert.ok(
+        full.startsWith(onceupon.replace(/\n$/, '')),
+        `${bname}: "Once upon a time" continuation differs:\n got: ${JSON.stringify(full.slice(0, 200))}\nwant: ${JSON.stringify(onceupon.slice(0, 200))}`,
+      );
+    } finally {
+      model.dispose();
+    }
+  }
+  console.log(`\nMAXERR stories260K logits: ${report.join(' ')}`);
+});
+
+S.run();
