@@ -13,9 +13,9 @@
 #include "kernels/ops.h"
 #include "model/model.h"
 
-// Key visits per attention part (tests set 1 to force the parallel split on tiny models).
+// Minimum multiply-adds per attention part (tests set 1 to force the parallel split on tiny models).
 #ifndef HWKV_MODEL_ATTN_PART_WORK
-#define HWKV_MODEL_ATTN_PART_WORK 65536
+#define HWKV_MODEL_ATTN_PART_WORK (1 << 19)
 #endif
 
 namespace hwkv {
@@ -36,9 +36,10 @@ hwkv_status build_attn_parts(Model& m, const BlockStore& st, const hwkv_forward_
   double total = 0;
   for (int64_t t = 0; t < n_tok; ++t) total += double(qpos[t]) + 1.0;
   int32_t n_parts = static_cast<int32_t>(std::min<int64_t>(max_parts, n_tok));
-  // Below ~64k key visits a part is not worth a thread.
+  // A part below ~HWKV_MODEL_ATTN_PART_WORK multiply-adds (tens of microseconds) is not worth a thread.
+  const double per_visit = double(m.p.n_head) * 2.0 * m.p.head_dim;
   n_parts = static_cast<int32_t>(std::max<int64_t>(
-      1, std::min<int64_t>(n_parts, static_cast<int64_t>(total / double(HWKV_MODEL_ATTN_PART_WORK)) + 1)));
+      1, std::min<int64_t>(n_parts, static_cast<int64_t>(total * per_visit / double(HWKV_MODEL_ATTN_PART_WORK)) + 1)));
   if (static_cast<int32_t>(m.attn_parts.size()) < n_parts) m.attn_parts.resize(static_cast<size_t>(n_parts));
   // Row ranges by cumulative work.
   int64_t r = 0;
