@@ -35,7 +35,13 @@ struct ThreadPool::Impl {
 
   alignas(64) std::atomic<uint64_t> gen{0};      // bumped once per job
   alignas(64) std::atomic<int64_t> next{0};      // next task index of the current job
-  alignas(64) std::atomic<int> pending{0};       // workers that have not finished the current job
+  // Job admission word: bits 16..63 the job's generation, bit 15 "closed", bits 0..14 the number of
+  // workers admitted to the job and not yet done. A worker joins with a CAS only while the job is open;
+  // the dispatcher closes it once every task has been claimed and then waits only for admitted workers,
+  // so a worker that is asleep or preempted never delays a job it did not join.
+  alignas(64) std::atomic<uint64_t> word{0};
+  static constexpr uint64_t kClosed = 1u << 15;
+  static constexpr uint64_t kCount = kClosed - 1;
   alignas(64) std::atomic<int> n_sleeping{0};    // workers blocked (or about to block) on cv
 
   std::mutex m;
@@ -79,8 +85,15 @@ struct ThreadPool::Impl {
       }
       seen = g;
       if (stop) return;
-      drain(tid);
-      pending.fetch_sub(1, std::memory_order_acq_rel);
+      uint64_t w = word.load(std::memory_order_acquire);
+      for (;;) {
+        if ((w >> 16) != g || (w & kClosed)) break;
+        if (word.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+          drain(tid);
+          word.fetch_sub(1, std::memory_order_acq_rel);
+          break;
+        }
+      }
     }
   }
 
@@ -130,12 +143,14 @@ void ThreadPool::run(int64_t n_tasks, TaskFn fn, void* ctx) {
   p.ctx = ctx;
   p.n_tasks = n_tasks;
   p.next.store(0, std::memory_order_relaxed);
-  p.pending.store(n_threads_ - 1, std::memory_order_relaxed);
-  p.publish();
+  const uint64_t g = p.gen.load(std::memory_order_relaxed) + 1;
+  p.word.store(g << 16, std::memory_order_release);
+  p.publish();  // gen becomes g
   p.drain(0);
-  // Wait for the workers. Yield now and then: on an oversubscribed machine a preempted worker may
-  // need this core to finish.
-  for (unsigned it = 1; p.pending.load(std::memory_order_acquire) != 0; ++it) {
+  // Every task is claimed: close admission, then wait for the admitted workers. Yield now and then: on
+  // an oversubscribed machine a preempted worker may need this core to finish its task.
+  p.word.fetch_or(Impl::kClosed, std::memory_order_acq_rel);
+  for (unsigned it = 1; (p.word.load(std::memory_order_acquire) & Impl::kCount) != 0; ++it) {
     cpu_relax();
     if ((it & 1023) == 0) std::this_thread::yield();
   }

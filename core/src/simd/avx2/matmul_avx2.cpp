@@ -76,13 +76,29 @@ inline void store_tile(__m256 (&acc)[R][T], float* y, int64_t ldy, bool accumula
 }
 
 // R rows starting at w (row stride ws bytes) x T tokens starting at x (row stride n_in) -> y[t*ldy + r].
+// Software prefetch: while a tile streams its R rows (R short interleaved streams, which hardware
+// prefetchers pick up late), it prefetches the next tile's rows: pf_step bytes per inner iteration
+// starting at pf (pf == nullptr: none). Prefetches never fault, so running past the matrix is harmless.
+#ifndef HWKV_MM_PF_BYTES
+#define HWKV_MM_PF_BYTES 8192  // prefetch distance: at least this many bytes (whole tiles) ahead
+#endif
+// Whole tiles of tile_bytes each to look ahead.
+inline int64_t pf_tiles(int64_t tile_bytes) { return (HWKV_MM_PF_BYTES + tile_bytes - 1) / tile_bytes; }
+inline void prefetch_step(const uint8_t*& pf, int64_t step) {
+  if (!pf) return;
+  for (int64_t j = 0; j < step; j += 64) _mm_prefetch(reinterpret_cast<const char*>(pf + j), _MM_HINT_T0);
+  pf += step;
+}
+
 template <class L, int R, int T>
-inline void tile_f(const uint8_t* w, int64_t ws, const float* x, int64_t n_in, float* y, int64_t ldy, bool accum) {
+inline void tile_f(const uint8_t* w, int64_t ws, const float* x, int64_t n_in, float* y, int64_t ldy, bool accum,
+                   const uint8_t* pf = nullptr, int64_t pf_step = 0) {
   __m256 acc[R][T];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
   const int64_t n8 = n_in & ~int64_t(7);
   for (int64_t i = 0; i < n8; i += 8) {
+    prefetch_step(pf, pf_step);
     __m256 wv[R];
     for (int r = 0; r < R; ++r) wv[r] = L::load(w + r * ws, i);
     for (int t = 0; t < T; ++t) {
@@ -108,7 +124,9 @@ void rows_f(const MMTask& t, int64_t r0, int64_t r1) {
   const bool acc = t.accumulate != 0;
   if (t.n_tok == 1) {
     int64_t r = r0;
-    for (; r + RD <= r1; r += RD) tile_f<L, RD, 1>(W + r * ws, ws, t.x, n_in, t.y + r, t.ldy, acc);
+    const int64_t step = (RD * ws) / std::max<int64_t>(n_in / 8, 1), pfd = pf_tiles(RD * ws);
+    for (; r + RD <= r1; r += RD)
+      tile_f<L, RD, 1>(W + r * ws, ws, t.x, n_in, t.y + r, t.ldy, acc, W + (r + RD * pfd) * ws, step);
     for (; r < r1; ++r) tile_f<L, 1, 1>(W + r * ws, ws, t.x, n_in, t.y + r, t.ldy, acc);
     return;
   }
@@ -124,7 +142,10 @@ void rows_f(const MMTask& t, int64_t r0, int64_t r1) {
       const float* xb = t.x;
       float* yb = t.y + r;
       if (full) {
-        for (; tk + TP <= t1; tk += TP) tile_f<L, RP, TP>(W + r * ws, ws, xb + tk * n_in, n_in, yb + tk * t.ldy, t.ldy, acc);
+        const int64_t step = (RP * ws) / std::max<int64_t>(n_in / 8, 1), pfd = pf_tiles(RP * ws);
+        for (; tk + TP <= t1; tk += TP)
+          tile_f<L, RP, TP>(W + r * ws, ws, xb + tk * n_in, n_in, yb + tk * t.ldy, t.ldy, acc,
+                            tk == t0 ? W + (r + RP * pfd) * ws : nullptr, step);
         for (; tk < t1; ++tk) tile_f<L, RP, 1>(W + r * ws, ws, xb + tk * n_in, n_in, yb + tk * t.ldy, t.ldy, acc);
       } else {
         for (int64_t rr = r; rr < r1; ++rr) {
@@ -141,13 +162,14 @@ void rows_f(const MMTask& t, int64_t r0, int64_t r1) {
 
 template <int R, int T>
 inline void tile_q8(const uint8_t* w, int64_t ws, const int8_t* xq, const float* xd, int64_t n_in, float* y,
-                    int64_t ldy, bool accum) {
+                    int64_t ldy, bool accum, const uint8_t* pf = nullptr, int64_t pf_step = 0) {
   const int64_t nb = n_in / kQ8Block;
   __m256 acc[R][T];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < nb; ++b) {
+    prefetch_step(pf, pf_step);
     __m256i qw[R], aw[R];
     float dw[R];
     for (int r = 0; r < R; ++r) {
@@ -179,7 +201,9 @@ void rows_q8(const MMTask& t, int64_t r0, int64_t r1) {
   const bool acc = t.accumulate != 0;
   if (t.n_tok == 1) {
     int64_t r = r0;
-    for (; r + RD <= r1; r += RD) tile_q8<RD, 1>(W + r * ws, ws, t.xq, t.xd, n_in, t.y + r, t.ldy, acc);
+    const int64_t step = (RD * ws) / std::max<int64_t>(nb, 1), pfd = pf_tiles(RD * ws);
+    for (; r + RD <= r1; r += RD)
+      tile_q8<RD, 1>(W + r * ws, ws, t.xq, t.xd, n_in, t.y + r, t.ldy, acc, W + (r + RD * pfd) * ws, step);
     for (; r < r1; ++r) tile_q8<1, 1>(W + r * ws, ws, t.xq, t.xd, n_in, t.y + r, t.ldy, acc);
     return;
   }
@@ -190,8 +214,10 @@ void rows_q8(const MMTask& t, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r += RP) {
       if (r + RP <= r1) {
         int64_t k = t0;
+        const int64_t step = (RP * ws) / std::max<int64_t>(nb, 1), pfd = pf_tiles(RP * ws);
         for (; k + TP <= t1; k += TP)
-          tile_q8<RP, TP>(W + r * ws, ws, t.xq + k * n_in, t.xd + k * nb, n_in, t.y + r + k * t.ldy, t.ldy, acc);
+          tile_q8<RP, TP>(W + r * ws, ws, t.xq + k * n_in, t.xd + k * nb, n_in, t.y + r + k * t.ldy, t.ldy, acc,
+                          k == t0 ? W + (r + RP * pfd) * ws : nullptr, step);
         for (; k < t1; ++k)
           tile_q8<RP, 1>(W + r * ws, ws, t.xq + k * n_in, t.xd + k * nb, n_in, t.y + r + k * t.ldy, t.ldy, acc);
       } else {
