@@ -31,7 +31,7 @@ struct ThreadPool::Impl {
   void* ctx = nullptr;
   int64_t n_tasks = 0;
   std::atomic<int> spin_us{200};
-  bool stop = false;
+  std::atomic<bool> stop{false};
 
   alignas(64) std::atomic<uint64_t> gen{0};      // bumped once per job
   alignas(64) std::atomic<int64_t> next{0};      // next task index of the current job
@@ -84,7 +84,7 @@ struct ThreadPool::Impl {
         }
       }
       seen = g;
-      if (stop) return;
+      if (stop.load(std::memory_order_acquire)) return;
       uint64_t w = word.load(std::memory_order_acquire);
       for (;;) {
         if ((w >> 16) != g || (w & kClosed)) break;
@@ -120,7 +120,7 @@ ThreadPool::ThreadPool(int n_threads) {
 
 ThreadPool::~ThreadPool() {
   if (!impl_) return;
-  impl_->stop = true;
+  impl_->stop.store(true, std::memory_order_release);
   impl_->publish();
   for (auto& th : impl_->threads) th.join();
   delete impl_;
