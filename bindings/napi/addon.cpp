@@ -1,8 +1,10 @@
 // addon.cpp — the hogwild-kv Node-API addon (build/Release/hwkv.node).
 //
 // exports = {
-//   cpu: RawApi,                       // the CPU core compiled into this addon (has setSimd)
-//   openCuda(libPath): RawApi,         // dlopen(libPath) + hwkv_cuda_api(&why); throws Error with .code:
+//   cpu: RawApi,                       // the CPU core compiled into this addon (has setSimd; .model is
+//                                      //   hwkv_cpu_model_api())
+//   openCuda(libPath): RawApi,         // dlopen(libPath) + hwkv_cuda_api(&why); .model = hwkv_cuda_model_api()
+//                                      //   when the library exports it; throws Error with .code:
 //                                      //   HWKV_BAD_ARGUMENT | HWKV_DLOPEN | HWKV_NO_SYMBOL | HWKV_NO_DEVICE | HWKV_ABI
 //   cpuFeatures(): { avx2, fma, f16c, avx512f, sse42, model },
 //   abiVersion: number,
@@ -105,7 +107,11 @@ void* FindSymbol(void* h, const char* name, std::string* why) {
   return p;
 }
 
-const hwkv_api* LoadCudaTable(const std::string& path, LoadError* err) {
+// The CUDA library's model engine, when it exports one: `const hwkv_model_api* hwkv_cuda_model_api(void)`.
+typedef const hwkv_model_api* (*hwkv_cuda_model_api_fn)(void);
+
+const hwkv_api* LoadCudaTable(const std::string& path, LoadError* err, const hwkv_model_api** model) {
+  *model = nullptr;
   std::lock_guard<std::mutex> lock(DlMutex());
   void* h = OpenLibrary(path, err);
   if (h == nullptr) return nullptr;
@@ -128,6 +134,20 @@ const hwkv_api* LoadCudaTable(const std::string& path, LoadError* err) {
     *err = {"HWKV_ABI", path + ": " + bad + " (rebuild it with `npm run build:cuda`)"};
     return nullptr;
   }
+  // Optional: a library without the symbol simply has no model engine (RawApi.model stays undefined).
+  std::string no_model;
+  void* msym = FindSymbol(h, "hwkv_cuda_model_api", &no_model);
+  if (msym != nullptr) {
+    const hwkv_model_api* m = reinterpret_cast<hwkv_cuda_model_api_fn>(msym)();
+    if (m != nullptr) {
+      bad = CheckModelTable(m);
+      if (!bad.empty()) {
+        *err = {"HWKV_ABI", path + ": " + bad + " (rebuild it with `npm run build:cuda`)"};
+        return nullptr;
+      }
+      *model = m;
+    }
+  }
   return api;
 }
 
@@ -148,7 +168,8 @@ Napi::Value OpenCudaImpl(const Napi::CallbackInfo& info) {
   auto it = d->cuda.find(path);
   if (it != d->cuda.end()) return it->second.Value();
   LoadError err{"", ""};
-  const hwkv_api* api = LoadCudaTable(path, &err);
+  const hwkv_model_api* model = nullptr;
+  const hwkv_api* api = LoadCudaTable(path, &err, &model);
   if (api == nullptr) {
     ThrowWithCode(env, err.code, err.message);
     return env.Undefined();
@@ -156,6 +177,7 @@ Napi::Value OpenCudaImpl(const Napi::CallbackInfo& info) {
   d->bindings.push_back(std::make_unique<Binding>());
   Binding* b = d->bindings.back().get();
   b->api = api;
+  b->model = model;
   b->is_cpu = false;
   Napi::Object raw = MakeRawApi(env, b);
   d->cuda[path] = Napi::Persistent(raw);
@@ -189,6 +211,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Binding* b = d->bindings.back().get();
   b->api = cpu;
   b->is_cpu = true;
+  const hwkv_model_api* cpu_model = hwkv_cpu_model_api();
+  bad = CheckModelTable(cpu_model);
+  if (!bad.empty()) {
+    ThrowWithCode(env, "HWKV_ABI", "hogwild-kv native addon: CPU model table unusable: " + bad);
+    return exports;
+  }
+  b->model = cpu_model;
 
   exports.Set("cpu", MakeRawApi(env, b));
   exports.Set("openCuda", Napi::Function::New(env, OpenCuda, "openCuda"));

@@ -1,8 +1,11 @@
 // binding.h — internal declarations shared by the Node-API addon's translation units.
 //
 //   raw_api.cpp      MakeRawApi(): a JS object implementing ts/backend/raw.ts RawApi over one hwkv_api table
+//   model_api.cpp    MakeRawModelApi(): RawModelApi (RawApi.model) over one hwkv_model_api table
+//   call.h           internals shared by raw_api.cpp and model_api.cpp (store handles, argument access)
 //   cpu_features.cpp CpuFeatures(): cpuid-based feature report
-//   addon.cpp        module init, openCuda() (dlopen + dlsym("hwkv_cuda_api")), per-env instance data
+//   addon.cpp        module init, openCuda() (dlopen + dlsym("hwkv_cuda_api", "hwkv_cuda_model_api")), per-env
+//                    instance data
 #ifndef HWKV_NAPI_BINDING_H
 #define HWKV_NAPI_BINDING_H
 
@@ -12,6 +15,7 @@
 #include <string>
 
 #include "hwkv.h"
+#include "hwkv_model.h"
 
 namespace hwkv_napi {
 
@@ -20,16 +24,22 @@ namespace hwkv_napi {
 // it outlives every JS function that points at it.
 struct Binding {
   const hwkv_api* api = nullptr;
+  // The model engine of the same library (stores passed to it must come from `api`); nullptr if none.
+  const hwkv_model_api* model = nullptr;
   bool is_cpu = false;
   std::string addon_error;
   bool addon_error_active = false;
 };
 
-// Builds the RawApi object. `b` must stay alive as long as the env (the caller keeps it).
+// Builds the RawApi object (with .model when b->model is set). `b` must stay alive as long as the env.
 Napi::Object MakeRawApi(Napi::Env env, Binding* b);
+
+// Builds the RawModelApi object over b->model (non-null, checked with CheckModelTable).
+Napi::Object MakeRawModelApi(Napi::Env env, Binding* b);
 
 // "" if the table is usable by this addon, else why not (ABI version / size mismatch, missing members).
 std::string CheckTable(const hwkv_api* api);
+std::string CheckModelTable(const hwkv_model_api* api);
 
 // { avx2, fma, f16c, avx512f, sse42, model }
 Napi::Value CpuFeatures(const Napi::CallbackInfo& info);

@@ -8,12 +8,19 @@
 //     (see ts/backend/raw.ts: ROPE_PARAMS_LEN, STORE_PARAMS_LEN), NULL for "no rope",
 //   - hwkv_store_stats is returned as STORE_STATS_LEN doubles,
 //   - the store handle is returned through a 4-byte slot (its address is the JS handle).
+//   - model engine (hwkv_model.h, hwkv_cpu_model_api()): hwkv_model_params arrive as MODEL_PARAMS_LEN doubles;
+//     tensor descriptors as parallel arrays: names as one blob of NUL-terminated UTF-8 strings plus a uint32
+//     byte offset per tensor, types/n_dims as int32, ne as 4 doubles per tensor, nbytes as doubles. UPLOAD
+//     mode only (no files here: the JS side refuses FILE mode); the model handle comes back through a slot.
+//     hwkv_model_info is returned as MODEL_INFO_LEN doubles.
 // malloc/free are exported alongside (see scripts/build-wasm.sh).
 #include <emscripten/emscripten.h>
 
 #include <cstdint>
+#include <cstdlib>
 
 #include "../../core/include/hwkv.h"
+#include "../../core/include/hwkv_model.h"
 
 #define HWKV_WASM_EXPORT extern "C" EMSCRIPTEN_KEEPALIVE
 
@@ -56,6 +63,15 @@ struct OptRope {
 };
 
 inline int64_t i64(double x) { return static_cast<int64_t>(x); }
+
+const hwkv_model_api* model_api() {
+  static const hwkv_model_api* const a = hwkv_cpu_model_api();
+  return a;
+}
+
+// Returned by hwkv_wasm_model_create when the descriptor array itself cannot be allocated (the JS side
+// reports it as HWKV_ERR_OUT_OF_MEMORY with its own message: the core's last error is not set then).
+constexpr int32_t kDescAllocFailed = -3;
 
 }  // namespace
 
@@ -166,4 +182,83 @@ HWKV_WASM_EXPORT int32_t hwkv_wasm_attn_views(hwkv_store_t* s, int32_t layer, co
   b.q_indptr = q_indptr;
   b.q_pos = q_pos;
   return api()->attn_views(s, layer, r.ptr, &b, q, n_head, scale, out, lse);
+}
+
+// ---- Model engine (hwkv_model.h) ------------------------------------------------------------------------
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_model_create(const double* mp, int32_t n_tensors, const char* names_blob,
+                                                const uint32_t* name_offsets, const int32_t* types,
+                                                const int32_t* n_dims, const double* ne, const double* nbytes,
+                                                int32_t mode, hwkv_model_t** out) {
+  *out = nullptr;
+  hwkv_model_params p;
+  p.n_layer = static_cast<int32_t>(mp[0]);
+  p.n_embd = static_cast<int32_t>(mp[1]);
+  p.n_head = static_cast<int32_t>(mp[2]);
+  p.n_kv_head = static_cast<int32_t>(mp[3]);
+  p.head_dim = static_cast<int32_t>(mp[4]);
+  p.n_ff = static_cast<int32_t>(mp[5]);
+  p.n_vocab = static_cast<int32_t>(mp[6]);
+  p.flags = static_cast<uint32_t>(mp[7]);
+  p.rms_norm_eps = static_cast<float>(mp[8]);
+  p.attn_factor = static_cast<float>(mp[9]);
+  p.attn_scale = static_cast<float>(mp[10]);
+  p.n_threads = static_cast<int32_t>(mp[11]);
+  p.rope = decode_rope(mp + 12);
+  hwkv_tensor_desc* d = nullptr;
+  if (n_tensors > 0) {
+    d = static_cast<hwkv_tensor_desc*>(std::calloc(static_cast<size_t>(n_tensors), sizeof(hwkv_tensor_desc)));
+    if (d == nullptr) return kDescAllocFailed;
+  }
+  for (int32_t i = 0; i < n_tensors; ++i) {
+    d[i].name = names_blob + name_offsets[i];
+    d[i].type = types[i];
+    d[i].n_dims = n_dims[i];
+    for (int k = 0; k < 4; ++k) d[i].ne[k] = i64(ne[4 * i + k]);
+    d[i].file = nullptr;
+    d[i].offset = 0;
+    d[i].nbytes = i64(nbytes[i]);
+  }
+  const int32_t rc = model_api()->model_create(&p, d, n_tensors, mode, out);
+  std::free(d);
+  return rc;
+}
+
+HWKV_WASM_EXPORT void hwkv_wasm_model_free(hwkv_model_t* m) { model_api()->model_free(m); }
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_model_upload(hwkv_model_t* m, int32_t index, const void* data, double offset,
+                                                double nbytes) {
+  return model_api()->model_upload(m, index, data, i64(offset), i64(nbytes));
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_model_info(hwkv_model_t* m, double* out) {
+  hwkv_model_info mi = {};
+  const hwkv_status rc = model_api()->model_info(m, &mi);
+  if (rc == HWKV_OK) {
+    out[0] = static_cast<double>(mi.weight_bytes);
+    out[1] = static_cast<double>(mi.scratch_bytes);
+    out[2] = mi.n_tensors;
+    out[3] = mi.uploads_pending;
+    out[4] = mi.mapped;
+    out[5] = mi.params.n_threads;
+  }
+  return rc;
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_model_forward(hwkv_model_t* m, hwkv_store_t* s, int32_t n_seq,
+                                                 int32_t logits_mode, const int32_t* view_indptr,
+                                                 const int32_t* view_blocks, const int32_t* tok_indptr,
+                                                 const int32_t* tokens, float* logits, double n_logits) {
+  hwkv_forward_batch b;
+  b.n_seq = n_seq;
+  b.logits_mode = logits_mode;
+  b.view_indptr = view_indptr;
+  b.view_blocks = view_blocks;
+  b.tok_indptr = tok_indptr;
+  b.tokens = tokens;
+  return model_api()->model_forward(m, s, &b, logits, i64(n_logits));
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_model_set_threads(hwkv_model_t* m, int32_t n_threads) {
+  return model_api()->model_set_threads(m, n_threads);
 }

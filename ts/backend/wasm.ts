@@ -8,17 +8,23 @@
  * with the native addon. Memory growth replaces the heap's ArrayBuffer, so heap views are re-read after
  * every call, never cached across one.
  *
+ * The model engine (RawApi.model) is UPLOAD-only here: there is no file system, so modelCreate refuses FILE
+ * mode and the loader streams the weights into modelUpload. There is no modelForwardAsync (one thread).
+ *
  * This module is environment-neutral except loadWasmRaw(), which finds the committed artifacts in the
  * package (Node only; its Node imports are dynamic so that the browser bundle, ts/wasm-entry.ts, never
  * pulls them in).
  */
-import type { RawApi, RawStore } from './raw.js';
+import { MODEL_INFO_LEN, MODEL_PARAMS_LEN } from './raw.js';
+import type { RawApi, RawModel, RawModelApi, RawStore } from './raw.js';
 
 /** The largest wasm heap the module may grow to (-sMAXIMUM_MEMORY in scripts/build-wasm.sh). */
 export const WASM_HEAP_LIMIT_BYTES = 4 * 1024 * 1024 * 1024;
 const HEAP_LIMIT_TEXT = '4 GB';
 
+const ERR_INVALID_ARGUMENT = 1;
 const ERR_OUT_OF_MEMORY = 3;
+const ERR_UNSUPPORTED = 4;
 const ERR_INTERNAL = 6;
 
 /** What the emscripten glue (createHwkvModule) resolves to: the parts this file uses. */
@@ -60,12 +66,41 @@ export interface HwkvWasmModule {
     out: number,
     lse: number,
   ): number;
+  // Model engine (absent from artifacts built before it existed).
+  _hwkv_wasm_model_create?(
+    mp: number,
+    nTensors: number,
+    namesBlob: number,
+    nameOffsets: number,
+    types: number,
+    nDims: number,
+    ne: number,
+    nbytes: number,
+    mode: number,
+    outSlot: number,
+  ): number;
+  _hwkv_wasm_model_free?(m: number): void;
+  _hwkv_wasm_model_upload?(m: number, index: number, data: number, offset: number, nbytes: number): number;
+  _hwkv_wasm_model_info?(m: number, out: number): number;
+  _hwkv_wasm_model_forward?(
+    m: number,
+    s: number,
+    nSeq: number,
+    logitsMode: number,
+    viewIndptr: number,
+    viewBlocks: number,
+    tokIndptr: number,
+    tokens: number,
+    logits: number,
+    nLogits: number,
+  ): number;
+  _hwkv_wasm_model_set_threads?(m: number, nThreads: number): number;
 }
 
 /** The emscripten MODULARIZE factory exported by hwkv.cjs. */
 export type HwkvModuleFactory = (moduleArg: Record<string, unknown>) => Promise<HwkvWasmModule>;
 
-type Buf = Float32Array | Float64Array | Int32Array | Uint32Array | Uint16Array;
+type Buf = Float32Array | Float64Array | Int32Array | Uint32Array | Uint16Array | Uint8Array;
 
 /** Argument passing modes: IN is copied into the heap; OUT (output or in-place) is also copied back on success. */
 const IN = 0;
@@ -77,6 +112,12 @@ const ALIGN = 16;
 
 /** Largest single allocation attempted (the wasm32 address space is 4 GiB). */
 const MAX_ALLOC_BYTES = 0xffff0000;
+
+/** hwkv_wasm_model_create's status when it cannot allocate the descriptor array (bindings/wasm/exports.cpp). */
+const DESC_ALLOC_FAILED = -3;
+const MODEL_FILE = 0;
+const LOGITS_LAST = 1;
+const LOGITS_ALL = 2;
 
 function alignUp(bytes: number): number {
   return Math.ceil(bytes / ALIGN) * ALIGN;
@@ -104,9 +145,26 @@ class WasmRaw implements RawApi {
   private readonly bufs: (Buf | null)[] = [];
   private readonly modes: number[] = [];
   private readonly ptrs: number[] = [];
+  /** Live model handles -> n_vocab (modelFree of anything else is a no-op; other calls reject it). */
+  private readonly models = new Map<number, number>();
+
+  /** The model engine (hwkv_cpu_model_api), UPLOAD mode only. */
+  readonly model?: RawModelApi;
 
   constructor(m: HwkvWasmModule) {
     this.m = m;
+    if (typeof m._hwkv_wasm_model_create === 'function') {
+      this.model = {
+        modelCreate: (mp, names, types, nDims, ne, files, offsets, nbytes, mode, out) =>
+          this.modelCreate(mp, names, types, nDims, ne, files, offsets, nbytes, mode, out),
+        modelFree: (h) => this.modelFree(h),
+        modelUpload: (h, index, data, offset) => this.modelUpload(h, index, data, offset),
+        modelInfo: (h, out) => this.modelInfo(h, out),
+        modelForward: (h, s, logitsMode, viewIndptr, viewBlocks, tokIndptr, tokens, logits) =>
+          this.modelForward(h, s, logitsMode, viewIndptr, viewBlocks, tokIndptr, tokens, logits),
+        modelSetThreads: (h, nThreads) => this.modelSetThreads(h, nThreads),
+      };
+    }
   }
 
   // ---- plumbing ------------------------------------------------------------------------------------
@@ -399,6 +457,202 @@ class WasmRaw implements RawApi {
   setSimd(forceScalar: boolean): void {
     if (this.dead !== null) return;
     this.m._hwkv_wasm_set_simd(forceScalar ? 1 : 0);
+  }
+
+  // ---- RawModelApi (this.model) ------------------------------------------------------------------------
+  // Lengths the exports would read past are checked here (a short typed array would otherwise make the core
+  // read neighbouring scratch memory); everything else is the core's to check.
+
+  private reject(status: number, message: string): number {
+    this.jsError = message;
+    return status;
+  }
+
+  /** The model's n_vocab, or undefined (and jsError set) when `h` is not a live model of this instance. */
+  private liveModel(fn: string, h: RawModel): number | undefined {
+    const nVocab = typeof h === 'number' ? this.models.get(h) : undefined;
+    if (nVocab === undefined) this.jsError = `${fn}: m is not a live model handle of this WebAssembly instance (freed, or from another backend)`;
+    return nVocab;
+  }
+
+  private modelCreate(
+    mp: Float64Array,
+    names: string[],
+    types: Int32Array,
+    nDims: Int32Array,
+    ne: Float64Array,
+    _files: string[],
+    _offsets: Float64Array,
+    nbytes: Float64Array,
+    mode: number,
+    out: RawModel[],
+  ): number {
+    const fn = 'modelCreate';
+    if (mode === MODEL_FILE) {
+      return this.reject(ERR_UNSUPPORTED, 'the WebAssembly backend cannot map files; load with mode UPLOAD');
+    }
+    const n = names.length;
+    if (mp.length < MODEL_PARAMS_LEN) {
+      return this.reject(ERR_INVALID_ARGUMENT, `${fn}: mp has ${mp.length} elements, needs ${MODEL_PARAMS_LEN} (MODEL_PARAMS_LEN)`);
+    }
+    const lens: [string, number, number][] = [
+      ['types', types.length, n],
+      ['nDims', nDims.length, n],
+      ['ne', ne.length, 4 * n],
+      ['nbytes', nbytes.length, n],
+    ];
+    for (const [name, len, want] of lens) {
+      if (len !== want) return this.reject(ERR_INVALID_ARGUMENT, `${fn}: ${name} has ${len} elements, needs exactly ${want}`);
+    }
+    // The weights live in the wasm heap: refuse early what cannot fit (a size of 4 GiB or more would also wrap
+    // around in the core's 32-bit size_t arithmetic).
+    let weightBytes = 0;
+    for (let i = 0; i < n; i++) weightBytes += Math.max(0, nbytes[i]!) + 64;
+    if (weightBytes > WASM_HEAP_LIMIT_BYTES) {
+      return this.reject(
+        ERR_OUT_OF_MEMORY,
+        `WASM heap exhausted (limit ${HEAP_LIMIT_TEXT}): ${fn}: the weights need ${mib(weightBytes)}, more than the ` +
+          `${HEAP_LIMIT_TEXT} WebAssembly heap can hold (use the native or CUDA backend, or a smaller / quantized model)`,
+      );
+    }
+    // Names: one blob of NUL-terminated UTF-8 strings and a byte offset per tensor.
+    const enc = new TextEncoder();
+    const encoded: Uint8Array[] = [];
+    let blobLen = 0;
+    for (let i = 0; i < n; i++) {
+      const name = names[i];
+      if (typeof name !== 'string') return this.reject(ERR_INVALID_ARGUMENT, `${fn}: names[${i}] must be a string`);
+      if (name.includes('\0')) return this.reject(ERR_INVALID_ARGUMENT, `${fn}: names[${i}] contains a NUL character`);
+      const e = enc.encode(name);
+      encoded.push(e);
+      blobLen += e.length + 1;
+    }
+    const blob = new Uint8Array(Math.max(blobLen, 1));
+    const nameOffsets = new Uint32Array(n);
+    let at = 0;
+    for (let i = 0; i < n; i++) {
+      nameOffsets[i] = at;
+      blob.set(encoded[i]!, at);
+      at += encoded[i]!.length + 1; // the terminator is already 0
+    }
+    this.add(mp, IN);
+    this.add(blob, IN);
+    this.add(nameOffsets, IN);
+    this.add(types, IN);
+    this.add(nDims, IN);
+    this.add(ne, IN);
+    this.add(nbytes, IN);
+    const nVocab = mp[6]!;
+    const st = this.call(
+      'model_create',
+      4,
+      (p) => this.m._hwkv_wasm_model_create!(p[0]!, n, p[1]!, p[2]!, p[3]!, p[4]!, p[5]!, p[6]!, mode, p[7]!),
+      (p) => {
+        const h = this.u32(p[7]!);
+        this.models.set(h, nVocab);
+        out[0] = h;
+      },
+    );
+    if (st === DESC_ALLOC_FAILED) {
+      return this.reject(
+        ERR_OUT_OF_MEMORY,
+        `WASM heap exhausted (limit ${HEAP_LIMIT_TEXT}): ${fn} could not allocate ${n} tensor descriptors ` +
+          `(heap is ${mib(this.m.HEAPU8.length)})`,
+      );
+    }
+    return st;
+  }
+
+  private modelFree(h: RawModel): void {
+    if (typeof h !== 'number' || !this.models.has(h)) return; // null, double free or foreign: no-op
+    this.models.delete(h);
+    if (this.dead !== null) return;
+    try {
+      this.m._hwkv_wasm_model_free!(h);
+    } catch (e) {
+      this.dead = `model_free trapped: ${e instanceof Error ? e.message : String(e)}`;
+    }
+  }
+
+  private modelUpload(h: RawModel, index: number, data: Uint8Array, offset: number): number {
+    if (this.liveModel('modelUpload', h) === undefined) return ERR_INVALID_ARGUMENT;
+    if (!(data instanceof Uint8Array)) return this.reject(ERR_INVALID_ARGUMENT, 'modelUpload: data must be a Uint8Array');
+    this.add(data, IN);
+    return this.call('model_upload', 0, (p) => this.m._hwkv_wasm_model_upload!(h as number, index, p[0]!, offset, data.length));
+  }
+
+  private modelInfo(h: RawModel, out: Float64Array): number {
+    if (this.liveModel('modelInfo', h) === undefined) return ERR_INVALID_ARGUMENT;
+    if (out.length < MODEL_INFO_LEN) {
+      return this.reject(ERR_INVALID_ARGUMENT, `modelInfo: out has ${out.length} elements, needs ${MODEL_INFO_LEN} (MODEL_INFO_LEN)`);
+    }
+    this.add(out, OUT);
+    return this.call('model_info', 0, (p) => this.m._hwkv_wasm_model_info!(h as number, p[0]!));
+  }
+
+  private modelForward(
+    h: RawModel,
+    s: RawStore,
+    logitsMode: number,
+    viewIndptr: Int32Array,
+    viewBlocks: Int32Array,
+    tokIndptr: Int32Array,
+    tokens: Int32Array,
+    logits: Float32Array | null,
+  ): number {
+    const fn = 'modelForward';
+    const nVocab = this.liveModel(fn, h);
+    if (nVocab === undefined) return ERR_INVALID_ARGUMENT;
+    const nSeq = viewIndptr.length - 1;
+    if (nSeq < 0) return this.reject(ERR_INVALID_ARGUMENT, `${fn}: viewIndptr must have n_seq + 1 >= 1 elements`);
+    if (tokIndptr.length !== nSeq + 1) {
+      return this.reject(
+        ERR_INVALID_ARGUMENT,
+        `${fn}: tokIndptr has ${tokIndptr.length} elements, needs n_seq + 1 = ${nSeq + 1} (n_seq = viewIndptr.length - 1)`,
+      );
+    }
+    for (const [name, ip, target, len] of [
+      ['viewIndptr', viewIndptr, 'viewBlocks', viewBlocks.length],
+      ['tokIndptr', tokIndptr, 'tokens', tokens.length],
+    ] as const) {
+      for (let i = 0; i <= nSeq; i++) {
+        const v = ip[i]!;
+        if (v < 0 || (i > 0 && v < ip[i - 1]!)) {
+          return this.reject(ERR_INVALID_ARGUMENT, `${fn}: ${name} must be non-negative and non-decreasing (${name}[${i}] = ${v})`);
+        }
+      }
+      if (ip[nSeq]! > len) {
+        return this.reject(ERR_INVALID_ARGUMENT, `${fn}: ${name}[${nSeq}] = ${ip[nSeq]} exceeds ${target}.length = ${len}`);
+      }
+    }
+    const nTok = tokIndptr[nSeq]!;
+    if (tokens.length !== nTok) {
+      return this.reject(ERR_INVALID_ARGUMENT, `${fn}: tokens has ${tokens.length} elements, needs exactly tokIndptr[n_seq] = ${nTok}`);
+    }
+    const rows = logitsMode === LOGITS_LAST ? nSeq : logitsMode === LOGITS_ALL ? nTok : -1;
+    if (rows >= 0) {
+      if (logits === null) return this.reject(ERR_INVALID_ARGUMENT, `${fn}: logits must be a Float32Array unless logitsMode is NONE`);
+      if (logits.length < rows * nVocab) {
+        return this.reject(
+          ERR_INVALID_ARGUMENT,
+          `${fn}: logits has ${logits.length} elements, needs at least ${rows * nVocab} (${logitsMode === LOGITS_LAST ? 'n_seq' : 'n_tok'}*n_vocab)`,
+        );
+      }
+    }
+    this.add(viewIndptr, IN);
+    this.add(viewBlocks, IN);
+    this.add(tokIndptr, IN);
+    this.add(tokens, IN);
+    this.add(logits, OUT);
+    const nLogits = logits === null ? 0 : logits.length;
+    return this.call('model_forward', 0, (p) =>
+      this.m._hwkv_wasm_model_forward!(h as number, s as number, nSeq, logitsMode, p[0]!, p[1]!, p[2]!, p[3]!, p[4]!, nLogits),
+    );
+  }
+
+  private modelSetThreads(h: RawModel, nThreads: number): number {
+    if (this.liveModel('modelSetThreads', h) === undefined) return ERR_INVALID_ARGUMENT;
+    return this.call('model_set_threads', 0, () => this.m._hwkv_wasm_model_set_threads!(h as number, nThreads));
   }
 }
 
