@@ -112,8 +112,8 @@ S('stories260K (GGUF): golden logits, prompt ids, published greedy sample, "Once
       assert.ok(e <= TOL, `${bname}: golden logits rel err ${e}`);
       report.push(`${bname}=${e.toExponential(1)}`);
 
-      // 256 positions from BOS alone: BOS + 255 greedy tokens, as llama2.c's published sample
-      const r = await model.generate([model.tokenizer!.bosId!], { maxTokens: 255, stopOnEog: true }).result;
+      // llama2.c's published sample: 256 forward steps from BOS alone (positions 0..255), one token each
+      const r = await model.generate([model.tokenizer!.bosId!], { maxTokens: 256, stopOnEog: true }).result;
       const text = model.detokenize(r.tokens);
       assert.is(text, noprompt.replace(/\n$/, ''), `${bname}: greedy sample from BOS`);
 
