@@ -394,7 +394,7 @@ hwkv_status attn_views(hwkv_store_t* s, int32_t layer, const hwkv_rope_params* r
       }
       return slots;
     };
-    int64_t splits = base_ctas >= target ? 1 : ceil_div(target, base_ctas);
+    int64_t splits = (base_ctas == 0 || base_ctas >= target) ? 1 : ceil_div(target, base_ctas);
     int64_t n_slots = plan_chunks(splits);
     const int64_t part_budget = 256LL << 20;
     while (splits > 1 && n_slots * n_head * (Dv + 2) * 4 > part_budget) {
