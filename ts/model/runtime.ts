@@ -160,9 +160,10 @@ export class ModelRuntime {
 
   /**
    * One batched step over several sequences (see hwkv_model.h model_forward). Returns logits [rows, vocab]
-   * (rows = sequences for 'last', new tokens for 'all', none for 'none').
+   * (rows = sequences for 'last', new tokens for 'all', none for 'none'). `store` defaults to the runtime's own
+   * store; another store of the same backend and shape (e.g. a Hogwild! run's f16 cache) may be passed.
    */
-  forward(seqs: ReadonlyArray<ForwardSequence>, logits: LogitsMode, signal?: AbortSignal): Promise<Float32Array> {
+  forward(seqs: ReadonlyArray<ForwardSequence>, logits: LogitsMode, signal?: AbortSignal, store: CoreKvStore = this.store): Promise<Float32Array> {
     return this.mutex.run(async () => {
       if (signal?.aborted) throw new AbortError();
       const h = this.h();
@@ -184,8 +185,8 @@ export class ModelRuntime {
       const out = rows > 0 ? new Float32Array(rows * this.config.nVocab) : null;
       const mode = LOGITS_MODE[logits];
       const st = this.api.modelForwardAsync
-        ? await this.api.modelForwardAsync(h, this.store.rawHandle(), mode, viewIndptr, viewBlocks, tokIndptr, tokens, out)
-        : this.api.modelForward(h, this.store.rawHandle(), mode, viewIndptr, viewBlocks, tokIndptr, tokens, out);
+        ? await this.api.modelForwardAsync(h, store.rawHandle(), mode, viewIndptr, viewBlocks, tokIndptr, tokens, out)
+        : this.api.modelForward(h, store.rawHandle(), mode, viewIndptr, viewBlocks, tokIndptr, tokens, out);
       if (st !== 0) throw errorFromStatus(st, this.backend.raw.lastError());
       return out ?? new Float32Array(0);
     });
