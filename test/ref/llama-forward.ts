@@ -159,10 +159,10 @@ export function refForward(cfg: RefConfig, W: RefWeights, ids: ArrayLike<number>
         }
         let z = 0;
         for (let s = 0; s <= t; s++) z += (sc[s] = Math.exp(sc[s]! - m));
-        for (let s = 0; s <= t; s++) for (let i = 0; i < hd; i++) a[h * hd + i] += (sc[s]! / z) * Vv[s]![kh * hd + i]!;
+        for (let s = 0; s <= t; s++) for (let i = 0; i < hd; i++) a[h * hd + i]! += (sc[s]! / z) * Vv[s]![kh * hd + i]!;
       }
       const o = mm(`${p}self_attn.o_proj.weight`, E, nHead * hd, a);
-      for (let i = 0; i < E; i++) xs[t]![i] += o[i]!;
+      for (let i = 0; i < E; i++) xs[t]![i]! += o[i]!;
     }
     for (let t = 0; t < T; t++) {
       const h = rmsNorm(xs[t]!, get(`${p}post_attention_layernorm.weight`), cfg.eps);
@@ -171,7 +171,7 @@ export function refForward(cfg: RefConfig, W: RefWeights, ids: ArrayLike<number>
       const act = new Float64Array(nFf);
       for (let i = 0; i < nFf; i++) act[i] = (g[i]! / (1 + Math.exp(-g[i]!))) * u[i]!;
       const d = mm(`${p}mlp.down_proj.weight`, E, nFf, act);
-      for (let i = 0; i < E; i++) xs[t]![i] += d[i]!;
+      for (let i = 0; i < E; i++) xs[t]![i]! += d[i]!;
     }
   }
   const out = new Float64Array(T * V);

@@ -77,6 +77,22 @@ function hfCanonical(name: string): string | null {
   return null;
 }
 
+/** Checkpoint name of a canonical tensor name (for messages). */
+function hfName(canonical: string): string {
+  if (canonical === 'tok_embd') return 'model.embed_tokens.weight';
+  if (canonical === 'output_norm') return 'model.norm.weight';
+  if (canonical === 'output') return 'lm_head.weight';
+  const m = /^blk\.(\d+)\.(.+)$/.exec(canonical);
+  const hf = m ? Object.keys(HF_LAYER_MAP).find((k) => HF_LAYER_MAP[k] === m[2]) : undefined;
+  return m && hf ? `model.layers.${m[1]}.${hf}` : canonical;
+}
+
+function ggufName(canonical: string): string {
+  if (canonical === 'tok_embd') return 'token_embd.weight';
+  const b = /^(.+)_bias$/.exec(canonical);
+  return b ? `${b[1]}.bias` : `${canonical}.weight`;
+}
+
 function ggufCanonical(name: string): string {
   let n = name.endsWith('.weight') ? name.slice(0, -'.weight'.length) : name;
   if (n === 'token_embd') return 'tok_embd';
@@ -114,7 +130,7 @@ function loadHf(folder: string): ModelSource {
     }
     const type = HF_DTYPES[info.dtype];
     if (type === undefined) {
-      throw new ModelFormatError('FORMAT_UNSUPPORTED_MODEL', shard.path, `tensor '${name}' has dtype ${info.dtype}; supported: F32, F16, BF16`);
+      throw new ModelFormatError('FORMAT_MISSING_TENSOR', shard.path, `tensor '${name}' has dtype ${info.dtype}; weights must be F32, F16 or BF16`);
     }
     tensors.push({ name: canon, source: name, type, shape: info.shape.slice(), file: shard.path, offset: info.offset, nbytes: info.byteSize });
     weightBytes += info.byteSize;
@@ -123,6 +139,7 @@ function loadHf(folder: string): ModelSource {
   const hasOutput = tensors.some((t) => t.name === 'output');
   if (hasOutput) tied = false;
   else if (!tied) throw new ModelFormatError('FORMAT_MISSING_TENSOR', folder, "missing tensor 'lm_head.weight' (and tie_word_embeddings is false)");
+  checkTensors(config, tensors, tied, folder, hfName);
   let chatTemplate: string | undefined;
   const tcPath = path.join(folder, 'tokenizer_config.json');
   if (existsSync(tcPath)) {
@@ -159,6 +176,7 @@ function loadGgufSource(file: string): ModelSource {
   const config = configFromGguf(meta, vocabFromTensor, file);
   const tied = !tensors.some((t) => t.name === 'output');
   config.tiedEmbeddings = tied;
+  checkTensors(config, tensors, tied, file, ggufName);
   const tpl = meta['tokenizer.chat_template'];
   return {
     format: 'gguf',
@@ -170,6 +188,65 @@ function loadGgufSource(file: string): ModelSource {
     chatTemplate: typeof tpl === 'string' ? tpl : undefined,
     weightBytes,
   };
+}
+
+const VECTOR_TYPES = new Set<number>([WTYPE.F32, WTYPE.F16, WTYPE.BF16]);
+
+/**
+ * The tensors the architecture needs (hwkv_model.h), each exactly once with its shape and a usable type —
+ * checked here so that a bad checkpoint is a ModelFormatError naming the file and the tensor, before any
+ * backend memory is allocated.
+ */
+function checkTensors(c: ModelConfig, tensors: TensorDesc[], tied: boolean, file: string, sourceName: (canonical: string) => string): void {
+  const want = new Map<string, { shape: number[]; vector: boolean }>();
+  const mat = (name: string, rows: number, cols: number) => want.set(name, { shape: [rows, cols], vector: false });
+  const vec = (name: string, n: number) => want.set(name, { shape: [n], vector: true });
+  const qDim = c.nHead * c.headDim;
+  const kvDim = c.nKvHead * c.headDim;
+  mat('tok_embd', c.nVocab, c.nEmbd);
+  vec('output_norm', c.nEmbd);
+  if (!tied) mat('output', c.nVocab, c.nEmbd);
+  for (let i = 0; i < c.nLayer; i++) {
+    const b = `blk.${i}.`;
+    vec(`${b}attn_norm`, c.nEmbd);
+    mat(`${b}attn_q`, qDim, c.nEmbd);
+    mat(`${b}attn_k`, kvDim, c.nEmbd);
+    mat(`${b}attn_v`, kvDim, c.nEmbd);
+    mat(`${b}attn_output`, c.nEmbd, qDim);
+    if (c.qkvBias) {
+      vec(`${b}attn_q_bias`, qDim);
+      vec(`${b}attn_k_bias`, kvDim);
+      vec(`${b}attn_v_bias`, kvDim);
+    }
+    if (c.qkNorm) {
+      vec(`${b}attn_q_norm`, c.headDim);
+      vec(`${b}attn_k_norm`, c.headDim);
+    }
+    vec(`${b}ffn_norm`, c.nEmbd);
+    mat(`${b}ffn_gate`, c.nFf, c.nEmbd);
+    mat(`${b}ffn_up`, c.nFf, c.nEmbd);
+    mat(`${b}ffn_down`, c.nEmbd, c.nFf);
+  }
+  const seen = new Set<string>();
+  for (const t of tensors) {
+    const w = want.get(t.name);
+    if (!w) throw new ModelFormatError('FORMAT_UNSUPPORTED_MODEL', file, `unexpected tensor '${t.source}' for a ${c.nLayer}-layer ${c.architecture} model`);
+    if (seen.has(t.name)) throw new ModelFormatError('FORMAT_INVALID', file, `tensor '${t.source}' appears twice`);
+    seen.add(t.name);
+    const shape = w.vector && t.shape.length === 2 && t.shape[0] === 1 ? t.shape.slice(1) : t.shape;
+    if (shape.length !== w.shape.length || shape.some((d, j) => d !== w.shape[j])) {
+      throw new ModelFormatError('FORMAT_MISSING_TENSOR', file, `tensor '${t.source}' has shape [${t.shape.join(', ')}], expected [${w.shape.join(', ')}] for this config`);
+    }
+    if (w.vector && !VECTOR_TYPES.has(t.type)) {
+      throw new ModelFormatError('FORMAT_MISSING_TENSOR', file, `tensor '${t.source}' is ${WTYPE_NAMES[t.type] ?? t.type}; vectors must be F32, F16 or BF16`);
+    }
+    if (t.type === WTYPE.Q8_0 && shape[shape.length - 1]! % 32 !== 0) {
+      throw new ModelFormatError('FORMAT_MISSING_TENSOR', file, `tensor '${t.source}' is Q8_0 with rows of ${shape[shape.length - 1]}, not a multiple of 32`);
+    }
+  }
+  for (const name of want.keys()) {
+    if (!seen.has(name)) throw new ModelFormatError('FORMAT_MISSING_TENSOR', file, `missing tensor '${sourceName(name)}' (needed by a ${c.nLayer}-layer ${c.architecture} model)`);
+  }
 }
 
 /** Read a GGUF file or a Hugging Face folder (config.json + *.safetensors). */

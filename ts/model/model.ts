@@ -14,6 +14,7 @@ import type { Tokenizer } from '../tokenizer/types.js';
 import type { ModelConfig } from './config.js';
 import { loadModelSource, type ModelSource } from './loader.js';
 import { ModelRuntime, type LoadProgress, type ModelInfo } from './runtime.js';
+import { HogwildRun, type HogwildOptions } from '../hogwild/run.js';
 
 export type { LoadProgress } from './runtime.js';
 
@@ -258,6 +259,10 @@ export class Model {
     if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new InvalidArgumentError(`maxTokens must be a non-negative integer, got ${maxTokens}`);
     const stops = options.stop ?? [];
     if (!Array.isArray(stops) || stops.some((s) => typeof s !== 'string' || s.length === 0)) throw new InvalidArgumentError('stop must be an array of non-empty strings');
+    if (options.prefillChunk !== undefined && (!Number.isInteger(options.prefillChunk) || options.prefillChunk < 1)) {
+      throw new InvalidArgumentError(`prefillChunk must be a positive integer, got ${String(options.prefillChunk)}`);
+    }
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new InvalidArgumentError('signal must be an AbortSignal');
     const ids = this.promptIds(prompt, options.addSpecial ?? true);
     if (ids.length === 0) throw new InvalidArgumentError('the prompt is empty (no tokens)');
     const sampler = new Sampler(options);
@@ -363,6 +368,12 @@ export class Model {
     return this.config.eosTokenIds.includes(id);
   }
 
+  /** Hogwild! inference: several workers of this model solve a problem together over one shared KV cache (docs/HOGWILD.md). */
+  hogwild(options: HogwildOptions = {}): HogwildRun {
+    this.live();
+    return new HogwildRun(this, options);
+  }
+
   /**
    * Perplexity of a text: the text is cut into chunks of `context` tokens, each starting with BOS; reports
    * the mean negative log-likelihood (nats/token) of every predicted token and exp of it.
@@ -421,8 +432,24 @@ export class Model {
   }
 }
 
+function validateLoadOptions(o: LoadModelOptions): void {
+  if (o === null || typeof o !== 'object') throw new InvalidArgumentError('loadModel options must be an object');
+  if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1 || o.threads > 1024)) {
+    throw new InvalidArgumentError(`threads must be an integer in [1, 1024], got ${String(o.threads)}`);
+  }
+  if (o.pageTokens !== undefined && (!Number.isInteger(o.pageTokens) || o.pageTokens < 1)) {
+    throw new InvalidArgumentError(`pageTokens must be a positive integer, got ${String(o.pageTokens)}`);
+  }
+  if (o.kvCache !== undefined && (o.kvCache === null || !['f32', 'f16'].includes(o.kvCache.type))) {
+    throw new InvalidArgumentError(`kvCache.type must be 'f32' or 'f16', got ${JSON.stringify(o.kvCache?.type)}`);
+  }
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new InvalidArgumentError('onProgress must be a function');
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new InvalidArgumentError('signal must be an AbortSignal');
+}
+
 /** Load a GGUF file or a Hugging Face folder (config.json + *.safetensors [+ tokenizer.json]). */
 export async function loadModel(pathOrFolder: string, options: LoadModelOptions = {}): Promise<Model> {
+  validateLoadOptions(options);
   if (options.signal?.aborted) throw new AbortError('model loading was aborted');
   const source = loadModelSource(pathOrFolder);
   const backend =
