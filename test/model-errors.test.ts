@@ -124,7 +124,8 @@ seededTest(S, 'model-errors', 'bad model files are ModelFormatError with the rig
   cases.push(['truncated safetensors (header)', truncHdr, 'FORMAT_TRUNCATED']);
   const badHdr = copyFixture();
   const stBytes = readFileSync(path.join(LLAMA, 'model.safetensors'));
-  stBytes[8 + rng.int(1, 20)] = 0x7b; // '{' inside the JSON: no longer valid JSON
+  const colons = [...stBytes.subarray(8, 8 + hdrLen).toString('latin1').matchAll(/":/g)].map((m) => 8 + m.index! + 1);
+  stBytes[rng.pick(colons)] = 0x20; // a key without its ':' — no longer valid JSON
   writeFileSync(path.join(badHdr, 'model.safetensors'), stBytes);
   cases.push(['malformed safetensors header', badHdr, 'FORMAT_INVALID']);
 

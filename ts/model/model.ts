@@ -103,23 +103,38 @@ export class Generation implements AsyncIterable<GenerateChunk> {
   private error: unknown = null;
 
   /** @internal */
-  constructor(run: (emit: (c: GenerateChunk) => void) => Promise<GenerateResult>) {
-    this.result = run((c) => {
-      this.queue.push(c);
-      this.wake();
-    }).then(
-      (r) => {
+  constructor(run: (emit: (c: GenerateChunk) => void) => Promise<GenerateResult>, signal?: AbortSignal) {
+    this.result = new Promise<GenerateResult>((resolve, reject) => {
+      let settled = false;
+      const finish = (e: unknown, r?: GenerateResult) => {
+        if (settled) return;
+        settled = true;
+        signal?.removeEventListener('abort', onAbort);
         this.done = true;
+        if (e !== null) {
+          this.error = e;
+          // an abort ends the stream now: chunks still queued are not delivered
+          if (e instanceof AbortError) this.queue.length = 0;
+          reject(e);
+        } else {
+          resolve(r!);
+        }
         this.wake();
-        return r;
-      },
-      (e: unknown) => {
-        this.done = true;
-        this.error = e;
+      };
+      // Reject at once on abort, without waiting for a forward pass in flight (it completes in the
+      // background under the model's lock, and the generation's KV block is freed after it).
+      const onAbort = () => finish(new AbortError('generation was aborted'));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal?.aborted) onAbort();
+      run((c) => {
+        if (settled) return;
+        this.queue.push(c);
         this.wake();
-        throw e;
-      },
-    );
+      }).then(
+        (r) => finish(null, r),
+        (e: unknown) => finish(e),
+      );
+    });
     // an un-awaited result must not become an unhandled rejection when the iterator is used
     this.result.catch(() => undefined);
   }
@@ -132,6 +147,7 @@ export class Generation implements AsyncIterable<GenerateChunk> {
 
   async *[Symbol.asyncIterator](): AsyncIterator<GenerateChunk> {
     for (;;) {
+      if (this.error instanceof AbortError) throw this.error;
       if (this.queue.length > 0) {
         yield this.queue.shift()!;
         continue;
@@ -236,8 +252,7 @@ export class Model {
     if (ids.length === 0) return new Float32Array(0);
     const V = this.config.nVocab;
     const out = new Float32Array(ids.length * V);
-    const store = this.runtime.store;
-    const block = store.createBlock();
+    const block = await this.runtime.createBlock();
     try {
       const chunk = options.chunk ?? 256;
       for (let i = 0; i < ids.length; i += chunk) {
@@ -246,7 +261,7 @@ export class Model {
         out.set(l, i * V);
       }
     } finally {
-      store.freeBlock(block);
+      await this.runtime.freeBlock(block);
     }
     return out;
   }
@@ -266,7 +281,7 @@ export class Model {
     const ids = this.promptIds(prompt, options.addSpecial ?? true);
     if (ids.length === 0) throw new InvalidArgumentError('the prompt is empty (no tokens)');
     const sampler = new Sampler(options);
-    return new Generation((emit) => this.runGeneration(ids, sampler, maxTokens, stops, options, emit));
+    return new Generation((emit) => this.runGeneration(ids, sampler, maxTokens, stops, options, emit), options.signal);
   }
 
   /** generate() with the model's chat template. */
@@ -283,8 +298,7 @@ export class Model {
     options: GenerateOptions,
     emit: (c: GenerateChunk) => void,
   ): Promise<GenerateResult> {
-    const store = this.runtime.store;
-    const block = store.createBlock();
+    const block = await this.runtime.createBlock();
     const signal = options.signal;
     const stopOnEog = options.stopOnEog ?? true;
     const decoder = this.tokenizer?.createDecoder();
@@ -359,7 +373,7 @@ export class Model {
         },
       };
     } finally {
-      store.freeBlock(block);
+      await this.runtime.freeBlock(block);
     }
   }
 

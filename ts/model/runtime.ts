@@ -43,11 +43,14 @@ const FLAG_TIED = 4;
 /** Serialises async work (the core runs one forward per model at a time). */
 class Mutex {
   private tail: Promise<void> = Promise.resolve();
+  /** Operations queued or running. */
+  pending = 0;
   run<T>(fn: () => Promise<T>): Promise<T> {
+    this.pending++;
     const p = this.tail.then(fn, fn);
     this.tail = p.then(
-      () => undefined,
-      () => undefined,
+      () => void this.pending--,
+      () => void this.pending--,
     );
     return p;
   }
@@ -141,8 +144,10 @@ export class ModelRuntime {
     }
   }
 
+  private disposed = false;
+
   private h(): RawModel {
-    if (this.handle === null) throw new DisposedError('model');
+    if (this.handle === null || this.disposed) throw new DisposedError('model');
     return this.handle;
   }
 
@@ -156,6 +161,25 @@ export class ModelRuntime {
   setThreads(n: number): void {
     const st = this.api.modelSetThreads(this.h(), n);
     if (st !== 0) throw errorFromStatus(st, this.backend.raw.lastError());
+  }
+
+  /**
+   * A new KV block of the model's store, created under the model's lock: a forward in flight (e.g. one an
+   * aborted generation left running) holds the store, so blocks are created and freed between forwards.
+   */
+  createBlock(): Promise<number> {
+    return this.mutex.run(async () => {
+      this.h();
+      return this.store.createBlock();
+    });
+  }
+
+  /** Free a block created by createBlock(), under the model's lock. A no-op after dispose(). */
+  freeBlock(block: number): Promise<void> {
+    return this.mutex.run(async () => {
+      if (this.handle === null || this.disposed) return;
+      this.store.freeBlock(block);
+    });
   }
 
   /**
@@ -192,11 +216,22 @@ export class ModelRuntime {
     });
   }
 
+  /**
+   * Free the weights and the KV store. With nothing in flight this happens now; otherwise (a forward still
+   * running, e.g. of an aborted generation) once the operations already queued have finished — the core
+   * never sees its memory freed under a running forward. New calls fail with DisposedError at once.
+   */
   dispose(): void {
-    if (this.handle === null) return;
-    this.store.dispose();
-    this.api.modelFree(this.handle);
-    this.handle = null;
+    if (this.disposed) return;
+    this.disposed = true;
+    const release = () => {
+      if (this.handle === null) return;
+      this.store.dispose();
+      this.api.modelFree(this.handle);
+      this.handle = null;
+    };
+    if (this.mutex.pending === 0) release();
+    else void this.mutex.run(async () => release());
   }
 }
 
