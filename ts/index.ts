@@ -45,3 +45,39 @@ export type {
 export type { ModelConfig, Architecture } from './model/config.js';
 export type { SamplingOptions } from './engine/sampling.js';
 export type { Tokenizer } from './tokenizer/types.js';
+export {
+  HogwildRun,
+  HogwildSolve,
+  HogwildCache,
+  COMBINED,
+  CONTIGUOUS,
+  INTERLEAVED,
+  LAYOUTS,
+  BOXED_ANSWER,
+  DEFAULT_FORCE_ANSWER,
+  DEFAULT_NAMES,
+  DEFAULT_OPENERS,
+  DEFAULT_SELF_CHECK,
+  DEFAULT_STEP_HEADER,
+  DEFAULT_SYSTEM_PROMPT,
+  PLAIN_PROMPT_FORMAT,
+  endsStep,
+  lastBoxed,
+} from './hogwild/index.js';
+export type {
+  AnswerFormat,
+  BlockRef,
+  HeaderPrefill,
+  HogwildCacheOptions,
+  HogwildEvent,
+  HogwildOptions,
+  HogwildResult,
+  HogwildSnapshot,
+  HogwildStep,
+  HogwildStopReason,
+  HogwildWorkerResult,
+  LayoutName,
+  LayoutSpec,
+  PickTokenContext,
+  SolveOptions,
+} from './hogwild/index.js';
