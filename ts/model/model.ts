@@ -15,7 +15,6 @@ import type { ModelConfig } from './config.js';
 import { loadModelSource, type ModelSource } from './loader.js';
 import { ModelRuntime, type LoadProgress, type ModelInfo } from './runtime.js';
 import { HogwildRun, type HogwildOptions } from '../hogwild/run.js';
-import { HogwildRun, type HogwildOptions } from '../hogwild/run.js';
 
 export type { LoadProgress } from './runtime.js';
 
@@ -381,12 +380,6 @@ export class Model {
   private isEog(id: number): boolean {
     if (this.tokenizer) return this.tokenizer.isEog(id);
     return this.config.eosTokenIds.includes(id);
-  }
-
-  /** Hogwild! inference: several workers of this model solve a problem together over one shared KV cache (docs/HOGWILD.md). */
-  hogwild(options: HogwildOptions = {}): HogwildRun {
-    this.live();
-    return new HogwildRun(this, options);
   }
 
   /** Hogwild! inference: several workers of this model solve a problem together over one shared KV cache (docs/HOGWILD.md). */
