@@ -192,7 +192,7 @@ seededTest(S, 'hogwild-cache', 'query rotation equals the materialized view: ran
                 assert.ok(e <= TOL, `${bname}/${fx} W=${W} ${kind} step ${step} worker ${w}: rel err ${e}`);
                 row += n;
               }
-              for (let w = 0; w < W; w++) if (rng.bool(0.3)) cache.finishStep(w);
+              for (let w = 0; w < W; w++) if (rng.bool(0.3)) await cache.finishStep(w);
               assert.ok(cache.consistent(), 'consistent');
             }
           } finally {
@@ -225,7 +225,7 @@ async function scripted(
     const out: Float32Array[] = [];
     for (let s = 0; s < feeds.length; s++) {
       out.push(await cache.step(feeds[s]!, 'last'));
-      for (const w of finish.get(s) ?? []) cache.finishStep(w);
+      for (const w of finish.get(s) ?? []) await cache.finishStep(w);
     }
     return out;
   } finally {
@@ -337,7 +337,7 @@ seededTest(S, 'hogwild-cache', 'merge: a finished step moved into the common blo
         try {
           await A.prefill(prompt, {});
           await A.step([stepToks], 'none');
-          assert.equal(A.finishStep(0), stepToks, 'moved tokens');
+          assert.equal(await A.finishStep(0), stepToks, 'moved tokens');
           await B.prefill([...prompt, ...stepToks], {});
           assert.is(A.store.blockLength(A.common), B.store.blockLength(B.common));
           assert.is(A.store.blockLength(A.own[0]!), 0, 'own block emptied');

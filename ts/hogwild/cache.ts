@@ -67,6 +67,14 @@ export class HogwildCache {
     }
   }
 
+  /**
+   * Create a cache under the model's lock (blocks are created between forwards, so a forward still in flight,
+   * e.g. of an aborted generation, is waited for). The constructor creates them at once.
+   */
+  static create(runtime: ModelRuntime, options: HogwildCacheOptions): Promise<HogwildCache> {
+    return runtime.exclusive(() => new HogwildCache(runtime, options));
+  }
+
   private live(): void {
     if (this.disposed) throw new DisposedError('hogwild cache');
   }
@@ -158,18 +166,20 @@ export class HogwildCache {
   /**
    * Worker w finished its step. With a merging layout the step is appended to the common block (keys rotated
    * by +len(common) by the store, never recomputed) and the worker's block is emptied. Returns the tokens
-   * that moved (empty when the layout does not merge).
+   * that moved (empty when the layout does not merge). Runs under the model's lock, between forwards.
    */
-  finishStep(w: number): number[] {
+  async finishStep(w: number): Promise<number[]> {
     this.live();
     const own = this.own[w]!;
     if (!this.layout.mergeFinishedSteps) return [];
-    const moved = this.mirror.get(own)!;
-    if (moved.length > 0) this.store.merge(this.common, own, this.runtime.config.rope);
-    this.store.truncate(own, 0);
-    this.mirror.get(this.common)!.push(...moved);
-    this.mirror.set(own, []);
-    return moved;
+    return this.runtime.exclusive(() => {
+      const moved = this.mirror.get(own)!;
+      if (moved.length > 0) this.store.merge(this.common, own, this.runtime.config.rope);
+      this.store.truncate(own, 0);
+      this.mirror.get(this.common)!.push(...moved);
+      this.mirror.set(own, []);
+      return moved;
+    });
   }
 
   /** True when every block's length in the store equals its token mirror (a cheap consistency check). */
@@ -188,16 +198,26 @@ export class HogwildCache {
     return this.disposed;
   }
 
+  /** Free every block: now, or (if a forward of someone else is in flight) under the model's lock after it. */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    for (const b of this.mirror.keys()) {
+    const blocks = [...this.mirror.keys()];
+    this.mirror.clear();
+    const later: number[] = [];
+    for (const b of blocks) {
       try {
         this.store.freeBlock(b);
       } catch {
-        // the store itself may already be gone (model disposed first)
+        later.push(b); // store busy (a forward in flight) or already gone (model disposed first)
       }
     }
-    this.mirror.clear();
+    if (later.length > 0) {
+      this.runtime
+        .exclusive(() => {
+          for (const b of later) this.store.freeBlock(b);
+        })
+        .catch(() => undefined);
+    }
   }
 }

@@ -360,7 +360,7 @@ export class HogwildRun {
     // a fresh cache per solve; the previous one is released
     this.cache?.dispose();
     this.cache = null;
-    const cache = new HogwildCache(this.model.runtime, { workers: W, layout: this.layout, store: this.store ?? undefined });
+    const cache = await HogwildCache.create(this.model.runtime, { workers: W, layout: this.layout, store: this.store ?? undefined });
     this.cache = cache;
 
     const { text: promptText, templated } = this.promptText(problem);
@@ -500,7 +500,7 @@ export class HogwildRun {
         const done: HogwildStep = { worker: w, step: st.step, text: st.stepText, forwardPass: fp };
         st.steps.push(done);
         finished.push(done);
-        cache.finishStep(w);
+        await cache.finishStep(w);
         emit({ type: 'step-finished', worker: w, name: st.name, step: st.step, text: st.stepText, forwardPass: fp });
         st.step++;
         const head = this.stepHeader(w, st.step);
@@ -603,7 +603,8 @@ export class HogwildRun {
     const fa = this.o.finalAnswer;
     const maxTokens = (fa ? fa.maxTokens : undefined) ?? 32;
     const store = cache.store;
-    const tmp = store.createBlock();
+    const runtime = this.model.runtime;
+    const tmp = await runtime.exclusive(() => store.createBlock());
     const view = [cache.common, ...cache.own, tmp];
     const decoder = tok.createDecoder();
     let text = '';
@@ -622,7 +623,7 @@ export class HogwildRun {
       text += decoder.flush();
       return { answer: fmt.parseForced(text, true), text };
     } finally {
-      store.freeBlock(tmp);
+      await runtime.exclusive(() => store.freeBlock(tmp)).catch(() => undefined);
     }
   }
 

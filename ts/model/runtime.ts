@@ -183,6 +183,17 @@ export class ModelRuntime {
   }
 
   /**
+   * Run `fn` under the model's lock, between forwards: for store changes (merge, truncate, create, free) that
+   * must not meet a forward in flight (Hogwild! merges finished steps this way).
+   */
+  exclusive<T>(fn: () => T): Promise<T> {
+    return this.mutex.run(async () => {
+      this.h();
+      return fn();
+    });
+  }
+
+  /**
    * One batched step over several sequences (see hwkv_model.h model_forward). Returns logits [rows, vocab]
    * (rows = sequences for 'last', new tokens for 'all', none for 'none'). `store` defaults to the runtime's own
    * store; another store of the same backend and shape (e.g. a Hogwild! run's f16 cache) may be passed.
