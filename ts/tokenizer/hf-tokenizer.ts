@@ -84,6 +84,7 @@ export class HfTokenizer implements Tokenizer {
 
   decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
     for (let i = 0; i < ids.length; i++) this.checkId(ids[i]!);
+    if (ids.length === 0) return ''; // the library rejects an empty list
     return this.impl.decode(Array.from(ids), { skip_special_tokens: !(options.special ?? false) });
   }
 
