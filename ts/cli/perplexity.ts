@@ -3,6 +3,7 @@
  */
 import { readFileSync } from 'node:fs';
 import cliProgress from 'cli-progress';
+import { InvalidArgumentError } from '../errors.js';
 import { intOption, interruptSignal, loadWithProgress, type ModelCliOptions } from './common.js';
 
 export interface PerplexityCliOptions extends ModelCliOptions {
@@ -14,7 +15,12 @@ export interface PerplexityCliOptions extends ModelCliOptions {
 
 export async function perplexityCommand(o: PerplexityCliOptions): Promise<void> {
   const ac = interruptSignal();
-  const text = readFileSync(o.file, 'utf8');
+  let text: string;
+  try {
+    text = readFileSync(o.file, 'utf8');
+  } catch (e) {
+    throw new InvalidArgumentError(`--file ${o.file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
   const model = await loadWithProgress(o, ac.signal);
   const bar =
     !o.json && process.stderr.isTTY
