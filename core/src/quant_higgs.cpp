@@ -1,0 +1,305 @@
+// quant_higgs.cpp — HIGGS quantizer (core/include/hwkv_quant.h): grid search, signs, encode, decode.
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+
+#include "../include/hwkv_quant.h"
+#include "dispatch.h"
+#include "pack.h"
+#include "quant_internal.h"
+
+namespace hwkv {
+namespace quant {
+
+bool simd_avx2_active() { return std::strcmp(kernels().name, "avx2") == 0; }
+
+void grid_prepare(const float* grid, int32_t n, int32_t d, GridSearch* gs) {
+  gs->n = n;
+  gs->d = d;
+  if (d == 1) {
+    gs->order.resize(static_cast<size_t>(n));
+    std::iota(gs->order.begin(), gs->order.end(), uint16_t{0});
+    std::stable_sort(gs->order.begin(), gs->order.end(), [&](uint16_t a, uint16_t b) { return grid[a] < grid[b]; });
+    gs->thr.resize(static_cast<size_t>(n - 1));
+    for (int32_t i = 0; i + 1 < n; ++i) gs->thr[i] = 0.5f * (grid[gs->order[i]] + grid[gs->order[i + 1]]);
+    return;
+  }
+  gs->nb = (n + 7) / 8;
+  gs->soa.assign(static_cast<size_t>(gs->nb) * d * 8, 0.0f);
+  gs->hn.assign(static_cast<size_t>(gs->nb) * 8, std::numeric_limits<float>::infinity());
+  for (int32_t i = 0; i < n; ++i) {
+    const float* g = grid + static_cast<int64_t>(i) * d;
+    float s = g[0] * g[0];
+    for (int32_t k = 1; k < d; ++k) s = s + g[k] * g[k];
+    gs->hn[i] = 0.5f * s;
+    for (int32_t k = 0; k < d; ++k) gs->soa[(static_cast<size_t>(i / 8) * d + k) * 8 + (i % 8)] = g[k];
+  }
+}
+
+void grid_nearest_scalar(const GridSearch& gs, const float* z, int64_t m, uint16_t* idx) {
+  const int32_t d = gs.d;
+  if (d == 1) {
+    const float* t0 = gs.thr.data();
+    const float* t1 = t0 + gs.thr.size();
+    for (int64_t i = 0; i < m; ++i) idx[i] = gs.order[static_cast<size_t>(std::lower_bound(t0, t1, z[i]) - t0)];
+    return;
+  }
+  const int32_t n = gs.n;
+  for (int64_t p = 0; p < m; ++p) {
+    const float* zp = z + p * d;
+    float best = -std::numeric_limits<float>::infinity();
+    int32_t bi = 0;
+    for (int32_t i = 0; i < n; ++i) {
+      const float* g = gs.soa.data() + static_cast<size_t>(i / 8) * d * 8 + (i % 8);
+      float s = zp[0] * g[0];
+      for (int32_t k = 1; k < d; ++k) s = s + zp[k] * g[k * 8];
+      s = s - gs.hn[i];
+      if (s > best) {
+        best = s;
+        bi = i;
+      }
+    }
+    idx[p] = static_cast<uint16_t>(bi);
+  }
+}
+
+void grid_nearest(const GridSearch& gs, const float* z, int64_t m, uint16_t* idx) {
+#if defined(HWKV_QUANT_AVX2)
+  if (gs.d > 1 && simd_avx2_active()) return grid_nearest_avx2(gs, z, m, idx);
+#endif
+  grid_nearest_scalar(gs, z, m, idx);
+}
+
+namespace {
+
+inline uint64_t mix64(uint64_t z) {
+  z ^= z >> 30;
+  z *= 0xBF58476D1CE4E5B9ull;
+  z ^= z >> 27;
+  z *= 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return z;
+}
+
+inline bool is_pow2(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
+
+inline int32_t log2i(int64_t v) {
+  int32_t b = 0;
+  while ((int64_t{1} << b) < v) ++b;
+  return b;
+}
+
+}  // namespace
+
+void make_signs(uint32_t seed, int32_t channels, float* signs) {
+  for (int32_t c = 0; c < channels; ++c) {
+    const uint64_t v = mix64(((uint64_t(seed) << 32) + uint64_t(c) + 1) * 0x9E3779B97F4A7C15ull);
+    signs[c] = (v >> 63) ? -1.0f : 1.0f;
+  }
+}
+
+hwkv_status check_higgs(const char* fn, const hwkv_higgs_params* p, const float* grid) {
+  if (!p) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: params is NULL", fn);
+  if (p->dim != 1 && p->dim != 2 && p->dim != 4 && p->dim != 8)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: dim must be 1, 2, 4 or 8, got %d", fn, p->dim);
+  if (p->n_points < 2 || p->n_points > 65536)
+    return fail(HWKV_ERR_OUT_OF_RANGE, "%s: n_points must be a power of two in 2..65536 (1..16 bits per code), got %d", fn,
+                p->n_points);
+  if (!is_pow2(p->n_points))
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_points must be a power of two (bits per code = log2 n), got %d", fn,
+                p->n_points);
+  if (p->group < 1 || p->group > 65536 || !is_pow2(p->group))
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: group must be a power of two in 1..65536, got %d", fn, p->group);
+  if (p->group % p->dim != 0)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: group (%d) must be a multiple of dim (%d)", fn, p->group, p->dim);
+  if (p->channels < 1) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: channels must be >= 1, got %d", fn, p->channels);
+  if (p->channels % p->group != 0)
+    return fail(HWKV_ERR_INVALID_ARGUMENT,
+                "%s: channels (%d) must be a multiple of group (%d); choose group = the largest power of two dividing "
+                "channels (no padding is done)",
+                fn, p->channels, p->group);
+  if (p->use_signs != 0 && p->use_signs != 1)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: use_signs must be 0 or 1, got %d", fn, p->use_signs);
+  if (grid != nullptr) {
+    const int64_t len = int64_t(p->n_points) * p->dim;
+    for (int64_t i = 0; i < len; ++i)
+      if (!std::isfinite(grid[i]))
+        return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: grid value %lld is not finite", fn, (long long)i);
+  }
+  return HWKV_OK;
+}
+
+hwkv_status higgs_size(const hwkv_higgs_params* p, int64_t n_tok, int64_t* n_words, int64_t* n_scales) {
+  HWKV_TRY(check_higgs("higgs_size", p, nullptr));
+  if (n_tok < 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "higgs_size: n_tok must be >= 0, got %lld", (long long)n_tok);
+  const int32_t bits = log2i(p->n_points);
+  if (n_words) *n_words = packed_words(n_tok * (p->channels / p->dim), bits);
+  if (n_scales) *n_scales = n_tok * (p->channels / p->group);
+  return HWKV_OK;
+}
+
+hwkv_status higgs_encode(const hwkv_higgs_params* p, const float* grid, const float* x, int64_t n_tok,
+                         uint32_t* codes, int64_t n_words, uint16_t* scales) {
+  const char* fn = "higgs_encode";
+  if (!grid) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: grid is NULL", fn);
+  HWKV_TRY(check_higgs(fn, p, grid));
+  if (n_tok < 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_tok must be >= 0, got %lld", fn, (long long)n_tok);
+  const int32_t C = p->channels, g = p->group, d = p->dim, bits = log2i(p->n_points);
+  const int64_t n_codes = n_tok * (C / d);
+  const int64_t need = packed_words(n_codes, bits);
+  if (n_words < need)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codes has %lld words, needs %lld (ceil(n_tok*(C/d)*log2(n)/32))", fn,
+                (long long)n_words, (long long)need);
+  if (n_tok == 0) return HWKV_OK;
+  if (!x || !codes || !scales) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: x, codes and scales must not be NULL", fn);
+  const int32_t G = C / g;
+  // Validate everything (finite, norm within fp16) before writing anything.
+  std::vector<uint16_t> sc(static_cast<size_t>(n_tok * G));
+  for (int64_t t = 0; t < n_tok; ++t) {
+    for (int32_t j = 0; j < G; ++j) {
+      const float* xg = x + t * C + int64_t(j) * g;
+      double ss = 0.0;
+      for (int32_t c = 0; c < g; ++c) ss += double(xg[c]) * double(xg[c]);
+      if (!std::isfinite(ss))
+        return fail(HWKV_ERR_OUT_OF_RANGE, "%s: token %lld group %d has a non-finite value or norm", fn, (long long)t, j);
+      const float nrm = static_cast<float>(std::sqrt(ss));
+      const uint16_t h = f32_to_f16_one(nrm);
+      if ((h & 0x7c00u) == 0x7c00u)
+        return fail(HWKV_ERR_OUT_OF_RANGE, "%s: token %lld group %d has L2 norm %g, beyond the fp16 scale range (65504)", fn,
+                    (long long)t, j, double(nrm));
+      sc[static_cast<size_t>(t * G + j)] = h;
+    }
+  }
+  GridSearch gs;
+  grid_prepare(grid, p->n_points, d, &gs);
+  std::vector<float> signs;
+  if (p->use_signs) {
+    signs.resize(static_cast<size_t>(C));
+    make_signs(p->seed, C, signs.data());
+  }
+  std::vector<uint16_t> idx(static_cast<size_t>(n_codes));
+  std::vector<float> buf(static_cast<size_t>(g));
+  const Kernels& k = kernels();
+  for (int64_t t = 0; t < n_tok; ++t) {
+    for (int32_t j = 0; j < G; ++j) {
+      const int64_t off = t * C + int64_t(j) * g;
+      uint16_t* out = idx.data() + off / d;
+      const float S = f16_to_f32_one(sc[static_cast<size_t>(t * G + j)]);
+      if (S == 0.0f) {
+        std::memset(out, 0, sizeof(uint16_t) * static_cast<size_t>(g / d));
+        continue;
+      }
+      const float* xg = x + off;
+      if (p->use_signs) {
+        const float* s = signs.data() + int64_t(j) * g;
+        for (int32_t c = 0; c < g; ++c) buf[c] = xg[c] * s[c];
+      } else {
+        std::memcpy(buf.data(), xg, sizeof(float) * static_cast<size_t>(g));
+      }
+      k.fwht_row(buf.data(), g, 1.0f / S);
+      grid_nearest(gs, buf.data(), g / d, out);
+    }
+  }
+  k.pack_bits(idx.data(), n_codes, bits, codes);
+  std::memcpy(scales, sc.data(), sizeof(uint16_t) * sc.size());
+  return HWKV_OK;
+}
+
+hwkv_status higgs_decode(const hwkv_higgs_params* p, const float* grid, const uint32_t* codes, int64_t n_words,
+                         const uint16_t* scales, int64_t n_tok, float* y, int32_t accumulate) {
+  const char* fn = "higgs_decode";
+  if (!grid) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: grid is NULL", fn);
+  HWKV_TRY(check_higgs(fn, p, grid));
+  if (n_tok < 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_tok must be >= 0, got %lld", fn, (long long)n_tok);
+  const int32_t C = p->channels, g = p->group, d = p->dim, bits = log2i(p->n_points);
+  const int64_t n_codes = n_tok * (C / d);
+  const int64_t need = packed_words(n_codes, bits);
+  if (n_words < need)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codes has %lld words, needs %lld (ceil(n_tok*(C/d)*log2(n)/32))", fn,
+                (long long)n_words, (long long)need);
+  if (n_tok == 0) return HWKV_OK;
+  if (!y || !codes || !scales) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codes, scales and y must not be NULL", fn);
+  const int32_t G = C / g;
+  for (int64_t i = 0; i < n_tok * G; ++i)
+    if ((scales[i] & 0x7c00u) == 0x7c00u)
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: scale %lld (token %lld, group %lld) is not a finite fp16 value", fn,
+                  (long long)i, (long long)(i / G), (long long)(i % G));
+  std::vector<uint16_t> idx(static_cast<size_t>(n_codes));
+  const Kernels& k = kernels();
+  k.unpack_bits(codes, n_codes, bits, idx.data());
+  std::vector<float> signs;
+  if (p->use_signs) {
+    signs.resize(static_cast<size_t>(C));
+    make_signs(p->seed, C, signs.data());
+  }
+  std::vector<float> buf(static_cast<size_t>(g));
+  const float inv_g = 1.0f / static_cast<float>(g);
+  for (int64_t t = 0; t < n_tok; ++t) {
+    for (int32_t j = 0; j < G; ++j) {
+      const int64_t off = t * C + int64_t(j) * g;
+      float* yg = y + off;
+      const float S = f16_to_f32_one(scales[t * G + j]);
+      if (S == 0.0f) {
+        if (!accumulate) std::memset(yg, 0, sizeof(float) * static_cast<size_t>(g));
+        continue;
+      }
+      const uint16_t* in = idx.data() + off / d;
+      for (int32_t q = 0; q < g / d; ++q) {
+        const float* gp = grid + int64_t(in[q]) * d;
+        for (int32_t e = 0; e < d; ++e) buf[q * d + e] = gp[e];
+      }
+      k.fwht_row(buf.data(), g, S * inv_g);
+      if (p->use_signs) {
+        const float* s = signs.data() + int64_t(j) * g;
+        if (accumulate)
+          for (int32_t c = 0; c < g; ++c) yg[c] += buf[c] * s[c];
+        else
+          for (int32_t c = 0; c < g; ++c) yg[c] = buf[c] * s[c];
+      } else {
+        if (accumulate)
+          for (int32_t c = 0; c < g; ++c) yg[c] += buf[c];
+        else
+          std::memcpy(yg, buf.data(), sizeof(float) * static_cast<size_t>(g));
+      }
+    }
+  }
+  return HWKV_OK;
+}
+
+hwkv_status nearest(const float* grid, int32_t n_points, int32_t dim, const float* z, int64_t m, uint16_t* idx) {
+  const char* fn = "grid_nearest";
+  if (dim != 1 && dim != 2 && dim != 4 && dim != 8)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: dim must be 1, 2, 4 or 8, got %d", fn, dim);
+  if (n_points < 1 || n_points > 65536)
+    return fail(HWKV_ERR_OUT_OF_RANGE, "%s: n_points must be in 1..65536, got %d", fn, n_points);
+  if (m < 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: m must be >= 0, got %lld", fn, (long long)m);
+  if (!grid) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: grid is NULL", fn);
+  for (int64_t i = 0; i < int64_t(n_points) * dim; ++i)
+    if (!std::isfinite(grid[i]))
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: grid value %lld is not finite", fn, (long long)i);
+  if (m == 0) return HWKV_OK;
+  if (!z || !idx) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: z and idx must not be NULL", fn);
+  GridSearch gs;
+  grid_prepare(grid, n_points, dim, &gs);
+  grid_nearest(gs, z, m, idx);
+  return HWKV_OK;
+}
+
+hwkv_status signs(uint32_t seed, int32_t channels, float* out) {
+  if (channels < 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "higgs_signs: channels must be >= 0, got %d", channels);
+  if (channels == 0) return HWKV_OK;
+  if (!out) return fail(HWKV_ERR_INVALID_ARGUMENT, "higgs_signs: signs is NULL");
+  make_signs(seed, channels, out);
+  return HWKV_OK;
+}
+
+}  // namespace quant
+}  // namespace hwkv
