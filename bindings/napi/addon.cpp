@@ -2,7 +2,7 @@
 //
 // exports = {
 //   cpu: RawApi,                       // the CPU core compiled into this addon (has setSimd; .model is
-//                                      //   hwkv_cpu_model_api())
+//                                      //   hwkv_cpu_model_api(), .quant hwkv_cpu_quant_api())
 //   openCuda(libPath): RawApi,         // dlopen(libPath) + hwkv_cuda_api(&why); .model = hwkv_cuda_model_api()
 //                                      //   when the library exports it; throws Error with .code:
 //                                      //   HWKV_BAD_ARGUMENT | HWKV_DLOPEN | HWKV_NO_SYMBOL | HWKV_NO_DEVICE | HWKV_ABI
@@ -218,6 +218,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     return exports;
   }
   b->model = cpu_model;
+  const hwkv_quant_api* cpu_quant = hwkv_cpu_quant_api();
+  bad = CheckQuantTable(cpu_quant);
+  if (!bad.empty()) {
+    ThrowWithCode(env, "HWKV_ABI", "hogwild-kv native addon: CPU quantizer table unusable: " + bad);
+    return exports;
+  }
+  b->quant = cpu_quant;
 
   exports.Set("cpu", MakeRawApi(env, b));
   exports.Set("openCuda", Napi::Function::New(env, OpenCuda, "openCuda"));

@@ -2,6 +2,7 @@
 //
 //   raw_api.cpp      MakeRawApi(): a JS object implementing ts/backend/raw.ts RawApi over one hwkv_api table
 //   model_api.cpp    MakeRawModelApi(): RawModelApi (RawApi.model) over one hwkv_model_api table
+//   quant_api.cpp    MakeRawQuantApi(): RawQuantApi (RawApi.quant) over one hwkv_quant_api table
 //   call.h           internals shared by raw_api.cpp and model_api.cpp (store handles, argument access)
 //   cpu_features.cpp CpuFeatures(): cpuid-based feature report
 //   addon.cpp        module init, openCuda() (dlopen + dlsym("hwkv_cuda_api", "hwkv_cuda_model_api")), per-env
@@ -16,6 +17,7 @@
 
 #include "hwkv.h"
 #include "hwkv_model.h"
+#include "hwkv_quant.h"
 
 namespace hwkv_napi {
 
@@ -26,6 +28,8 @@ struct Binding {
   const hwkv_api* api = nullptr;
   // The model engine of the same library (stores passed to it must come from `api`); nullptr if none.
   const hwkv_model_api* model = nullptr;
+  // The quantizer table of the same library (hwkv_quant.h); nullptr if none.
+  const hwkv_quant_api* quant = nullptr;
   bool is_cpu = false;
   std::string addon_error;
   bool addon_error_active = false;
@@ -36,6 +40,10 @@ Napi::Object MakeRawApi(Napi::Env env, Binding* b);
 
 // Builds the RawModelApi object over b->model (non-null, checked with CheckModelTable).
 Napi::Object MakeRawModelApi(Napi::Env env, Binding* b);
+
+// Builds the RawQuantApi object (RawApi.quant) over b->quant (non-null, checked with CheckQuantTable).
+Napi::Object MakeRawQuantApi(Napi::Env env, Binding* b);
+std::string CheckQuantTable(const hwkv_quant_api* api);
 
 // "" if the table is usable by this addon, else why not (ABI version / size mismatch, missing members).
 std::string CheckTable(const hwkv_api* api);

@@ -445,6 +445,7 @@ Napi::Object MakeRawApi(Napi::Env env, Binding* b) {
   add("attnViews", Method<AttnViews>);
   if (b->is_cpu) add("setSimd", Method<SetSimd>);
   if (b->model != nullptr) o.Set("model", MakeRawModelApi(env, b));
+  if (b->quant != nullptr) o.Set("quant", MakeRawQuantApi(env, b));
   return o;
 }
 

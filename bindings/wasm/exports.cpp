@@ -13,6 +13,8 @@
 //     byte offset per tensor, types/n_dims as int32, ne as 4 doubles per tensor, nbytes as doubles. UPLOAD
 //     mode only (no files here: the JS side refuses FILE mode); the model handle comes back through a slot.
 //     hwkv_model_info is returned as MODEL_INFO_LEN doubles.
+//   - quantizers (hwkv_quant.h, hwkv_cpu_quant_api()): hwkv_higgs_params arrive as HIGGS_PARAMS_LEN doubles,
+//     hwkv_uniform_params as UNIFORM_PARAMS_LEN doubles; size queries return [n_words, n_scales] as 2 doubles.
 // malloc/free are exported alongside (see scripts/build-wasm.sh).
 #include <emscripten/emscripten.h>
 
@@ -21,6 +23,7 @@
 
 #include "../../core/include/hwkv.h"
 #include "../../core/include/hwkv_model.h"
+#include "../../core/include/hwkv_quant.h"
 
 #define HWKV_WASM_EXPORT extern "C" EMSCRIPTEN_KEEPALIVE
 
@@ -261,4 +264,102 @@ HWKV_WASM_EXPORT int32_t hwkv_wasm_model_forward(hwkv_model_t* m, hwkv_store_t* 
 
 HWKV_WASM_EXPORT int32_t hwkv_wasm_model_set_threads(hwkv_model_t* m, int32_t n_threads) {
   return model_api()->model_set_threads(m, n_threads);
+}
+
+// ---- Quantizers (hwkv_quant.h) ---------------------------------------------------------------------------
+
+namespace {
+
+const hwkv_quant_api* quant_api() {
+  static const hwkv_quant_api* const a = hwkv_cpu_quant_api();
+  return a;
+}
+
+hwkv_higgs_params decode_higgs(const double* h) {
+  hwkv_higgs_params p;
+  p.channels = static_cast<int32_t>(h[0]);
+  p.group = static_cast<int32_t>(h[1]);
+  p.dim = static_cast<int32_t>(h[2]);
+  p.n_points = static_cast<int32_t>(h[3]);
+  p.use_signs = static_cast<int32_t>(h[4]);
+  p.seed = static_cast<uint32_t>(h[5]);
+  return p;
+}
+
+hwkv_uniform_params decode_uniform(const double* u) {
+  hwkv_uniform_params p;
+  p.channels = static_cast<int32_t>(u[0]);
+  p.bits = static_cast<int32_t>(u[1]);
+  p.axis = static_cast<int32_t>(u[2]);
+  p.group = static_cast<int32_t>(u[3]);
+  return p;
+}
+
+}  // namespace
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_higgs_size(const double* hp, double n_tok, double* out) {
+  const hwkv_higgs_params p = decode_higgs(hp);
+  int64_t w = 0, s = 0;
+  const hwkv_status rc = quant_api()->higgs_size(&p, i64(n_tok), &w, &s);
+  if (rc == HWKV_OK) {
+    out[0] = static_cast<double>(w);
+    out[1] = static_cast<double>(s);
+  }
+  return rc;
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_higgs_encode(const double* hp, const float* grid, const float* x, double n_tok,
+                                                uint32_t* codes, double n_words, uint16_t* scales) {
+  const hwkv_higgs_params p = decode_higgs(hp);
+  return quant_api()->higgs_encode(&p, grid, x, i64(n_tok), codes, i64(n_words), scales);
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_higgs_decode(const double* hp, const float* grid, const uint32_t* codes,
+                                                double n_words, const uint16_t* scales, double n_tok, float* y,
+                                                int32_t accumulate) {
+  const hwkv_higgs_params p = decode_higgs(hp);
+  return quant_api()->higgs_decode(&p, grid, codes, i64(n_words), scales, i64(n_tok), y, accumulate);
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_grid_nearest(const float* grid, int32_t n_points, int32_t dim, const float* z,
+                                                double m, uint16_t* idx) {
+  return quant_api()->grid_nearest(grid, n_points, dim, z, i64(m), idx);
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_higgs_signs(double seed, int32_t channels, float* signs) {
+  return quant_api()->higgs_signs(static_cast<uint32_t>(seed), channels, signs);
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_uniform_size(const double* up, double n_tok, double* out) {
+  const hwkv_uniform_params p = decode_uniform(up);
+  int64_t w = 0, s = 0;
+  const hwkv_status rc = quant_api()->uniform_size(&p, i64(n_tok), &w, &s);
+  if (rc == HWKV_OK) {
+    out[0] = static_cast<double>(w);
+    out[1] = static_cast<double>(s);
+  }
+  return rc;
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_uniform_encode(const double* up, const float* x, double n_tok, uint32_t* codes,
+                                                  double n_words, uint16_t* scales, uint16_t* zeros) {
+  const hwkv_uniform_params p = decode_uniform(up);
+  return quant_api()->uniform_encode(&p, x, i64(n_tok), codes, i64(n_words), scales, zeros);
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_uniform_decode(const double* up, const uint32_t* codes, double n_words,
+                                                  const uint16_t* scales, const uint16_t* zeros, double n_tok,
+                                                  float* y, int32_t accumulate) {
+  const hwkv_uniform_params p = decode_uniform(up);
+  return quant_api()->uniform_decode(&p, codes, i64(n_words), scales, zeros, i64(n_tok), y, accumulate);
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_ridge_accumulate(const float* x, const float* y, double n, int32_t p, int32_t q,
+                                                    double* xtx, double* xty, double* yy) {
+  return quant_api()->ridge_accumulate(x, y, i64(n), p, q, xtx, xty, yy);
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_ridge_solve(const double* xtx, const double* xty, int32_t p, int32_t q,
+                                               double lambda_rel, float* w) {
+  return quant_api()->ridge_solve(xtx, xty, p, q, lambda_rel, w);
 }

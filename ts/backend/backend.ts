@@ -4,6 +4,8 @@
  * once; the bindings stay thin.
  */
 import { DisposedError, InvalidArgumentError, OutOfRangeError, errorFromStatus } from '../errors.js';
+import { CoreQuantOps } from '../aqua/quantizer.js';
+import type { QuantOps } from '../aqua/types.js';
 import { ROPE_PARAMS_LEN, STORE_PARAMS_LEN, STORE_STATS_LEN, type RawApi, type RawStore } from './raw.js';
 import type {
   AttentionBatch,
@@ -112,10 +114,13 @@ export class CoreBackend implements Backend {
   readonly raw: RawApi;
   private disposed = false;
   private readonly stores = new Set<CoreKvStore>();
+  /** AQUA-KV quantizers (ts/aqua/quantizer.ts), when the RawApi has them. */
+  readonly quant?: QuantOps;
 
   constructor(name: BackendName, raw: RawApi, extraDetails: Record<string, unknown> = {}) {
     this.name = name;
     this.raw = raw;
+    if (raw.quant) this.quant = new CoreQuantOps(this, raw.quant);
     let info: Record<string, unknown> = {};
     try {
       info = JSON.parse(raw.buildInfo()) as Record<string, unknown>;

@@ -85,6 +85,30 @@ export interface RawModelApi {
   modelSetThreads(m: RawModel, nThreads: number): number;
 }
 
+/** [channels, group, dim, n_points, use_signs, seed] — hwkv_higgs_params field order (hwkv_quant.h) */
+export const HIGGS_PARAMS_LEN = 6;
+/** [channels, bits, axis, group] — hwkv_uniform_params field order */
+export const UNIFORM_PARAMS_LEN = 4;
+
+/**
+ * hwkv_quant_api (core/include/hwkv_quant.h) as JS methods. Counts implied by the parameters are checked by
+ * the bindings against the typed-array lengths; `codes` lengths are passed as n_words; `idx.length` is the
+ * number of pieces of gridNearest and `signs.length` the channel count of higgsSigns. Size queries write
+ * [n_words, n_scales] into out.
+ */
+export interface RawQuantApi {
+  higgsSize(hp: Float64Array, nTok: number, out: Float64Array): number;
+  higgsEncode(hp: Float64Array, grid: Float32Array, x: Float32Array, nTok: number, codes: Uint32Array, scales: Uint16Array): number;
+  higgsDecode(hp: Float64Array, grid: Float32Array, codes: Uint32Array, scales: Uint16Array, nTok: number, y: Float32Array, accumulate: boolean): number;
+  gridNearest(grid: Float32Array, nPoints: number, dim: number, z: Float32Array, idx: Uint16Array): number;
+  higgsSigns(seed: number, signs: Float32Array): number;
+  uniformSize(up: Float64Array, nTok: number, out: Float64Array): number;
+  uniformEncode(up: Float64Array, x: Float32Array, nTok: number, codes: Uint32Array, scales: Uint16Array, zeros: Uint16Array): number;
+  uniformDecode(up: Float64Array, codes: Uint32Array, scales: Uint16Array, zeros: Uint16Array, nTok: number, y: Float32Array, accumulate: boolean): number;
+  ridgeAccumulate(x: Float32Array, y: Float32Array, n: number, p: number, q: number, xtx: Float64Array, xty: Float64Array, yy: Float64Array | null): number;
+  ridgeSolve(xtx: Float64Array, xty: Float64Array, p: number, q: number, lambdaRel: number, w: Float32Array): number;
+}
+
 export interface RawApi {
   lastError(): string;
   /** JSON text, see hwkv_api.build_info */
@@ -131,4 +155,7 @@ export interface RawApi {
 
   /** The model engine, where the backend has one (hwkv_cpu_model_api / hwkv_cuda_model_api). */
   model?: RawModelApi;
+
+  /** The quantizers and calibration algebra, where the backend has them (hwkv_cpu_quant_api). */
+  quant?: RawQuantApi;
 }

@@ -4,6 +4,8 @@
  *   q/k/v of one token = [n_head, head_dim]; a run of tokens = [n_tok, n_head, head_dim].
  */
 
+import type { QuantOps } from '../aqua/types.js';
+
 export type BackendName = 'cuda' | 'native' | 'wasm';
 export type BackendChoice = BackendName | 'auto';
 
@@ -116,5 +118,7 @@ export interface Backend {
   createStore(p: StoreParams): KvStore;
   /** CPU backends: force the portable scalar kernels (true) or the best SIMD ones (false). */
   setForceScalar?(force: boolean): void;
+  /** AQUA-KV quantizers and calibration algebra (core/include/hwkv_quant.h), where the backend has them. */
+  readonly quant?: QuantOps;
   dispose(): void;
 }

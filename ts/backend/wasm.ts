@@ -15,8 +15,8 @@
  * package (Node only; its Node imports are dynamic so that the browser bundle, ts/wasm-entry.ts, never
  * pulls them in).
  */
-import { MODEL_INFO_LEN, MODEL_PARAMS_LEN } from './raw.js';
-import type { RawApi, RawModel, RawModelApi, RawStore } from './raw.js';
+import { HIGGS_PARAMS_LEN, MODEL_INFO_LEN, MODEL_PARAMS_LEN, UNIFORM_PARAMS_LEN } from './raw.js';
+import type { RawApi, RawModel, RawModelApi, RawQuantApi, RawStore } from './raw.js';
 
 /** The largest wasm heap the module may grow to (-sMAXIMUM_MEMORY in scripts/build-wasm.sh). */
 export const WASM_HEAP_LIMIT_BYTES = 4 * 1024 * 1024 * 1024;
@@ -95,6 +95,17 @@ export interface HwkvWasmModule {
     nLogits: number,
   ): number;
   _hwkv_wasm_model_set_threads?(m: number, nThreads: number): number;
+  // Quantizers (hwkv_quant.h; absent from artifacts built before them).
+  _hwkv_wasm_higgs_size?(hp: number, nTok: number, out: number): number;
+  _hwkv_wasm_higgs_encode?(hp: number, grid: number, x: number, nTok: number, codes: number, nWords: number, scales: number): number;
+  _hwkv_wasm_higgs_decode?(hp: number, grid: number, codes: number, nWords: number, scales: number, nTok: number, y: number, acc: number): number;
+  _hwkv_wasm_grid_nearest?(grid: number, nPoints: number, dim: number, z: number, m: number, idx: number): number;
+  _hwkv_wasm_higgs_signs?(seed: number, channels: number, signs: number): number;
+  _hwkv_wasm_uniform_size?(up: number, nTok: number, out: number): number;
+  _hwkv_wasm_uniform_encode?(up: number, x: number, nTok: number, codes: number, nWords: number, scales: number, zeros: number): number;
+  _hwkv_wasm_uniform_decode?(up: number, codes: number, nWords: number, scales: number, zeros: number, nTok: number, y: number, acc: number): number;
+  _hwkv_wasm_ridge_accumulate?(x: number, y: number, n: number, p: number, q: number, xtx: number, xty: number, yy: number): number;
+  _hwkv_wasm_ridge_solve?(xtx: number, xty: number, p: number, q: number, lambdaRel: number, w: number): number;
 }
 
 /** The emscripten MODULARIZE factory exported by hwkv.cjs. */
@@ -150,6 +161,8 @@ class WasmRaw implements RawApi {
 
   /** The model engine (hwkv_cpu_model_api), UPLOAD mode only. */
   readonly model?: RawModelApi;
+  /** The quantizers (hwkv_cpu_quant_api). */
+  readonly quant?: RawQuantApi;
 
   constructor(m: HwkvWasmModule) {
     this.m = m;
@@ -163,6 +176,20 @@ class WasmRaw implements RawApi {
         modelForward: (h, s, logitsMode, viewIndptr, viewBlocks, tokIndptr, tokens, logits) =>
           this.modelForward(h, s, logitsMode, viewIndptr, viewBlocks, tokIndptr, tokens, logits),
         modelSetThreads: (h, nThreads) => this.modelSetThreads(h, nThreads),
+      };
+    }
+    if (typeof m._hwkv_wasm_higgs_size === 'function') {
+      this.quant = {
+        higgsSize: (hp, nTok, out) => this.sizeQuery('higgs_size', hp, HIGGS_PARAMS_LEN, nTok, out, this.m._hwkv_wasm_higgs_size!),
+        higgsEncode: (hp, grid, x, nTok, codes, scales) => this.higgsEncode(hp, grid, x, nTok, codes, scales),
+        higgsDecode: (hp, grid, codes, scales, nTok, y, acc) => this.higgsDecode(hp, grid, codes, scales, nTok, y, acc),
+        gridNearest: (grid, nPoints, dim, z, idx) => this.gridNearest(grid, nPoints, dim, z, idx),
+        higgsSigns: (seed, signs) => this.higgsSigns(seed, signs),
+        uniformSize: (up, nTok, out) => this.sizeQuery('uniform_size', up, UNIFORM_PARAMS_LEN, nTok, out, this.m._hwkv_wasm_uniform_size!),
+        uniformEncode: (up, x, nTok, codes, scales, zeros) => this.uniformEncode(up, x, nTok, codes, scales, zeros),
+        uniformDecode: (up, codes, scales, zeros, nTok, y, acc) => this.uniformDecode(up, codes, scales, zeros, nTok, y, acc),
+        ridgeAccumulate: (x, y, n, p, q, xtx, xty, yy) => this.ridgeAccumulate(x, y, n, p, q, xtx, xty, yy),
+        ridgeSolve: (xtx, xty, p, q, lambdaRel, w) => this.ridgeSolve(xtx, xty, p, q, lambdaRel, w),
       };
     }
   }
@@ -653,6 +680,168 @@ class WasmRaw implements RawApi {
   private modelSetThreads(h: RawModel, nThreads: number): number {
     if (this.liveModel('modelSetThreads', h) === undefined) return ERR_INVALID_ARGUMENT;
     return this.call('model_set_threads', 0, () => this.m._hwkv_wasm_model_set_threads!(h as number, nThreads));
+  }
+
+  // ---- RawQuantApi (this.quant) ------------------------------------------------------------------------
+  // As for the model engine, lengths the exports would read or write past are checked here; the counts a
+  // parameter set implies come from the core's own size queries (which also validate the parameters).
+
+  private sizeQuery(
+    fn: string,
+    params: Float64Array,
+    len: number,
+    nTok: number,
+    out: Float64Array,
+    f: (p: number, nTok: number, out: number) => number,
+  ): number {
+    if (params.length < len) return this.reject(ERR_INVALID_ARGUMENT, `${fn}: params has ${params.length} elements, needs ${len}`);
+    if (out.length < 2) return this.reject(ERR_INVALID_ARGUMENT, `${fn}: out has ${out.length} elements, needs 2`);
+    this.add(params, IN);
+    this.add(out, OUT);
+    return this.call(fn, 0, (p) => f(p[0]!, nTok, p[1]!));
+  }
+
+  private need(fn: string, checks: ReadonlyArray<readonly [string, number, number]>): number {
+    for (const [name, have, want] of checks) {
+      if (have < want) return this.reject(ERR_INVALID_ARGUMENT, `${fn}: ${name} has ${have} elements, needs at least ${want}`);
+    }
+    return 0;
+  }
+
+  /** [n_words, n_scales] of a parameter set, or a status (< 0 never: a failing status is returned as is). */
+  private sizes(kind: 'higgs' | 'uniform', params: Float64Array, nTok: number): { st: number; words: number; scales: number } {
+    const out = new Float64Array(2);
+    const st =
+      kind === 'higgs'
+        ? this.sizeQuery('higgs_size', params, HIGGS_PARAMS_LEN, nTok, out, this.m._hwkv_wasm_higgs_size!)
+        : this.sizeQuery('uniform_size', params, UNIFORM_PARAMS_LEN, nTok, out, this.m._hwkv_wasm_uniform_size!);
+    return { st, words: out[0]!, scales: out[1]! };
+  }
+
+  private higgsEncode(hp: Float64Array, grid: Float32Array, x: Float32Array, nTok: number, codes: Uint32Array, scales: Uint16Array): number {
+    const fn = 'higgsEncode';
+    const sz = this.sizes('higgs', hp, nTok);
+    if (sz.st !== 0) return sz.st;
+    const bad = this.need(fn, [
+      ['grid', grid.length, hp[2]! * hp[3]!],
+      ['x', x.length, nTok * hp[0]!],
+      ['scales', scales.length, sz.scales],
+    ]);
+    if (bad) return bad;
+    this.add(hp, IN);
+    this.add(grid, IN);
+    this.add(x, IN);
+    this.add(codes, OUT);
+    this.add(scales, OUT);
+    return this.call('higgs_encode', 0, (p) => this.m._hwkv_wasm_higgs_encode!(p[0]!, p[1]!, p[2]!, nTok, p[3]!, codes.length, p[4]!));
+  }
+
+  private higgsDecode(hp: Float64Array, grid: Float32Array, codes: Uint32Array, scales: Uint16Array, nTok: number, y: Float32Array, acc: boolean): number {
+    const fn = 'higgsDecode';
+    const sz = this.sizes('higgs', hp, nTok);
+    if (sz.st !== 0) return sz.st;
+    const bad = this.need(fn, [
+      ['grid', grid.length, hp[2]! * hp[3]!],
+      ['y', y.length, nTok * hp[0]!],
+      ['scales', scales.length, sz.scales],
+    ]);
+    if (bad) return bad;
+    this.add(hp, IN);
+    this.add(grid, IN);
+    this.add(codes, IN);
+    this.add(scales, IN);
+    this.add(y, OUT);
+    return this.call('higgs_decode', 0, (p) =>
+      this.m._hwkv_wasm_higgs_decode!(p[0]!, p[1]!, p[2]!, codes.length, p[3]!, nTok, p[4]!, acc ? 1 : 0),
+    );
+  }
+
+  private gridNearest(grid: Float32Array, nPoints: number, dim: number, z: Float32Array, idx: Uint16Array): number {
+    const bad = this.need('gridNearest', [
+      ['grid', grid.length, nPoints * dim],
+      ['z', z.length, idx.length * dim],
+    ]);
+    if (bad) return bad;
+    this.add(grid, IN);
+    this.add(z, IN);
+    this.add(idx, OUT);
+    return this.call('grid_nearest', 0, (p) => this.m._hwkv_wasm_grid_nearest!(p[0]!, nPoints, dim, p[1]!, idx.length, p[2]!));
+  }
+
+  private higgsSigns(seed: number, signs: Float32Array): number {
+    if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) return this.reject(ERR_INVALID_ARGUMENT, 'higgsSigns: seed must be in 0..2^32-1');
+    this.add(signs, OUT);
+    return this.call('higgs_signs', 0, (p) => this.m._hwkv_wasm_higgs_signs!(seed, signs.length, p[0]!));
+  }
+
+  private uniformEncode(up: Float64Array, x: Float32Array, nTok: number, codes: Uint32Array, scales: Uint16Array, zeros: Uint16Array): number {
+    const sz = this.sizes('uniform', up, nTok);
+    if (sz.st !== 0) return sz.st;
+    const bad = this.need('uniformEncode', [
+      ['x', x.length, nTok * up[0]!],
+      ['scales', scales.length, sz.scales],
+      ['zeros', zeros.length, sz.scales],
+    ]);
+    if (bad) return bad;
+    this.add(up, IN);
+    this.add(x, IN);
+    this.add(codes, OUT);
+    this.add(scales, OUT);
+    this.add(zeros, OUT);
+    return this.call('uniform_encode', 0, (p) => this.m._hwkv_wasm_uniform_encode!(p[0]!, p[1]!, nTok, p[2]!, codes.length, p[3]!, p[4]!));
+  }
+
+  private uniformDecode(up: Float64Array, codes: Uint32Array, scales: Uint16Array, zeros: Uint16Array, nTok: number, y: Float32Array, acc: boolean): number {
+    const sz = this.sizes('uniform', up, nTok);
+    if (sz.st !== 0) return sz.st;
+    const bad = this.need('uniformDecode', [
+      ['y', y.length, nTok * up[0]!],
+      ['scales', scales.length, sz.scales],
+      ['zeros', zeros.length, sz.scales],
+    ]);
+    if (bad) return bad;
+    this.add(up, IN);
+    this.add(codes, IN);
+    this.add(scales, IN);
+    this.add(zeros, IN);
+    this.add(y, OUT);
+    return this.call('uniform_decode', 0, (p) =>
+      this.m._hwkv_wasm_uniform_decode!(p[0]!, p[1]!, codes.length, p[2]!, p[3]!, nTok, p[4]!, acc ? 1 : 0),
+    );
+  }
+
+  private ridgeAccumulate(x: Float32Array, y: Float32Array, n: number, p: number, q: number, xtx: Float64Array, xty: Float64Array, yy: Float64Array | null): number {
+    if (n >= 0 && p >= 0 && q >= 1) {
+      const bad = this.need('ridgeAccumulate', [
+        ['x', x.length, n * p],
+        ['y', y.length, n * q],
+        ['xtx', xtx.length, (p + 1) * (p + 1)],
+        ['xty', xty.length, (p + 1) * q],
+        ['yy', yy === null ? q : yy.length, q],
+      ]);
+      if (bad) return bad;
+    }
+    this.add(x, IN);
+    this.add(y, IN);
+    this.add(xtx, OUT);
+    this.add(xty, OUT);
+    this.add(yy, OUT);
+    return this.call('ridge_accumulate', 0, (a) => this.m._hwkv_wasm_ridge_accumulate!(a[0]!, a[1]!, n, p, q, a[2]!, a[3]!, a[4]!));
+  }
+
+  private ridgeSolve(xtx: Float64Array, xty: Float64Array, p: number, q: number, lambdaRel: number, w: Float32Array): number {
+    if (p >= 0 && q >= 1) {
+      const bad = this.need('ridgeSolve', [
+        ['xtx', xtx.length, (p + 1) * (p + 1)],
+        ['xty', xty.length, (p + 1) * q],
+        ['w', w.length, (p + 1) * q],
+      ]);
+      if (bad) return bad;
+    }
+    this.add(xtx, IN);
+    this.add(xty, IN);
+    this.add(w, OUT);
+    return this.call('ridge_solve', 0, (a) => this.m._hwkv_wasm_ridge_solve!(a[0]!, a[1]!, p, q, lambdaRel, a[2]!));
   }
 }
 
