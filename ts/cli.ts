@@ -8,6 +8,7 @@ import { HogwildError } from './errors.js';
 import { formatInspect, inspect } from './cli/inspect.js';
 import { chatCommand, generateCommand } from './cli/generate.js';
 import { perplexityCommand } from './cli/perplexity.js';
+import { solveCommand } from './cli/solve.js';
 import { packageRoot } from './util/paths.js';
 
 function version(): string {
@@ -58,6 +59,19 @@ modelOpts(program.command('perplexity').description('perplexity of a text file (
   .option('--chunk-chars <n>', 'cut the text into chunks of this many characters first (each chunk starts with BOS)')
   .option('--max-chunks <n>', 'only the first N chunks')
   .action((opts) => perplexityCommand(opts));
+
+modelOpts(program.command('solve').description('Hogwild!: several workers of the model solve a problem together over one shared KV cache').argument('<problem>', 'the problem'))
+  .option('-w, --workers <n>', 'number of workers', '2')
+  .option('--layout <name>', 'cache layout: combined | contiguous | interleaved', 'combined')
+  .option('--names <list>', 'worker names, comma-separated (default Alice,Bob,Carol,…)')
+  .option('--max-forward-passes <n>', 'budget of inference steps (batched forward passes)', '4096')
+  .option('--self-check-every <n>', 'ask a worker whether it duplicates work every N generated tokens (0 = never)')
+  .option('--snapshots <list>', 'also report the answer at these budgets, e.g. 1024,2048')
+  .option('--temperature <t>', 'sampling temperature (0 = greedy)', '0')
+  .option('--top-p <p>', 'top-p')
+  .option('--seed <n>', 'random seed')
+  .option('--no-chat-template', 'use the plain-text prompt format even if the model has a chat template')
+  .action((problem: string, opts) => solveCommand(problem, opts));
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   if (e instanceof HogwildError) {
