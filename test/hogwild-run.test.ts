@@ -309,6 +309,26 @@ S('abort mid-step: AbortError, cache consistent, run disposable, model reusable'
   assert.equal(again.tokens, ref.tokens, 'model reusable, same output');
 });
 
+S('a run starts right after an aborted generation whose forward is still in flight', async () => {
+  const model = await stories();
+  if (!model) return;
+  const ac = new AbortController();
+  const gen = model.generate('Once upon a time', { maxTokens: 200, signal: ac.signal });
+  for await (const _ of gen) {
+    ac.abort();
+    break;
+  }
+  await gen.result.catch(() => undefined);
+  const run = model.hogwild({ ...BASE, finalAnswer: false });
+  try {
+    const r = await run.solve('Go.', { maxForwardPasses: 4 }).result;
+    assert.is(r.forwardPasses, 4);
+    assert.ok(run.cache!.consistent());
+  } finally {
+    run.dispose();
+  }
+});
+
 S('layouts end to end: contiguous keeps steps in the workspace, interleaved merges; f16 cache of its own', async () => {
   const model = await stories();
   if (!model) return;
