@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "attn.cuh"
 #include "ops.cuh"
 #include "rope.cuh"
 #include "store.cuh"
@@ -52,6 +53,7 @@ struct AttnArgs {
   int32_t rows;     // rows per CTA (shared-memory capacity)
   int32_t kstride;  // odd row stride of the K tile
   float scale;
+  int64_t q_ld;     // floats between consecutive query rows (n_head * D when contiguous)
   const WorkItem* items;
   const int32_t* blk_pairs;
   const int32_t* pair_row;
@@ -122,7 +124,7 @@ __global__ void __launch_bounds__(kThreads) attn_partial_kernel(AttnArgs a) {
   const int32_t units = rope_units(a.rd);
   for (int i = tid; i < rows_here * units; i += kThreads) {
     const int r = i / units, u = i - r * units;
-    const float* src = a.q + (static_cast<int64_t>(qrow_s[r]) * a.n_head + head_s[r]) * D;
+    const float* src = a.q + static_cast<int64_t>(qrow_s[r]) * a.q_ld + static_cast<int64_t>(head_s[r]) * D;
     rope_unit(a.rd, u, src, q_s + r * D, a.tab + static_cast<int64_t>(tab_s[r]) * 2 * a.rd.half);
   }
   int32_t max_loc = -1;
@@ -206,7 +208,7 @@ __global__ void attn_merge_kernel(int32_t n_head, int32_t Dv, const int32_t* __r
   float* o = out + (i * n_head + h) * Dv;
   if (M == -INFINITY) {
     for (int dv = threadIdx.x; dv < Dv; dv += blockDim.x) o[dv] = 0.0f;
-    if (threadIdx.x == 0) lse[i * n_head + h] = -INFINITY;
+    if (threadIdx.x == 0 && lse) lse[i * n_head + h] = -INFINITY;
     return;
   }
   float dsum = 0.0f;
@@ -224,7 +226,7 @@ __global__ void attn_merge_kernel(int32_t n_head, int32_t Dv, const int32_t* __r
     }
     o[dv] = x / dsum;
   }
-  if (threadIdx.x == 0) lse[i * n_head + h] = M + logf(dsum);
+  if (threadIdx.x == 0 && lse) lse[i * n_head + h] = M + logf(dsum);
 }
 
 int sm_count_cached() {
@@ -241,6 +243,235 @@ int sm_count_cached() {
 }
 
 }  // namespace
+
+hwkv_status attn_plan_build(const char* fn, const hwkv_store* s, const RopeHost& r, const hwkv_attn_batch& bt,
+                            int32_t n_head, AttnPlan* plan) {
+  const int32_t n_seq = bt.n_seq;
+  const int32_t* vip = bt.view_indptr;
+  const int32_t* qip = bt.q_indptr;
+  const int32_t n_q = qip[n_seq];
+  const PageGeo& geo = s->geo;
+  const int32_t n_kv = s->p.n_kv_head;
+  const int32_t D = geo.D, Dv = geo.Dv, gqa = n_head / n_kv;
+  plan->n_q = n_q;
+  plan->n_head = n_head;
+  plan->n_kv = n_kv;
+  plan->gqa = gqa;
+  plan->D = D;
+  plan->Dv = Dv;
+  plan->rd = rope_dev(&r, D);
+
+  // ---- pairs (row order), distinct locs, per-block pair lists ----
+  std::vector<int32_t> pair_row, pair_loc, pair_tab, pair_blk;
+  std::vector<int32_t> row_pair(static_cast<size_t>(n_q) + 1, 0);
+  std::unordered_map<int32_t, int32_t> loc_row;
+  std::vector<float> tab;
+  std::vector<int32_t> blk_index(s->blocks.size(), -1);  // store block -> distinct index
+  std::vector<int32_t> blk_ids;                           // distinct index -> store block
+  std::vector<int64_t> offs;
+  for (int32_t sq = 0; sq < n_seq; ++sq) {
+    const int32_t nb = vip[sq + 1] - vip[sq];
+    const int32_t* vb = bt.view_blocks + vip[sq];
+    offs.assign(static_cast<size_t>(nb), 0);
+    int64_t o = 0;
+    for (int32_t j = 0; j < nb; ++j) {
+      offs[j] = o;
+      o += s->blocks[vb[j]].len;
+    }
+    for (int32_t i = qip[sq]; i < qip[sq + 1]; ++i) {
+      row_pair[i] = static_cast<int32_t>(pair_row.size());
+      const int64_t P = bt.q_pos[i];
+      for (int32_t j = 0; j < nb; ++j) {
+        const int32_t b = vb[j];
+        if (s->blocks[b].len == 0 || P - offs[j] < 0) continue;
+        const int32_t loc = static_cast<int32_t>(P - offs[j]);
+        auto ins = loc_row.emplace(loc, static_cast<int32_t>(loc_row.size()));
+        if (ins.second) rope_table_row(r, static_cast<double>(loc), tab);
+        if (blk_index[b] < 0) {
+          blk_index[b] = static_cast<int32_t>(blk_ids.size());
+          blk_ids.push_back(b);
+        }
+        pair_row.push_back(i);
+        pair_loc.push_back(loc);
+        pair_tab.push_back(ins.first->second);
+        pair_blk.push_back(blk_index[b]);
+      }
+    }
+  }
+  row_pair[n_q] = static_cast<int32_t>(pair_row.size());
+  const int32_t n_pairs = static_cast<int32_t>(pair_row.size());
+  const int32_t n_blk = static_cast<int32_t>(blk_ids.size());
+
+  std::vector<int32_t> blk_pair_ptr(static_cast<size_t>(n_blk) + 1, 0);
+  for (int32_t p = 0; p < n_pairs; ++p) ++blk_pair_ptr[pair_blk[p] + 1];
+  for (int32_t b = 0; b < n_blk; ++b) blk_pair_ptr[b + 1] += blk_pair_ptr[b];
+  std::vector<int32_t> blk_pairs(static_cast<size_t>(n_pairs));
+  {
+    std::vector<int32_t> fill(blk_pair_ptr.begin(), blk_pair_ptr.end() - 1);
+    for (int32_t p = 0; p < n_pairs; ++p) blk_pairs[fill[pair_blk[p]]++] = p;
+  }
+
+  // ---- rows per CTA from shared memory ----
+  int dev = device_id();
+  HWKV_TRY(use_device(fn));
+  int smem_optin = 0;
+  HWKV_CU(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  const int kstride = D | 1;
+  int rows = 0;
+  int max_rows_needed = 1;
+  for (int32_t b = 0; b < n_blk; ++b)
+    max_rows_needed = std::max(max_rows_needed, (blk_pair_ptr[b + 1] - blk_pair_ptr[b]) * gqa);
+  for (int cand = 64; cand >= 1; cand /= 2) {
+    if (attn_smem_bytes(cand, D, Dv, kstride) <= 100 * 1024) {
+      rows = cand;
+      break;
+    }
+  }
+  if (rows == 0 && attn_smem_bytes(1, D, Dv, kstride) <= static_cast<size_t>(smem_optin)) rows = 1;
+  if (rows == 0)
+    return fail(HWKV_ERR_UNSUPPORTED, "%s: head_dim %d / head_dim_v %d need more shared memory than the device has",
+                fn, D, Dv);
+  while (rows > 8 && rows / 2 >= max_rows_needed) rows /= 2;
+  plan->rows = rows;
+  plan->kstride = kstride;
+  plan->smem = attn_smem_bytes(rows, D, Dv, kstride);
+
+  // ---- split-K chunking ----
+  int64_t base_ctas = 0;
+  for (int32_t b = 0; b < n_blk; ++b)
+    base_ctas += ceil_div(static_cast<int64_t>(blk_pair_ptr[b + 1] - blk_pair_ptr[b]) * gqa, rows) * n_kv;
+  const int64_t target = 4LL * sm_count_cached();
+  std::vector<int32_t> chunk_keys(static_cast<size_t>(n_blk)), n_chunk(static_cast<size_t>(n_blk));
+  auto plan_chunks = [&](int64_t splits) {
+    int64_t slots = 0;
+    for (int32_t b = 0; b < n_blk; ++b) {
+      const int32_t len = s->blocks[blk_ids[b]].len;
+      int64_t ck = ceil_div(len, splits);
+      ck = ceil_div(ck, kKT) * kKT;
+      if (ck < 64) ck = 64;
+      if (ck > len) ck = len;
+      chunk_keys[b] = static_cast<int32_t>(ck);
+      n_chunk[b] = static_cast<int32_t>(ceil_div(len, ck));
+      slots += static_cast<int64_t>(n_chunk[b]) * (blk_pair_ptr[b + 1] - blk_pair_ptr[b]);
+    }
+    return slots;
+  };
+  int64_t splits = (base_ctas == 0 || base_ctas >= target) ? 1 : ceil_div(target, base_ctas);
+  int64_t n_slots = plan_chunks(splits);
+  const int64_t part_budget = 256LL << 20;
+  while (splits > 1 && n_slots * n_head * (Dv + 2) * 4 > part_budget) {
+    splits = splits / 2;
+    n_slots = plan_chunks(splits);
+  }
+
+  // ---- slots (pair order => each row's slots are contiguous) ----
+  std::vector<int32_t> pair_slot(static_cast<size_t>(n_pairs));
+  int64_t run = 0;
+  for (int32_t p = 0; p < n_pairs; ++p) {
+    pair_slot[p] = static_cast<int32_t>(run);
+    run += n_chunk[pair_blk[p]];
+  }
+  if (run > INT32_MAX) return fail(HWKV_ERR_UNSUPPORTED, "%s: batch too large (%lld partial states)", fn, (long long)run);
+  std::vector<int32_t> row_slot(static_cast<size_t>(n_q) + 1);
+  for (int32_t i = 0; i <= n_q; ++i)
+    row_slot[i] = row_pair[i] < n_pairs ? pair_slot[row_pair[i]] : static_cast<int32_t>(run);
+  plan->n_slots = run;
+
+  // ---- work items and page pointers ----
+  std::vector<WorkItem> items;
+  std::vector<const float*> ptrs;
+  for (int32_t b = 0; b < n_blk; ++b) {
+    const StoreBlock& blk = s->blocks[blk_ids[b]];
+    const int32_t page_off = static_cast<int32_t>(ptrs.size());
+    for (int32_t pg : blk.pages) ptrs.push_back(s->page_ptr[pg]);
+    const int32_t n_rows = (blk_pair_ptr[b + 1] - blk_pair_ptr[b]) * gqa;
+    for (int32_t c = 0; c < n_chunk[b]; ++c) {
+      for (int32_t r0 = 0; r0 < n_rows; r0 += rows) {
+        WorkItem w;
+        w.pairs_off = blk_pair_ptr[b];
+        w.n_rows = n_rows;
+        w.row0 = r0;
+        w.key_start = c * chunk_keys[b];
+        w.key_end = std::min(blk.len, (c + 1) * chunk_keys[b]);
+        w.page_off = page_off;
+        w.chunk = c;
+        w.pad = 0;
+        items.push_back(w);
+      }
+    }
+  }
+  if (items.size() > 0x7fffffffu || n_kv > 65535)
+    return fail(HWKV_ERR_UNSUPPORTED, "%s: batch too large for one launch", fn);
+  if (n_head > 65535) return fail(HWKV_ERR_UNSUPPORTED, "%s: n_head %d too large for one launch", fn, n_head);
+  plan->n_items = static_cast<int64_t>(items.size());
+
+  // ---- device buffers ----
+  const size_t ms_bytes = static_cast<size_t>(run) * n_head * sizeof(float);
+  HWKV_TRY(plan->items.alloc(fn, items.size() * sizeof(WorkItem)));
+  HWKV_TRY(plan->blk_pairs.alloc(fn, blk_pairs.size() * sizeof(int32_t)));
+  HWKV_TRY(plan->prow.alloc(fn, pair_row.size() * sizeof(int32_t)));
+  HWKV_TRY(plan->ploc.alloc(fn, pair_loc.size() * sizeof(int32_t)));
+  HWKV_TRY(plan->ptab.alloc(fn, pair_tab.size() * sizeof(int32_t)));
+  HWKV_TRY(plan->pslot.alloc(fn, pair_slot.size() * sizeof(int32_t)));
+  HWKV_TRY(plan->rslot.alloc(fn, row_slot.size() * sizeof(int32_t)));
+  HWKV_TRY(plan->ptrs.alloc(fn, ptrs.size() * sizeof(float*)));
+  HWKV_TRY(plan->tab.alloc(fn, tab.size() * sizeof(float)));
+  HWKV_TRY(plan->m.alloc(fn, ms_bytes));
+  HWKV_TRY(plan->d.alloc(fn, ms_bytes));
+  HWKV_TRY(plan->acc.alloc(fn, ms_bytes * Dv));
+  HWKV_TRY(h2d(fn, plan->items.ptr(), items.data(), items.size() * sizeof(WorkItem)));
+  HWKV_TRY(h2d(fn, plan->blk_pairs.ptr(), blk_pairs.data(), blk_pairs.size() * sizeof(int32_t)));
+  HWKV_TRY(h2d(fn, plan->prow.ptr(), pair_row.data(), pair_row.size() * sizeof(int32_t)));
+  HWKV_TRY(h2d(fn, plan->ploc.ptr(), pair_loc.data(), pair_loc.size() * sizeof(int32_t)));
+  HWKV_TRY(h2d(fn, plan->ptab.ptr(), pair_tab.data(), pair_tab.size() * sizeof(int32_t)));
+  HWKV_TRY(h2d(fn, plan->pslot.ptr(), pair_slot.data(), pair_slot.size() * sizeof(int32_t)));
+  HWKV_TRY(h2d(fn, plan->rslot.ptr(), row_slot.data(), row_slot.size() * sizeof(int32_t)));
+  HWKV_TRY(h2d(fn, plan->ptrs.ptr(), ptrs.data(), ptrs.size() * sizeof(float*)));
+  HWKV_TRY(h2d(fn, plan->tab.ptr(), tab.data(), tab.size() * sizeof(float)));
+  if (plan->n_items > 0)
+    HWKV_CU(cudaFuncSetAttribute(attn_partial_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(plan->smem)));
+  return HWKV_OK;
+}
+
+hwkv_status attn_plan_run(const char* fn, const hwkv_store* s, const AttnPlan& plan, int32_t layer, const float* q,
+                          int64_t q_ld, float scale, float* out, float* lse) {
+  if (plan.n_q == 0) return HWKV_OK;
+  if (plan.n_items > 0) {
+    AttnArgs a;
+    a.geo = s->geo;
+    a.rd = plan.rd;
+    a.layer = layer;
+    a.n_head = plan.n_head;
+    a.gqa = plan.gqa;
+    a.rows = plan.rows;
+    a.kstride = plan.kstride;
+    a.scale = scale;
+    a.q_ld = q_ld;
+    a.items = plan.items.as<WorkItem>();
+    a.blk_pairs = plan.blk_pairs.as<int32_t>();
+    a.pair_row = plan.prow.as<int32_t>();
+    a.pair_loc = plan.ploc.as<int32_t>();
+    a.pair_tab = plan.ptab.as<int32_t>();
+    a.pair_slot = plan.pslot.as<int32_t>();
+    a.pages = plan.ptrs.as<const float*>();
+    a.tab = plan.tab.as<float>();
+    a.q = q;
+    a.part_m = plan.m.as<float>();
+    a.part_d = plan.d.as<float>();
+    a.part_acc = plan.acc.as<float>();
+    const dim3 grid(static_cast<unsigned>(plan.n_items), static_cast<unsigned>(plan.n_kv));
+    attn_partial_kernel<<<grid, kThreads, plan.smem, stream()>>>(a);
+    HWKV_CU_LAUNCH(attn_partial_kernel);
+  }
+  const int32_t Dv = plan.Dv;
+  const dim3 mgrid(static_cast<unsigned>(plan.n_q), static_cast<unsigned>(plan.n_head));
+  const int mthreads = Dv >= 128 ? 128 : 32 * static_cast<int>(ceil_div(Dv, 32));
+  attn_merge_kernel<<<mgrid, mthreads, 0, stream()>>>(plan.n_head, Dv, plan.rslot.as<int32_t>(), plan.m.as<float>(),
+                                                      plan.d.as<float>(), plan.acc.as<float>(), out, lse);
+  HWKV_CU_LAUNCH(attn_merge_kernel);
+  return HWKV_OK;
+}
 
 hwkv_status attn_views(hwkv_store_t* s, int32_t layer, const hwkv_rope_params* rope, const hwkv_attn_batch* batch,
                        const float* q, int32_t n_head, float scale, float* out, float* lse) {
@@ -298,216 +529,19 @@ hwkv_status attn_views(hwkv_store_t* s, int32_t layer, const hwkv_rope_params* r
     if (!q) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: q is NULL", fn);
     if (!out) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
 
-    const PageGeo& geo = s->geo;
-    const int32_t D = geo.D, Dv = geo.Dv, gqa = n_head / n_kv;
-
-    // ---- pairs (row order), distinct locs, per-block pair lists ----
-    std::vector<int32_t> pair_row, pair_loc, pair_tab, pair_blk;
-    std::vector<int32_t> row_pair(static_cast<size_t>(n_q) + 1, 0);
-    std::unordered_map<int32_t, int32_t> loc_row;
-    std::vector<float> tab;
-    std::vector<int32_t> blk_index(s->blocks.size(), -1);  // store block -> distinct index
-    std::vector<int32_t> blk_ids;                           // distinct index -> store block
-    std::vector<int64_t> offs;
-    for (int32_t sq = 0; sq < n_seq; ++sq) {
-      const int32_t nb = vip[sq + 1] - vip[sq];
-      const int32_t* vb = bt.view_blocks + vip[sq];
-      offs.assign(static_cast<size_t>(nb), 0);
-      int64_t o = 0;
-      for (int32_t j = 0; j < nb; ++j) {
-        offs[j] = o;
-        o += s->blocks[vb[j]].len;
-      }
-      for (int32_t i = qip[sq]; i < qip[sq + 1]; ++i) {
-        row_pair[i] = static_cast<int32_t>(pair_row.size());
-        const int64_t P = bt.q_pos[i];
-        for (int32_t j = 0; j < nb; ++j) {
-          const int32_t b = vb[j];
-          if (s->blocks[b].len == 0 || P - offs[j] < 0) continue;
-          const int32_t loc = static_cast<int32_t>(P - offs[j]);
-          auto ins = loc_row.emplace(loc, static_cast<int32_t>(loc_row.size()));
-          if (ins.second) rope_table_row(r, static_cast<double>(loc), tab);
-          if (blk_index[b] < 0) {
-            blk_index[b] = static_cast<int32_t>(blk_ids.size());
-            blk_ids.push_back(b);
-          }
-          pair_row.push_back(i);
-          pair_loc.push_back(loc);
-          pair_tab.push_back(ins.first->second);
-          pair_blk.push_back(blk_index[b]);
-        }
-      }
-    }
-    row_pair[n_q] = static_cast<int32_t>(pair_row.size());
-    const int32_t n_pairs = static_cast<int32_t>(pair_row.size());
-    const int32_t n_blk = static_cast<int32_t>(blk_ids.size());
-
-    std::vector<int32_t> blk_pair_ptr(static_cast<size_t>(n_blk) + 1, 0);
-    for (int32_t p = 0; p < n_pairs; ++p) ++blk_pair_ptr[pair_blk[p] + 1];
-    for (int32_t b = 0; b < n_blk; ++b) blk_pair_ptr[b + 1] += blk_pair_ptr[b];
-    std::vector<int32_t> blk_pairs(static_cast<size_t>(n_pairs));
-    {
-      std::vector<int32_t> fill(blk_pair_ptr.begin(), blk_pair_ptr.end() - 1);
-      for (int32_t p = 0; p < n_pairs; ++p) blk_pairs[fill[pair_blk[p]]++] = p;
-    }
-
-    // ---- rows per CTA from shared memory ----
-    int dev = device_id();
-    HWKV_TRY(use_device(fn));
-    int smem_optin = 0;
-    HWKV_CU(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    const int kstride = D | 1;
-    int rows = 0;
-    int max_rows_needed = 1;
-    for (int32_t b = 0; b < n_blk; ++b)
-      max_rows_needed = std::max(max_rows_needed, (blk_pair_ptr[b + 1] - blk_pair_ptr[b]) * gqa);
-    for (int cand = 64; cand >= 1; cand /= 2) {
-      if (attn_smem_bytes(cand, D, Dv, kstride) <= 100 * 1024) {
-        rows = cand;
-        break;
-      }
-    }
-    if (rows == 0 && attn_smem_bytes(1, D, Dv, kstride) <= static_cast<size_t>(smem_optin)) rows = 1;
-    if (rows == 0)
-      return fail(HWKV_ERR_UNSUPPORTED, "%s: head_dim %d / head_dim_v %d need more shared memory than the device has",
-                  fn, D, Dv);
-    while (rows > 8 && rows / 2 >= max_rows_needed) rows /= 2;
-    const size_t smem = attn_smem_bytes(rows, D, Dv, kstride);
-
-    // ---- split-K chunking ----
-    int64_t base_ctas = 0;
-    for (int32_t b = 0; b < n_blk; ++b)
-      base_ctas += ceil_div(static_cast<int64_t>(blk_pair_ptr[b + 1] - blk_pair_ptr[b]) * gqa, rows) * n_kv;
-    const int64_t target = 4LL * sm_count_cached();
-    std::vector<int32_t> chunk_keys(static_cast<size_t>(n_blk)), n_chunk(static_cast<size_t>(n_blk));
-    auto plan_chunks = [&](int64_t splits) {
-      int64_t slots = 0;
-      for (int32_t b = 0; b < n_blk; ++b) {
-        const int32_t len = s->blocks[blk_ids[b]].len;
-        int64_t ck = ceil_div(len, splits);
-        ck = ceil_div(ck, kKT) * kKT;
-        if (ck < 64) ck = 64;
-        if (ck > len) ck = len;
-        chunk_keys[b] = static_cast<int32_t>(ck);
-        n_chunk[b] = static_cast<int32_t>(ceil_div(len, ck));
-        slots += static_cast<int64_t>(n_chunk[b]) * (blk_pair_ptr[b + 1] - blk_pair_ptr[b]);
-      }
-      return slots;
-    };
-    int64_t splits = (base_ctas == 0 || base_ctas >= target) ? 1 : ceil_div(target, base_ctas);
-    int64_t n_slots = plan_chunks(splits);
-    const int64_t part_budget = 256LL << 20;
-    while (splits > 1 && n_slots * n_head * (Dv + 2) * 4 > part_budget) {
-      splits = splits / 2;
-      n_slots = plan_chunks(splits);
-    }
-
-    // ---- slots (pair order => each row's slots are contiguous) ----
-    std::vector<int32_t> pair_slot(static_cast<size_t>(n_pairs));
-    int64_t run = 0;
-    for (int32_t p = 0; p < n_pairs; ++p) {
-      pair_slot[p] = static_cast<int32_t>(run);
-      run += n_chunk[pair_blk[p]];
-    }
-    if (run > INT32_MAX) return fail(HWKV_ERR_UNSUPPORTED, "%s: batch too large (%lld partial states)", fn, (long long)run);
-    std::vector<int32_t> row_slot(static_cast<size_t>(n_q) + 1);
-    for (int32_t i = 0; i <= n_q; ++i)
-      row_slot[i] = row_pair[i] < n_pairs ? pair_slot[row_pair[i]] : static_cast<int32_t>(run);
-
-    // ---- work items and page pointers ----
-    std::vector<WorkItem> items;
-    std::vector<const float*> ptrs;
-    for (int32_t b = 0; b < n_blk; ++b) {
-      const StoreBlock& blk = s->blocks[blk_ids[b]];
-      const int32_t page_off = static_cast<int32_t>(ptrs.size());
-      for (int32_t pg : blk.pages) ptrs.push_back(s->page_ptr[pg]);
-      const int32_t n_rows = (blk_pair_ptr[b + 1] - blk_pair_ptr[b]) * gqa;
-      for (int32_t c = 0; c < n_chunk[b]; ++c) {
-        for (int32_t r0 = 0; r0 < n_rows; r0 += rows) {
-          WorkItem w;
-          w.pairs_off = blk_pair_ptr[b];
-          w.n_rows = n_rows;
-          w.row0 = r0;
-          w.key_start = c * chunk_keys[b];
-          w.key_end = std::min(blk.len, (c + 1) * chunk_keys[b]);
-          w.page_off = page_off;
-          w.chunk = c;
-          w.pad = 0;
-          items.push_back(w);
-        }
-      }
-    }
-
-    // ---- device buffers ----
+    AttnPlan plan;
+    HWKV_TRY(attn_plan_build(fn, s, r, bt, n_head, &plan));
+    const int32_t D = s->geo.D, Dv = s->geo.Dv;
     const size_t q_bytes = static_cast<size_t>(n_q) * n_head * D * sizeof(float);
     const size_t out_bytes = static_cast<size_t>(n_q) * n_head * Dv * sizeof(float);
     const size_t lse_bytes = static_cast<size_t>(n_q) * n_head * sizeof(float);
-    const size_t ms_bytes = static_cast<size_t>(run) * n_head * sizeof(float);
-    Scratch d_items, d_blk_pairs, d_prow, d_ploc, d_ptab, d_pslot, d_rslot, d_ptrs, d_tab, d_q, d_out, d_lse, d_m, d_d,
-        d_acc;
-    HWKV_TRY(d_items.alloc(fn, items.size() * sizeof(WorkItem)));
-    HWKV_TRY(d_blk_pairs.alloc(fn, blk_pairs.size() * sizeof(int32_t)));
-    HWKV_TRY(d_prow.alloc(fn, pair_row.size() * sizeof(int32_t)));
-    HWKV_TRY(d_ploc.alloc(fn, pair_loc.size() * sizeof(int32_t)));
-    HWKV_TRY(d_ptab.alloc(fn, pair_tab.size() * sizeof(int32_t)));
-    HWKV_TRY(d_pslot.alloc(fn, pair_slot.size() * sizeof(int32_t)));
-    HWKV_TRY(d_rslot.alloc(fn, row_slot.size() * sizeof(int32_t)));
-    HWKV_TRY(d_ptrs.alloc(fn, ptrs.size() * sizeof(float*)));
-    HWKV_TRY(d_tab.alloc(fn, tab.size() * sizeof(float)));
+    Scratch d_q, d_out, d_lse;
     HWKV_TRY(d_q.alloc(fn, q_bytes));
     HWKV_TRY(d_out.alloc(fn, out_bytes));
     HWKV_TRY(d_lse.alloc(fn, lse_bytes));
-    HWKV_TRY(d_m.alloc(fn, ms_bytes));
-    HWKV_TRY(d_d.alloc(fn, ms_bytes));
-    HWKV_TRY(d_acc.alloc(fn, ms_bytes * Dv));
-    HWKV_TRY(h2d(fn, d_items.ptr(), items.data(), items.size() * sizeof(WorkItem)));
-    HWKV_TRY(h2d(fn, d_blk_pairs.ptr(), blk_pairs.data(), blk_pairs.size() * sizeof(int32_t)));
-    HWKV_TRY(h2d(fn, d_prow.ptr(), pair_row.data(), pair_row.size() * sizeof(int32_t)));
-    HWKV_TRY(h2d(fn, d_ploc.ptr(), pair_loc.data(), pair_loc.size() * sizeof(int32_t)));
-    HWKV_TRY(h2d(fn, d_ptab.ptr(), pair_tab.data(), pair_tab.size() * sizeof(int32_t)));
-    HWKV_TRY(h2d(fn, d_pslot.ptr(), pair_slot.data(), pair_slot.size() * sizeof(int32_t)));
-    HWKV_TRY(h2d(fn, d_rslot.ptr(), row_slot.data(), row_slot.size() * sizeof(int32_t)));
-    HWKV_TRY(h2d(fn, d_ptrs.ptr(), ptrs.data(), ptrs.size() * sizeof(float*)));
-    HWKV_TRY(h2d(fn, d_tab.ptr(), tab.data(), tab.size() * sizeof(float)));
     HWKV_TRY(h2d(fn, d_q.ptr(), q, q_bytes));
-
-    if (!items.empty()) {
-      AttnArgs a;
-      a.geo = geo;
-      a.rd = rope_dev(&r, D);
-      a.layer = layer;
-      a.n_head = n_head;
-      a.gqa = gqa;
-      a.rows = rows;
-      a.kstride = kstride;
-      a.scale = scale;
-      a.items = d_items.as<WorkItem>();
-      a.blk_pairs = d_blk_pairs.as<int32_t>();
-      a.pair_row = d_prow.as<int32_t>();
-      a.pair_loc = d_ploc.as<int32_t>();
-      a.pair_tab = d_ptab.as<int32_t>();
-      a.pair_slot = d_pslot.as<int32_t>();
-      a.pages = d_ptrs.as<const float*>();
-      a.tab = d_tab.as<float>();
-      a.q = d_q.as<float>();
-      a.part_m = d_m.as<float>();
-      a.part_d = d_d.as<float>();
-      a.part_acc = d_acc.as<float>();
-      HWKV_CU(cudaFuncSetAttribute(attn_partial_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   static_cast<int>(smem)));
-      if (items.size() > 0x7fffffffu || n_kv > 65535)
-        return fail(HWKV_ERR_UNSUPPORTED, "%s: batch too large for one launch", fn);
-      const dim3 grid(static_cast<unsigned>(items.size()), static_cast<unsigned>(n_kv));
-      attn_partial_kernel<<<grid, kThreads, smem, stream()>>>(a);
-      HWKV_CU_LAUNCH(attn_partial_kernel);
-    }
-    if (n_head > 65535) return fail(HWKV_ERR_UNSUPPORTED, "%s: n_head %d too large for one launch", fn, n_head);
-    const dim3 mgrid(static_cast<unsigned>(n_q), static_cast<unsigned>(n_head));
-    const int mthreads = Dv >= 128 ? 128 : 32 * static_cast<int>(ceil_div(Dv, 32));
-    attn_merge_kernel<<<mgrid, mthreads, 0, stream()>>>(n_head, Dv, d_rslot.as<int32_t>(), d_m.as<float>(),
-                                                        d_d.as<float>(), d_acc.as<float>(), d_out.as<float>(),
-                                                        d_lse.as<float>());
-    HWKV_CU_LAUNCH(attn_merge_kernel);
+    HWKV_TRY(attn_plan_run(fn, s, plan, layer, d_q.as<float>(), static_cast<int64_t>(n_head) * D, scale,
+                           d_out.as<float>(), d_lse.as<float>()));
     HWKV_TRY(d2h(fn, out, d_out.ptr(), out_bytes));
     if (lse) HWKV_TRY(d2h(fn, lse, d_lse.ptr(), lse_bytes));
     return sync(fn);

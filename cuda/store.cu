@@ -1,6 +1,8 @@
 // store.cu — the block store: device page pool, block table, append / truncate / merge / read / view_read.
 #include <algorithm>
+#include <mutex>
 #include <new>
+#include <unordered_set>
 #include <vector>
 
 #include "ops.cuh"
@@ -8,6 +10,23 @@
 #include "store.cuh"
 
 namespace hwkv_cuda {
+
+namespace {
+std::mutex& registry_mutex() {
+  static std::mutex* m = new std::mutex;  // leaked on purpose: store_free may run during process teardown
+  return *m;
+}
+std::unordered_set<const hwkv_store*>& registry() {
+  static auto* r = new std::unordered_set<const hwkv_store*>;
+  return *r;
+}
+}  // namespace
+
+bool store_is_ours(const hwkv_store* s) {
+  if (!s) return false;
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  return registry().count(s) != 0;
+}
 
 bool is_live(const hwkv_store* s, int32_t block) {
   return block >= 0 && block < static_cast<int32_t>(s->blocks.size()) && s->blocks[block].live;
@@ -242,6 +261,10 @@ hwkv_status store_create(const hwkv_store_params* p, hwkv_store_t** out) {
     s->geo.k_floats = static_cast<int64_t>(p->n_layer) * p->n_kv_head * p->page_tokens * p->head_dim;
     const int64_t v_floats = static_cast<int64_t>(p->n_layer) * p->n_kv_head * p->page_tokens * p->head_dim_v;
     s->page_bytes = (s->geo.k_floats + v_floats) * static_cast<int64_t>(sizeof(float));
+    {
+      std::lock_guard<std::mutex> lock(registry_mutex());
+      registry().insert(s);
+    }
     *out = s;
     return HWKV_OK;
   });
@@ -249,6 +272,10 @@ hwkv_status store_create(const hwkv_store_params* p, hwkv_store_t** out) {
 
 void store_free(hwkv_store_t* s) {
   if (!s) return;
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex());
+    registry().erase(s);
+  }
   if (use_device("store_free") == HWKV_OK) {
     (void)cudaStreamSynchronize(stream());
     for (float* p : s->page_ptr) (void)cudaFree(p);  // nothing to report: store_free returns void
@@ -360,6 +387,24 @@ hwkv_status block_append(hwkv_store_t* s, int32_t block, int32_t n_tok, const fl
     b.len = len1;
     return HWKV_OK;
   });
+}
+
+hwkv_status block_extend(const char* fn, hwkv_store* s, int32_t block, int32_t n) {
+  HWKV_TRY(check_block(fn, s, block));
+  if (n < 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: cannot grow block %d by %d tokens", fn, block, n);
+  StoreBlock& b = s->blocks[block];
+  if (static_cast<int64_t>(b.len) + n > INT32_MAX)
+    return fail(HWKV_ERR_OUT_OF_RANGE, "%s: block %d would hold %lld tokens (limit %d)", fn, block,
+                (long long)b.len + n, INT32_MAX);
+  if (n == 0) return HWKV_OK;
+  const int32_t len1 = b.len + n;
+  const int32_t need = static_cast<int32_t>(ceil_div(len1, s->p.page_tokens)) - static_cast<int32_t>(b.pages.size());
+  std::vector<int32_t> got;
+  HWKV_TRY(acquire_pages(fn, s, need, got));
+  b.pages.insert(b.pages.end(), got.begin(), got.end());
+  s->pages_in_use += static_cast<int32_t>(got.size());
+  b.len = len1;
+  return HWKV_OK;
 }
 
 hwkv_status block_truncate(hwkv_store_t* s, int32_t block, int32_t new_len) {

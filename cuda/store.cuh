@@ -59,6 +59,13 @@ hwkv_status check_layer(const char* fn, const hwkv_store* s, int32_t layer);
 struct RopeHost;
 hwkv_status store_rope(const char* fn, const hwkv_store* s, const hwkv_rope_params* rope, RopeHost* out);
 
+// True iff s is a live store created by this library's store_create (a process-wide registry: a handle of
+// another backend, e.g. the CPU core's, is recognised without being dereferenced).
+bool store_is_ours(const hwkv_store* s);
+// Grows a live block by n >= 0 tokens in every layer (pages acquired, contents undefined until written).
+// All-or-nothing. Messages start with fn. Undo with block_truncate.
+hwkv_status block_extend(const char* fn, hwkv_store* s, int32_t block, int32_t n);
+
 }  // namespace hwkv_cuda
 
 #endif

@@ -11,6 +11,14 @@
 # Code: SASS for sm_90a (H100/H200) and PTX for compute_80 (JIT-compiled by the driver on any GPU of
 # compute capability 8.0 or newer). The CUDA runtime is linked statically; the library needs only the
 # NVIDIA driver (libcuda.so) at run time.
+#
+# cuBLAS (the model engine's GEMMs, cuda/model_forward.cu) is neither linked nor needed to build: the library
+# declares the few cuBLAS entry points it uses (cuda/blas.cuh) and dlopen()s libcublas.so.<CUDA major> on
+# the first model_create (override: HWKV_CUBLAS_LIB=/path/to/libcublas.so.N). So this script builds with a
+# bare nvcc (CI: no cuBLAS headers or libraries), the primitives work on any machine with the driver, and
+# only hwkv_cuda_model_api().model_create needs cuBLAS at run time (HWKV_ERR_UNSUPPORTED, naming the paths
+# tried, when it is missing). Static cuBLAS was rejected: it would add ~700 MB of archives to the link and
+# several hundred MB to the library.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -45,7 +53,8 @@ flags=(-O3 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden -I core/include
        -gencode arch=compute_90a,code=sm_90a
        -Xptxas -warn-spills)
 
-srcs=(cuda/api.cu cuda/rope.cu cuda/pack.cu cuda/fwht.cu cuda/store.cu cuda/attn.cu)
+srcs=(cuda/api.cu cuda/rope.cu cuda/pack.cu cuda/fwht.cu cuda/store.cu cuda/attn.cu cuda/blas.cu cuda/model_api.cu
+      cuda/model_forward.cu)
 
 start=$(date +%s)
 echo "build-cuda: $("$nvcc" --version | tail -n 2 | head -n 1)"
@@ -71,7 +80,7 @@ objs=()
 for src in "${srcs[@]}"; do objs+=("$obj/$(basename "${src%.cu}").o"); done
 "$nvcc" -shared -cudart static \
   -gencode arch=compute_80,code=compute_80 -gencode arch=compute_90a,code=sm_90a \
-  -Xlinker --no-undefined -o "$out/libhwkv_cuda.so" "${objs[@]}"
+  -Xlinker --no-undefined -o "$out/libhwkv_cuda.so" "${objs[@]}" -ldl
 
 end=$(date +%s)
 echo "build-cuda: wrote $out/libhwkv_cuda.so ($(( end - start )) s)"

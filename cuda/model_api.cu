@@ -1,0 +1,558 @@
+// model_api.cu — the CUDA model engine's table hwkv_cuda_model_api(): validation of params and tensors (the CPU
+// core's checks and wording, core/src/model_api.cpp), the weight arena on the device, FILE-mode loading and
+// UPLOAD-mode chunks. The forward pass is in model_forward.cu.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "model.cuh"
+
+namespace hwkv_cuda {
+
+hwkv_status DevBuf::ensure(const char* fn, size_t bytes) {
+  if (bytes <= cap_) return HWKV_OK;
+  release();
+  size_t want = bytes < 256 ? 256 : bytes;
+  void* p = nullptr;
+  cudaError_t e = cudaMalloc(&p, want);
+  if (e != cudaSuccess) return cuda_fail(e, fn, "cudaMalloc(scratch)");
+  p_ = p;
+  cap_ = want;
+  return HWKV_OK;
+}
+
+namespace {
+
+enum Kind { kVector = 1, kMatrix = 2 };
+
+struct Expect {
+  Kind kind;
+  int64_t ne0, ne1;
+  DevTensor** slot;
+  bool seen = false;
+};
+
+int64_t wtype_row_bytes(int32_t type, int64_t n) {
+  switch (type) {
+    case HWKV_WTYPE_F32: return 4 * n;
+    case HWKV_WTYPE_F16: return 2 * n;
+    case HWKV_WTYPE_BF16: return 2 * n;
+    case HWKV_WTYPE_Q8_0: return (n % 32 == 0) ? (n / 32) * 34 : -1;
+    default: return -1;
+  }
+}
+
+const char* wtype_name(int32_t type) {
+  switch (type) {
+    case HWKV_WTYPE_F32: return "F32";
+    case HWKV_WTYPE_F16: return "F16";
+    case HWKV_WTYPE_BF16: return "BF16";
+    case HWKV_WTYPE_Q8_0: return "Q8_0";
+    default: return "?";
+  }
+}
+
+hwkv_status check_params(const hwkv_model_params* p) {
+  const char* fn = "model_create";
+  if (!p) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: params is NULL", fn);
+  struct {
+    const char* name;
+    int32_t v;
+  } pos[] = {{"n_layer", p->n_layer}, {"n_embd", p->n_embd}, {"n_head", p->n_head},   {"n_kv_head", p->n_kv_head},
+             {"head_dim", p->head_dim}, {"n_ff", p->n_ff},   {"n_vocab", p->n_vocab}};
+  for (const auto& e : pos)
+    if (e.v < 1) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: %s must be >= 1, got %d", fn, e.name, e.v);
+  if (p->n_head % p->n_kv_head != 0)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_head (%d) must be a multiple of n_kv_head (%d)", fn, p->n_head,
+                p->n_kv_head);
+  if (p->flags & ~7u) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: unknown flags 0x%x", fn, p->flags & ~7u);
+  if (!(p->rms_norm_eps > 0) || !std::isfinite(p->rms_norm_eps))
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: rms_norm_eps must be finite and > 0, got %g", fn, p->rms_norm_eps);
+  if (!std::isfinite(p->attn_factor) || p->attn_factor < 0)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: attn_factor must be finite and >= 0 (0 = 1), got %g", fn,
+                p->attn_factor);
+  if (!std::isfinite(p->attn_scale) || p->attn_scale < 0)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: attn_scale must be finite and >= 0 (0 = 1/sqrt(head_dim)), got %g",
+                fn, p->attn_scale);
+  if (p->rope.head_dim != p->head_dim)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: rope.head_dim (%d) must equal head_dim (%d)", fn, p->rope.head_dim,
+                p->head_dim);
+  const int64_t big = int64_t(1) << 31;
+  if (int64_t(p->n_head) * p->head_dim >= big || int64_t(p->n_vocab) * p->n_embd >= (int64_t(1) << 40))
+    return fail(HWKV_ERR_OUT_OF_RANGE, "%s: model dimensions too large", fn);
+  // cuBLAS takes int dimensions: every GEMM dimension must fit.
+  const int64_t dims[] = {p->n_embd, int64_t(p->n_head) * p->head_dim, int64_t(p->n_kv_head) * p->head_dim * 2 +
+                          int64_t(p->n_head) * p->head_dim, int64_t(p->n_ff) * 2, p->n_vocab};
+  for (int64_t d : dims)
+    if (d >= big) return fail(HWKV_ERR_OUT_OF_RANGE, "%s: model dimensions too large for the CUDA backend", fn);
+  return HWKV_OK;
+}
+
+struct OpenFile {
+  int fd = -1;
+  int64_t size = 0;
+  ~OpenFile() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+bool pread_all(int fd, uint8_t* dst, int64_t offset, int64_t n) {
+  while (n > 0) {
+    const size_t want = static_cast<size_t>(n > (1 << 30) ? (1 << 30) : n);
+    const ssize_t got = ::pread(fd, dst, want, static_cast<off_t>(offset));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return false;
+    dst += got;
+    offset += got;
+    n -= got;
+  }
+  return true;
+}
+
+// Host staging for FILE mode: two pinned buffers (copy of one overlaps the read of the other), or one pageable
+// buffer with synchronous copies when pinned memory is unavailable.
+struct Staging {
+  static constexpr size_t kChunk = 32u << 20;
+  uint8_t* buf[2] = {nullptr, nullptr};
+  cudaEvent_t ev[2] = {nullptr, nullptr};
+  bool pinned = false;
+  std::unique_ptr<uint8_t[]> plain;
+  ~Staging() {
+    (void)cudaStreamSynchronize(stream());
+    for (int i = 0; i < 2; ++i) {
+      if (ev[i]) (void)cudaEventDestroy(ev[i]);
+      if (buf[i] && pinned) (void)cudaFreeHost(buf[i]);
+    }
+    (void)cudaGetLastError();
+  }
+  hwkv_status init(const char* fn) {
+    pinned = true;
+    for (int i = 0; i < 2 && pinned; ++i) {
+      void* p = nullptr;
+      if (cudaMallocHost(&p, kChunk) != cudaSuccess || cudaEventCreateWithFlags(&ev[i], cudaEventDisableTiming) != cudaSuccess)
+        pinned = false;
+      buf[i] = static_cast<uint8_t*>(p);
+    }
+    if (!pinned) {
+      (void)cudaGetLastError();
+      for (int i = 0; i < 2; ++i) {
+        if (buf[i]) (void)cudaFreeHost(buf[i]);
+        buf[i] = nullptr;
+      }
+      plain.reset(new (std::nothrow) uint8_t[kChunk]);
+      if (!plain) return fail(HWKV_ERR_OUT_OF_MEMORY, "%s: out of host memory for the weight staging buffer", fn);
+    }
+    return HWKV_OK;
+  }
+};
+
+hwkv_status load_files(hwkv_model* m, const hwkv_tensor_desc* descs, int32_t n) {
+  const char* fn = "model_create";
+  std::map<std::string, std::unique_ptr<OpenFile>> files;
+  std::vector<OpenFile*> per(static_cast<size_t>(n), nullptr);
+  // Open and check every range before touching the device.
+  for (int32_t i = 0; i < n; ++i) {
+    const hwkv_tensor_desc& d = descs[i];
+    DevTensor& t = m->tensors[i];
+    if (!d.file || !d.file[0])
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has no file (FILE mode)", fn, t.name.c_str());
+    auto it = files.find(d.file);
+    OpenFile* f;
+    if (it != files.end()) {
+      f = it->second.get();
+    } else {
+      std::unique_ptr<OpenFile> nf(new OpenFile());
+      nf->fd = ::open(d.file, O_RDONLY | O_CLOEXEC);
+      if (nf->fd < 0)
+        return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: cannot open '%s' (tensor '%s'): %s", fn, d.file, t.name.c_str(),
+                    std::strerror(errno));
+      struct stat sb;
+      if (fstat(nf->fd, &sb) != 0)
+        return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: cannot get the size of '%s'", fn, d.file);
+      nf->size = static_cast<int64_t>(sb.st_size);
+      f = nf.get();
+      files[d.file] = std::move(nf);
+    }
+    if (d.offset < 0 || d.offset > f->size || t.nbytes > f->size - d.offset)
+      return fail(HWKV_ERR_OUT_OF_RANGE,
+                  "%s: tensor '%s' needs bytes [%lld, %lld) of '%s' but the file has %lld bytes "
+                  "(truncated or wrong file?)",
+                  fn, t.name.c_str(), static_cast<long long>(d.offset), static_cast<long long>(d.offset + t.nbytes),
+                  d.file, static_cast<long long>(f->size));
+    per[i] = f;
+  }
+  Staging st;
+  HWKV_TRY(st.init(fn));
+  int cur = 0;
+  for (int32_t i = 0; i < n; ++i) {
+    DevTensor& t = m->tensors[i];
+    for (int64_t off = 0; off < t.nbytes; off += static_cast<int64_t>(Staging::kChunk)) {
+      const int64_t len = std::min<int64_t>(static_cast<int64_t>(Staging::kChunk), t.nbytes - off);
+      uint8_t* b = st.pinned ? st.buf[cur] : st.plain.get();
+      if (st.pinned) HWKV_CU(cudaEventSynchronize(st.ev[cur]));  // the copy that last used this buffer is done
+      if (!pread_all(per[i]->fd, b, descs[i].offset + off, len))
+        return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: short read of tensor '%s' from '%s'", fn, t.name.c_str(),
+                    descs[i].file);
+      if (st.pinned) {
+        HWKV_CU(cudaMemcpyAsync(t.dev + off, b, static_cast<size_t>(len), cudaMemcpyHostToDevice, stream()));
+        HWKV_CU(cudaEventRecord(st.ev[cur], stream()));
+        cur ^= 1;
+      } else {
+        HWKV_CU(cudaMemcpy(t.dev + off, b, static_cast<size_t>(len), cudaMemcpyHostToDevice));
+      }
+    }
+    t.uploaded = t.nbytes;
+  }
+  return sync(fn);
+}
+
+// Places the tensors in the arena: groups (q/k/v, gate/up) back to back when their types agree.
+void layout(hwkv_model* m) {
+  int64_t cur = 0;
+  auto align = [](int64_t v) { return (v + 255) & ~int64_t(255); };
+  auto place_group = [&](std::initializer_list<DevTensor*> ts) {
+    cur = align(cur);
+    for (DevTensor* t : ts) {
+      if (!t || t->arena_off >= 0) continue;
+      t->arena_off = cur;
+      cur += t->nbytes;
+    }
+  };
+  auto place = [&](DevTensor* t) { place_group({t}); };
+  place(m->tok_embd);
+  place(m->output_norm);
+  if (m->output != m->tok_embd) place(m->output);
+  for (DevLayer& L : m->layers) {
+    place(L.attn_norm);
+    L.qkv_fused = L.wq->type == L.wk->type && L.wq->type == L.wv->type;
+    if (L.qkv_fused) place_group({L.wq, L.wk, L.wv});
+    place(L.wq);
+    place(L.wk);
+    place(L.wv);
+    place(L.wo);
+    place(L.bq);
+    place(L.bk);
+    place(L.bv);
+    place(L.q_norm);
+    place(L.k_norm);
+    place(L.ffn_norm);
+    L.gu_fused = L.gate->type == L.up->type;
+    if (L.gu_fused) place_group({L.gate, L.up});
+    place(L.gate);
+    place(L.up);
+    place(L.down);
+  }
+  for (DevTensor& t : m->tensors) place(&t);  // (every tensor is one of the above; kept for safety)
+  m->arena_bytes = align(cur);
+  int64_t vf = 0;
+  for (DevTensor& t : m->tensors) {
+    if (!t.is_vector) continue;
+    t.vec_off = vf;
+    vf += (t.ne0 + 63) & ~int64_t(63);
+  }
+  m->vec_floats = vf;
+}
+
+hwkv_status device_alloc(const char* fn, void** p, int64_t bytes, const char* what) {
+  cudaError_t e = cudaMalloc(p, static_cast<size_t>(bytes > 0 ? bytes : 1));
+  if (e == cudaSuccess) return HWKV_OK;
+  (void)cudaGetLastError();
+  size_t fr = 0, tot = 0;
+  (void)cudaMemGetInfo(&fr, &tot);
+  (void)cudaGetLastError();
+  const hwkv_status st = e == cudaErrorMemoryAllocation ? HWKV_ERR_OUT_OF_MEMORY : HWKV_ERR_DEVICE;
+  return fail(st, "%s: cannot allocate %lld bytes of device memory for %s (%llu of %llu bytes free): %s: %s", fn,
+              static_cast<long long>(bytes), what, static_cast<unsigned long long>(fr),
+              static_cast<unsigned long long>(tot), cudaGetErrorName(e), cudaGetErrorString(e));
+}
+
+void destroy(hwkv_model* m) {
+  if (!m) return;
+  if (use_device("model_free") == HWKV_OK) {
+    (void)cudaStreamSynchronize(stream());
+    if (m->handle && m->blas) (void)m->blas->destroy(m->handle);
+    if (m->arena) (void)cudaFree(m->arena);
+    if (m->vec_arena) (void)cudaFree(m->vec_arena);
+    (void)cudaGetLastError();
+  }
+  delete m;  // DevBuf destructors free the scratch
+}
+
+struct ModelDeleter {
+  void operator()(hwkv_model* m) const { destroy(m); }
+};
+
+hwkv_status create(const hwkv_model_params* p, const hwkv_tensor_desc* descs, int32_t n, int32_t mode,
+                   hwkv_model_t** out) {
+  const char* fn = "model_create";
+  if (!out) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
+  *out = nullptr;
+  HWKV_TRY(check_params(p));
+  if (mode != HWKV_MODEL_FILE && mode != HWKV_MODEL_UPLOAD)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: mode must be 0 (FILE) or 1 (UPLOAD), got %d", fn, mode);
+  if (n < 1 || !descs) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: no tensors given", fn);
+
+  std::unique_ptr<hwkv_model, ModelDeleter> h(new hwkv_model());
+  hwkv_model* m = h.get();
+  m->p = *p;
+  m->p.n_threads = 1;
+  m->mode = mode;
+  HWKV_TRY(rope_prepare(fn, &p->rope, &m->rope));
+  m->attn_factor = p->attn_factor == 0.0f ? static_cast<float>(m->rope.attention_factor) : p->attn_factor;
+  m->attn_scale = p->attn_scale == 0.0f ? static_cast<float>(1.0 / std::sqrt(static_cast<double>(p->head_dim)))
+                                        : p->attn_scale;
+  m->layers.resize(static_cast<size_t>(p->n_layer));
+
+  const bool tied = p->flags & HWKV_MODEL_TIED_EMBEDDINGS, bias = p->flags & HWKV_MODEL_QKV_BIAS,
+             qkn = p->flags & HWKV_MODEL_QK_NORM;
+  const int64_t D = p->n_embd, qd = int64_t(p->n_head) * p->head_dim, kvd = int64_t(p->n_kv_head) * p->head_dim;
+  std::map<std::string, Expect> ex;
+  auto add = [&](const std::string& name, Kind k, int64_t a, int64_t b, DevTensor** slot) {
+    Expect e;
+    e.kind = k;
+    e.ne0 = a;
+    e.ne1 = b;
+    e.slot = slot;
+    ex[name] = e;
+  };
+  add("tok_embd", kMatrix, p->n_vocab, D, &m->tok_embd);
+  add("output_norm", kVector, D, 1, &m->output_norm);
+  if (!tied) add("output", kMatrix, p->n_vocab, D, &m->output);
+  for (int32_t i = 0; i < p->n_layer; ++i) {
+    DevLayer& L = m->layers[i];
+    const std::string pre = "blk." + std::to_string(i) + ".";
+    add(pre + "attn_norm", kVector, D, 1, &L.attn_norm);
+    add(pre + "attn_q", kMatrix, qd, D, &L.wq);
+    add(pre + "attn_k", kMatrix, kvd, D, &L.wk);
+    add(pre + "attn_v", kMatrix, kvd, D, &L.wv);
+    add(pre + "attn_output", kMatrix, D, qd, &L.wo);
+    if (bias) {
+      add(pre + "attn_q_bias", kVector, qd, 1, &L.bq);
+      add(pre + "attn_k_bias", kVector, kvd, 1, &L.bk);
+      add(pre + "attn_v_bias", kVector, kvd, 1, &L.bv);
+    }
+    if (qkn) {
+      add(pre + "attn_q_norm", kVector, p->head_dim, 1, &L.q_norm);
+      add(pre + "attn_k_norm", kVector, p->head_dim, 1, &L.k_norm);
+    }
+    add(pre + "ffn_norm", kVector, D, 1, &L.ffn_norm);
+    add(pre + "ffn_gate", kMatrix, p->n_ff, D, &L.gate);
+    add(pre + "ffn_up", kMatrix, p->n_ff, D, &L.up);
+    add(pre + "ffn_down", kMatrix, D, p->n_ff, &L.down);
+  }
+
+  m->tensors.reserve(static_cast<size_t>(n));
+  const char* q8_name = nullptr;
+  for (int32_t i = 0; i < n; ++i) {
+    const hwkv_tensor_desc& d = descs[i];
+    if (!d.name) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensors[%d].name is NULL", fn, i);
+    auto it = ex.find(d.name);
+    if (it == ex.end()) {
+      const char* hint = "";
+      if (std::strstr(d.name, "bias")) hint = " (set HWKV_MODEL_QKV_BIAS for q/k/v biases)";
+      else if (std::strstr(d.name, "_norm")) hint = " (set HWKV_MODEL_QK_NORM for q/k norms)";
+      else if (!std::strcmp(d.name, "output")) hint = " (HWKV_MODEL_TIED_EMBEDDINGS is set)";
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: unknown tensor '%s'%s", fn, d.name, hint);
+    }
+    Expect& e = it->second;
+    if (e.seen) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' is listed twice", fn, d.name);
+    e.seen = true;
+    const bool t_ok = d.type == HWKV_WTYPE_F32 || d.type == HWKV_WTYPE_F16 || d.type == HWKV_WTYPE_BF16 ||
+                      (d.type == HWKV_WTYPE_Q8_0 && e.kind == kMatrix);
+    if (!t_ok)
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has type %d; expected F32 (0), F16 (1), BF16 (30)%s", fn,
+                  d.name, d.type, e.kind == kMatrix ? " or Q8_0 (8)" : " (vectors cannot be Q8_0)");
+    int64_t a = 0, b = 1;
+    if (d.n_dims == 1) {
+      a = d.ne[0];
+    } else if (d.n_dims == 2) {
+      a = d.ne[0];
+      b = d.ne[1];
+      if (e.kind == kVector && a == 1) {
+        a = b;
+        b = 1;
+      }
+    } else {
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has n_dims %d; expected %d", fn, d.name, d.n_dims,
+                  e.kind == kMatrix ? 2 : 1);
+    }
+    if ((e.kind == kMatrix && d.n_dims != 2) || a != e.ne0 || b != e.ne1) {
+      if (e.kind == kMatrix)
+        return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has shape [%lld, %lld] (n_dims %d); expected [%lld, %lld]",
+                    fn, d.name, (long long)d.ne[0], (long long)(d.n_dims > 1 ? d.ne[1] : 0), d.n_dims, (long long)e.ne0,
+                    (long long)e.ne1);
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has %lld x %lld elements; expected a vector of %lld", fn,
+                  d.name, (long long)a, (long long)b, (long long)e.ne0);
+    }
+    const int64_t rb = wtype_row_bytes(d.type, e.ne1 == 1 && e.kind == kVector ? e.ne0 : e.ne1);
+    if (rb < 0)
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s': Q8_0 needs an inner dimension divisible by 32, got %lld",
+                  fn, d.name, (long long)e.ne1);
+    const int64_t want = e.kind == kVector ? rb : rb * e.ne0;
+    if (d.nbytes != want)
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' (%s, %lld x %lld) must be %lld bytes, nbytes says %lld", fn,
+                  d.name, wtype_name(d.type), (long long)a, (long long)b, (long long)want, (long long)d.nbytes);
+    if (d.type == HWKV_WTYPE_Q8_0 && !q8_name) q8_name = d.name;
+    DevTensor t;
+    t.name = d.name;
+    t.type = d.type;
+    t.n_dims = e.kind == kVector ? 1 : 2;
+    t.is_vector = e.kind == kVector;
+    t.ne0 = e.ne0;
+    t.ne1 = e.ne1;
+    t.nbytes = d.nbytes;
+    m->tensors.push_back(std::move(t));
+  }
+  for (auto& kv : ex)
+    if (!kv.second.seen) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: missing tensor '%s'", fn, kv.first.c_str());
+  if (q8_name)
+    return fail(HWKV_ERR_UNSUPPORTED,
+                "%s: tensor '%s' is Q8_0: the CUDA backend runs F32, F16 and BF16 weights only for now (use the "
+                "native backend for Q8_0 files, or an F16/BF16 checkpoint)",
+                fn, q8_name);
+  for (DevTensor& t : m->tensors) *ex[t.name].slot = &t;  // tensors never move from here on
+  if (tied) m->output = m->tok_embd;
+
+  HWKV_TRY(use_device(fn));
+  HWKV_TRY(blas_load(fn, &m->blas));
+  layout(m);
+  {
+    void* a = nullptr;
+    HWKV_TRY(device_alloc(fn, &a, m->arena_bytes, "the weights"));
+    m->arena = static_cast<uint8_t*>(a);
+    void* v = nullptr;
+    HWKV_TRY(device_alloc(fn, &v, m->vec_floats * 4, "the float32 norms and biases"));
+    m->vec_arena = static_cast<float*>(v);
+  }
+  for (DevTensor& t : m->tensors) {
+    t.dev = m->arena + t.arena_off;
+    if (t.is_vector) t.f32 = m->vec_arena + t.vec_off;
+  }
+  {
+    cublasStatus_t bs = m->blas->create(&m->handle);
+    if (bs != 0) {
+      m->handle = nullptr;
+      return blas_fail(m->blas, bs, fn, "cublasCreate");
+    }
+  }
+  if (mode == HWKV_MODEL_FILE) HWKV_TRY(load_files(m, descs, n));
+  *out = h.release();
+  return HWKV_OK;
+}
+
+hwkv_status upload(hwkv_model* m, int32_t index, const void* data, int64_t offset, int64_t nbytes) {
+  const char* fn = "model_upload";
+  if (m->mode != HWKV_MODEL_UPLOAD)
+    return fail(HWKV_ERR_UNSUPPORTED, "%s: the model was created in FILE mode (weights come from files)", fn);
+  if (index < 0 || index >= static_cast<int32_t>(m->tensors.size()))
+    return fail(HWKV_ERR_OUT_OF_RANGE, "%s: tensor index %d out of range [0, %d)", fn, index,
+                static_cast<int>(m->tensors.size()));
+  DevTensor& t = m->tensors[index];
+  if (nbytes < 0 || offset < 0 || offset > t.nbytes || nbytes > t.nbytes - offset)
+    return fail(HWKV_ERR_OUT_OF_RANGE, "%s: bytes [%lld, %lld) outside tensor '%s' (%lld bytes)", fn,
+                static_cast<long long>(offset), static_cast<long long>(offset + nbytes), t.name.c_str(),
+                static_cast<long long>(t.nbytes));
+  if (nbytes > 0 && !data) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: data is NULL", fn);
+  if (offset > t.uploaded)
+    return fail(HWKV_ERR_INVALID_ARGUMENT,
+                "%s: tensor '%s': chunk at offset %lld leaves a gap (only %lld bytes uploaded so far; "
+                "upload chunks in order)",
+                fn, t.name.c_str(), static_cast<long long>(offset), static_cast<long long>(t.uploaded));
+  HWKV_TRY(use_device(fn));
+  if (nbytes > 0) {
+    HWKV_CU(cudaMemcpyAsync(t.dev + offset, data, static_cast<size_t>(nbytes), cudaMemcpyHostToDevice, stream()));
+    HWKV_TRY(sync(fn));
+  }
+  if (offset + nbytes > t.uploaded) t.uploaded = offset + nbytes;
+  if (t.is_vector) m->prepared = false;  // a vector changed: widen again
+  return HWKV_OK;
+}
+
+const char* api_last_error() { return last_error(); }
+
+hwkv_status api_create(const hwkv_model_params* p, const hwkv_tensor_desc* t, int32_t n, int32_t mode,
+                       hwkv_model_t** out) {
+  if (out) *out = nullptr;
+  return guarded("model_create", [&] { return create(p, t, n, mode, out); });
+}
+
+void api_free(hwkv_model_t* m) {
+  try {
+    destroy(m);
+  } catch (...) {
+  }
+}
+
+hwkv_status api_upload(hwkv_model_t* m, int32_t index, const void* data, int64_t offset, int64_t nbytes) {
+  if (!m) return fail(HWKV_ERR_INVALID_ARGUMENT, "model_upload: model is NULL");
+  return guarded("model_upload", [&] { return upload(m, index, data, offset, nbytes); });
+}
+
+hwkv_status api_info(hwkv_model_t* m, hwkv_model_info* out) {
+  if (!m) return fail(HWKV_ERR_INVALID_ARGUMENT, "model_info: model is NULL");
+  if (!out) return fail(HWKV_ERR_INVALID_ARGUMENT, "model_info: out is NULL");
+  std::memset(out, 0, sizeof *out);
+  out->params = m->p;
+  out->weight_bytes = m->weight_bytes();
+  out->scratch_bytes = m->scratch_bytes();
+  out->n_tensors = static_cast<int32_t>(m->tensors.size());
+  out->uploads_pending = m->uploads_pending();
+  out->mapped = 0;
+  return HWKV_OK;
+}
+
+hwkv_status api_forward(hwkv_model_t* m, hwkv_store_t* s, const hwkv_forward_batch* b, float* logits,
+                        int64_t n_logits) {
+  if (!m) return fail(HWKV_ERR_INVALID_ARGUMENT, "model_forward: model is NULL");
+  return guarded("model_forward", [&] { return model_forward_impl(m, s, b, logits, n_logits); });
+}
+
+hwkv_status api_set_threads(hwkv_model_t* m, int32_t n_threads) {
+  if (!m) return fail(HWKV_ERR_INVALID_ARGUMENT, "model_set_threads: model is NULL");
+  (void)n_threads;  // the GPU engine has no host thread pool: accepted and ignored
+  m->p.n_threads = 1;
+  return HWKV_OK;
+}
+
+}  // namespace
+
+}  // namespace hwkv_cuda
+
+int64_t hwkv_model::weight_bytes() const {
+  int64_t s = 0;
+  for (const auto& t : tensors) s += t.nbytes;
+  return s;
+}
+
+int64_t hwkv_model::scratch_bytes() const {
+  int64_t s = 0;
+  for (const hwkv_cuda::DevBuf* b : {&x, &h, &qkv, &att, &ff, &act16, &logits, &tokens, &wpage, &wrow, &ktab, &rows})
+    s += static_cast<int64_t>(b->cap());
+  return s;
+}
+
+int32_t hwkv_model::uploads_pending() const {
+  int32_t n = 0;
+  for (const auto& t : tensors) n += t.uploaded >= t.nbytes ? 0 : 1;
+  return n;
+}
+
+extern "C" HWKV_API const hwkv_model_api* hwkv_cuda_model_api(void) {
+  using namespace hwkv_cuda;
+  static const hwkv_model_api api = {
+      HWKV_MODEL_ABI_VERSION, static_cast<uint32_t>(sizeof(hwkv_model_api)),
+      api_last_error,         api_create,
+      api_free,               api_upload,
+      api_info,               api_forward,
+      api_set_threads,
+  };
+  return &api;
+}

@@ -1,0 +1,524 @@
+// model_forward.cu — the forward pass of the CUDA model engine (hwkv_model.h semantics, the math of
+// core/src/model_llama.cpp), everything on the device:
+//
+//   embedding rows (widened to f32) -> per layer:
+//     rmsnorm -> one GEMM for q|k|v of every token (weights read once per step) -> qkv_post (bias, q/k norm,
+//     YaRN factor; K rotated to its block-local position and K/V written into the write blocks' pages) ->
+//     attention over every view (attn.cu plan, built once per step, run per layer on device pointers) ->
+//     GEMM Wo accumulating into the residual -> rmsnorm -> one GEMM gate|up -> SwiGLU -> GEMM Wd accumulating
+//   -> final rmsnorm of the requested rows -> LM head GEMM -> only those rows copied back.
+//
+// GEMMs (cuBLAS, loaded at run time, see blas.cuh): F32 weights run as FP32 GEMMs (CUBLAS_COMPUTE_32F_PEDANTIC:
+// no TF32); F16/BF16 weights are used as stored, with the activations rounded to the weight type at the GEMM
+// input and float32 accumulation and output (tensor cores). Everything else is float32.
+// The host only plans: validation, block growth, page pointers and cos/sin rows for the new keys, the
+// attention plan. One synchronisation per call (the logits copy).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "attn.cuh"
+#include "model.cuh"
+#include "ops.cuh"
+#include "rope.cuh"
+#include "store.cuh"
+
+namespace hwkv_cuda {
+
+namespace {
+
+__device__ __forceinline__ float wload(const void* base, int32_t type, int64_t i) {
+  if (type == HWKV_WTYPE_F32) return static_cast<const float*>(base)[i];
+  const uint16_t u = static_cast<const uint16_t*>(base)[i];
+  if (type == HWKV_WTYPE_BF16) return __uint_as_float(static_cast<uint32_t>(u) << 16);
+  return __half2float(__ushort_as_half(u));
+}
+
+__global__ void widen_kernel(const void* src, int32_t type, int64_t n, float* __restrict__ dst) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    dst[i] = wload(src, type, i);
+}
+
+__global__ void embed_kernel(const void* table, int32_t type, int64_t D, const int32_t* __restrict__ tokens,
+                             int64_t n_tok, float* __restrict__ x) {
+  const int64_t total = n_tok * D;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t t = i / D, d = i - t * D;
+    x[i] = wload(table, type, static_cast<int64_t>(tokens[t]) * D + d);
+  }
+}
+
+__device__ __forceinline__ double warp_sum_d(double v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// One CTA per row: out = x / sqrt(mean(x^2) + eps) * w (sum of squares in double, as the CPU core).
+constexpr int kNormThreads = 256;
+__global__ void __launch_bounds__(kNormThreads) rmsnorm_kernel(const float* __restrict__ x, int64_t ldx,
+                                                               const float* __restrict__ w, int32_t n, float eps,
+                                                               float* __restrict__ out, int64_t ldo) {
+  __shared__ double red[kNormThreads / 32];
+  const float* xr = x + blockIdx.x * ldx;
+  float* o = out + blockIdx.x * ldo;
+  double ss = 0.0;
+  for (int i = threadIdx.x; i < n; i += kNormThreads) ss += static_cast<double>(xr[i]) * xr[i];
+  ss = warp_sum_d(ss);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+  __syncthreads();
+  double tot = 0.0;
+  for (int i = 0; i < kNormThreads / 32; ++i) tot += red[i];
+  const float s = static_cast<float>(1.0 / sqrt(tot / static_cast<double>(n) + static_cast<double>(eps)));
+  for (int i = threadIdx.x; i < n; i += kNormThreads) o[i] = __fmul_rn(__fmul_rn(xr[i], s), w[i]);
+}
+
+struct QkvPostArgs {
+  float* qkv;
+  int64_t ld;  // floats per token row: qd + 2 kvd
+  int32_t n_tok, n_head, n_kv, hd, rot_dim, layer;
+  const float *bq, *bk, *bv, *qn, *kn;
+  float eps, af;
+  RopeDev rd;
+  PageGeo geo;
+  float* const* wpage;   // [n_tok] page of the token's write position
+  const int32_t* wrow;   // [n_tok] row inside that page
+  const float* ktab;     // [n_tok][2 * half] cos/sin at the key's block-local position
+};
+
+constexpr int kPostWarps = 4;
+
+// One warp per (token, head) of q, k and v: bias, q/k RMSNorm over the head, attention factor on the rotary
+// dims; q written back in place (attention rotates it per block), k rotated and written to the page, v copied.
+__global__ void __launch_bounds__(kPostWarps * 32) qkv_post_kernel(QkvPostArgs a) {
+  extern __shared__ float post_smem[];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int32_t H = a.n_head + 2 * a.n_kv;
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * kPostWarps + warp;
+  if (r >= static_cast<int64_t>(a.n_tok) * H) return;
+  const int32_t t = static_cast<int32_t>(r / H), j = static_cast<int32_t>(r % H);
+  const int32_t hd = a.hd;
+  const int64_t qd = static_cast<int64_t>(a.n_head) * hd, kvd = static_cast<int64_t>(a.n_kv) * hd;
+  int kind;
+  int32_t g;
+  float* src;
+  const float* bias;
+  const float* nw;
+  if (j < a.n_head) {
+    kind = 0;
+    g = j;
+    src = a.qkv + t * a.ld + static_cast<int64_t>(g) * hd;
+    bias = a.bq ? a.bq + static_cast<int64_t>(g) * hd : nullptr;
+    nw = a.qn;
+  } else if (j < a.n_head + a.n_kv) {
+    kind = 1;
+    g = j - a.n_head;
+    src = a.qkv + t * a.ld + qd + static_cast<int64_t>(g) * hd;
+    bias = a.bk ? a.bk + static_cast<int64_t>(g) * hd : nullptr;
+    nw = a.kn;
+  } else {
+    kind = 2;
+    g = j - a.n_head - a.n_kv;
+    src = a.qkv + t * a.ld + qd + kvd + static_cast<int64_t>(g) * hd;
+    bias = a.bv ? a.bv + static_cast<int64_t>(g) * hd : nullptr;
+    nw = nullptr;
+  }
+  float* buf = post_smem + warp * hd;
+  for (int d = lane; d < hd; d += 32) {
+    float v = src[d];
+    if (bias) v = __fadd_rn(v, bias[d]);
+    buf[d] = v;
+  }
+  __syncwarp();
+  if (kind < 2 && nw) {
+    double ss = 0.0;
+    for (int d = lane; d < hd; d += 32) ss += static_cast<double>(buf[d]) * buf[d];
+    ss = warp_sum_d(ss);
+    const float s = static_cast<float>(1.0 / sqrt(ss / static_cast<double>(hd) + static_cast<double>(a.eps)));
+    __syncwarp();
+    for (int d = lane; d < hd; d += 32) buf[d] = __fmul_rn(__fmul_rn(buf[d], s), nw[d]);
+  }
+  if (kind < 2 && a.af != 1.0f)
+    for (int d = lane; d < a.rot_dim; d += 32) buf[d] = __fmul_rn(buf[d], a.af);
+  __syncwarp();
+  if (kind == 0) {
+    for (int d = lane; d < hd; d += 32) src[d] = buf[d];
+  } else if (kind == 1) {
+    float* dst = a.wpage[t] + a.geo.k_off(a.layer, g, a.wrow[t]);
+    const float* tab = a.ktab + static_cast<int64_t>(t) * 2 * a.rd.half;
+    const int32_t units = rope_units(a.rd);
+    for (int u = lane; u < units; u += 32) rope_unit(a.rd, u, buf, dst, tab);
+  } else {
+    float* dst = a.wpage[t] + a.geo.v_off(a.layer, g, a.wrow[t]);
+    for (int d = lane; d < hd; d += 32) dst[d] = buf[d];
+  }
+}
+
+// dst[r, c] (contiguous, 16-bit of `type`) = src[r * lds + c]
+__global__ void to16_kernel(const float* __restrict__ src, int64_t lds, int64_t rows, int64_t cols, int32_t type,
+                            uint16_t* __restrict__ dst) {
+  const int64_t total = rows * cols;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t r = i / cols, c = i - r * cols;
+    const float v = src[r * lds + c];
+    dst[i] = type == HWKV_WTYPE_BF16 ? __bfloat16_as_ushort(__float2bfloat16_rn(v)) : __half_as_ushort(__float2half_rn(v));
+  }
+}
+
+// In place: ff[t, i] = silu(ff[t, i]) * ff[t, F + i] for the [n_tok, 2F] gate|up buffer.
+__global__ void swiglu_kernel(float* __restrict__ ff, int64_t n_tok, int64_t F) {
+  const int64_t total = n_tok * F;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t t = i / F, c = i - t * F;
+    float* row = ff + t * 2 * F;
+    const float g = row[c];
+    row[c] = __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), row[F + c]);
+  }
+}
+
+// dst[r * ldd + c] = src[rows[r] * lds + c]
+__global__ void gather_rows_kernel(const float* __restrict__ src, int64_t lds, const int32_t* __restrict__ rows,
+                                   int64_t n_rows, int64_t cols, float* __restrict__ dst, int64_t ldd) {
+  const int64_t total = n_rows * cols;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t r = i / cols, c = i - r * cols;
+    dst[r * ldd + c] = src[static_cast<int64_t>(rows[r]) * lds + c];
+  }
+}
+
+constexpr int kThreads = 256;
+
+// y[n_tok, n_out] (row stride ldy) = beta * y + x[n_tok, n_in] (row stride ldx) . W[n_out, n_in]^T.
+// W points at n_out consecutive rows of one type (a fused group may span several tensors).
+hwkv_status linear(hwkv_model* m, const char* fn, const void* W, int32_t wtype, int64_t n_out, const float* x,
+                   int64_t ldx, int64_t n_tok, int64_t n_in, float* y, int64_t ldy, float beta) {
+  if (n_tok == 0) return HWKV_OK;
+  const float alpha = 1.0f;
+  const void* B = x;
+  int64_t ldb = ldx;
+  cudaDataType dt = CUDA_R_32F;
+  int compute = kCublasCompute32FPedantic;
+  if (wtype != HWKV_WTYPE_F32) {
+    HWKV_TRY(m->act16.ensure(fn, static_cast<size_t>(n_tok * n_in) * 2));
+    to16_kernel<<<grid_for(n_tok * n_in, kThreads), kThreads, 0, stream()>>>(x, ldx, n_tok, n_in, wtype,
+                                                                           m->act16.as<uint16_t>());
+    HWKV_CU_LAUNCH(to16_kernel);
+    B = m->act16.as<void>();
+    ldb = n_in;
+    dt = wtype == HWKV_WTYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+    compute = kCublasCompute32F;
+  }
+  const cublasStatus_t st = m->blas->gemm_ex(
+      m->handle, kCublasOpT, kCublasOpN, static_cast<int>(n_out), static_cast<int>(n_tok), static_cast<int>(n_in),
+      &alpha, W, dt, static_cast<int>(n_in), B, dt, static_cast<int>(ldb), &beta, y, CUDA_R_32F,
+      static_cast<int>(ldy), compute, kCublasGemmDefault);
+  if (st != 0) return blas_fail(m->blas, st, fn, "cublasGemmEx");
+  return HWKV_OK;
+}
+
+hwkv_status linear_t(hwkv_model* m, const char* fn, const DevTensor* W, const float* x, int64_t ldx, int64_t n_tok,
+                     float* y, int64_t ldy, float beta) {
+  return linear(m, fn, W->dev, W->type, W->ne0, x, ldx, n_tok, W->ne1, y, ldy, beta);
+}
+
+hwkv_status rmsnorm(const char* fn, const float* x, int64_t ldx, const float* w, int64_t rows, int64_t n, float eps,
+                    float* out, int64_t ldo) {
+  if (rows == 0) return HWKV_OK;
+  if (rows > 0x7fffffffLL) return fail(HWKV_ERR_UNSUPPORTED, "%s: too many rows", fn);
+  rmsnorm_kernel<<<static_cast<unsigned>(rows), kNormThreads, 0, stream()>>>(x, ldx, w, static_cast<int32_t>(n), eps,
+                                                                               out, ldo);
+  HWKV_CU_LAUNCH(rmsnorm_kernel);
+  return HWKV_OK;
+}
+
+struct Rollback {
+  hwkv_store* s = nullptr;
+  const int32_t* blocks = nullptr;
+  const int32_t* lens = nullptr;
+  int32_t n = 0;
+  bool armed = true;
+  ~Rollback() {
+    if (!armed) return;
+    (void)cudaStreamSynchronize(stream());  // nothing queued may still write into pages handed back
+    (void)cudaGetLastError();
+    for (int32_t i = 0; i < n; ++i)
+      if (is_live(s, blocks[i]) && s->blocks[blocks[i]].len > lens[i]) (void)block_truncate(s, blocks[i], lens[i]);
+  }
+};
+
+}  // namespace
+
+hwkv_status model_prepare(hwkv_model* m, const char* fn) {
+  if (m->prepared) return HWKV_OK;
+  for (const DevTensor& t : m->tensors)
+    if (t.uploaded < t.nbytes)
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' is not completely uploaded (%lld of %lld bytes)", fn,
+                  t.name.c_str(), static_cast<long long>(t.uploaded), static_cast<long long>(t.nbytes));
+  for (DevTensor& t : m->tensors) {
+    if (!t.is_vector) continue;
+    widen_kernel<<<grid_for(t.ne0, kThreads), kThreads, 0, stream()>>>(t.dev, t.type, t.ne0, t.f32);
+    HWKV_CU_LAUNCH(widen_kernel);
+  }
+  HWKV_TRY(sync(fn));
+  m->prepared = true;
+  return HWKV_OK;
+}
+
+hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forward_batch* b, float* logits,
+                               int64_t n_logits) {
+  const char* fn = "model_forward";
+  const hwkv_model_params& P = m->p;
+  if (!st) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: store is NULL", fn);
+  if (!b) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: batch is NULL", fn);
+  if (!store_is_ours(st))
+    return fail(HWKV_ERR_INVALID_ARGUMENT,
+                "%s: the store was not created by the CUDA backend (a CUDA model needs a store of the same CUDA "
+                "library's table)",
+                fn);
+  const hwkv_store_params& sp = st->p;
+  if (sp.n_layer != P.n_layer || sp.n_kv_head != P.n_kv_head || sp.head_dim != P.head_dim ||
+      sp.head_dim_v != P.head_dim)
+    return fail(HWKV_ERR_INVALID_ARGUMENT,
+                "%s: store geometry (n_layer %d, n_kv_head %d, head_dim %d, head_dim_v %d) does not match the model "
+                "(n_layer %d, n_kv_head %d, head_dim %d)",
+                fn, sp.n_layer, sp.n_kv_head, sp.head_dim, sp.head_dim_v, P.n_layer, P.n_kv_head, P.head_dim);
+  const int32_t n_seq = b->n_seq;
+  if (n_seq < 1) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_seq must be >= 1, got %d", fn, n_seq);
+  if (!b->view_indptr || !b->view_blocks || !b->tok_indptr || !b->tokens)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: view_indptr, view_blocks, tok_indptr and tokens must not be NULL", fn);
+  if (b->logits_mode < HWKV_LOGITS_NONE || b->logits_mode > HWKV_LOGITS_ALL)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: logits_mode must be 0 (NONE), 1 (LAST) or 2 (ALL), got %d", fn,
+                b->logits_mode);
+  if (b->view_indptr[0] != 0 || b->tok_indptr[0] != 0)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: view_indptr[0] and tok_indptr[0] must be 0", fn);
+  for (int32_t s = 0; s < n_seq; ++s) {
+    if (b->view_indptr[s + 1] <= b->view_indptr[s])
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: sequence %d has an empty view (view_indptr[%d] = %d, [%d] = %d)", fn, s,
+                  s, b->view_indptr[s], s + 1, b->view_indptr[s + 1]);
+    if (b->tok_indptr[s + 1] <= b->tok_indptr[s])
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: sequence %d has no new tokens (tok_indptr[%d] = %d, [%d] = %d)", fn, s,
+                  s, b->tok_indptr[s], s + 1, b->tok_indptr[s + 1]);
+  }
+  const int64_t n_tok = b->tok_indptr[n_seq];
+  for (int64_t t = 0; t < n_tok; ++t)
+    if (b->tokens[t] < 0 || b->tokens[t] >= P.n_vocab)
+      return fail(HWKV_ERR_OUT_OF_RANGE, "%s: token %lld is %d, outside the vocabulary [0, %d)", fn,
+                  static_cast<long long>(t), b->tokens[t], P.n_vocab);
+  {
+    std::vector<int32_t>& stamp = m->i_stamp;
+    stamp.assign(st->blocks.size(), -1);
+    for (int32_t s = 0; s < n_seq; ++s) {
+      for (int32_t j = b->view_indptr[s]; j < b->view_indptr[s + 1]; ++j) {
+        const int32_t blk = b->view_blocks[j];
+        HWKV_TRY(check_block(fn, st, blk));
+        if (stamp[blk] == s)
+          return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: block %d appears twice in the view of sequence %d", fn, blk, s);
+        stamp[blk] = s;
+      }
+    }
+    stamp.assign(st->blocks.size(), -1);
+    for (int32_t s = 0; s < n_seq; ++s) {
+      const int32_t wb = b->view_blocks[b->view_indptr[s + 1] - 1];
+      if (stamp[wb] >= 0)
+        return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: sequences %d and %d both write to block %d (write blocks must differ)",
+                    fn, stamp[wb], s, wb);
+      stamp[wb] = s;
+    }
+  }
+  const int64_t n_rows_out =
+      b->logits_mode == HWKV_LOGITS_ALL ? n_tok : (b->logits_mode == HWKV_LOGITS_LAST ? n_seq : 0);
+  if (n_rows_out > 0) {
+    if (!logits) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: logits is NULL but logits_mode asks for %lld rows", fn,
+                             static_cast<long long>(n_rows_out));
+    if (n_logits < n_rows_out * P.n_vocab)
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: logits holds %lld floats, need %lld (%lld rows x n_vocab %d)", fn,
+                  static_cast<long long>(n_logits), static_cast<long long>(n_rows_out * P.n_vocab),
+                  static_cast<long long>(n_rows_out), P.n_vocab);
+  }
+  if (n_tok > 0x7fffffffLL / std::max(1, P.n_head + 2 * P.n_kv_head))
+    return fail(HWKV_ERR_UNSUPPORTED, "%s: %lld tokens in one call is too many for the CUDA backend", fn,
+                static_cast<long long>(n_tok));
+  HWKV_TRY(use_device(fn));
+  HWKV_TRY(model_prepare(m, fn));
+  {
+    const cublasStatus_t bs = m->blas->set_stream(m->handle, stream());
+    if (bs != 0) return blas_fail(m->blas, bs, fn, "cublasSetStream");
+  }
+
+  const int64_t D = P.n_embd, hd = P.head_dim, qd = static_cast<int64_t>(P.n_head) * hd,
+                kvd = static_cast<int64_t>(P.n_kv_head) * hd, F = P.n_ff, ldqkv = qd + 2 * kvd;
+  const RopeHost& rope = m->rope;
+
+  // Grow the write blocks (all layers), remembering the old lengths for the rollback.
+  m->i_old_len.resize(n_seq);
+  m->i_write.resize(n_seq);
+  for (int32_t s = 0; s < n_seq; ++s) {
+    m->i_write[s] = b->view_blocks[b->view_indptr[s + 1] - 1];
+    m->i_old_len[s] = st->blocks[m->i_write[s]].len;
+    const int64_t n_new = b->tok_indptr[s + 1] - b->tok_indptr[s];
+    if (static_cast<int64_t>(m->i_old_len[s]) + n_new > INT32_MAX)
+      return fail(HWKV_ERR_OUT_OF_RANGE, "%s: block %d would exceed 2^31-1 tokens", fn, m->i_write[s]);
+  }
+  Rollback rb;
+  rb.s = st;
+  rb.blocks = m->i_write.data();
+  rb.lens = m->i_old_len.data();
+  for (int32_t s = 0; s < n_seq; ++s) {
+    const hwkv_status e = block_extend(fn, st, m->i_write[s], b->tok_indptr[s + 1] - b->tok_indptr[s]);
+    if (e != HWKV_OK) {
+      char why[768];
+      std::snprintf(why, sizeof why, "%s", last_error());
+      return fail(e, "%s: cannot grow block %d by %d tokens: %s", fn, m->i_write[s],
+                  b->tok_indptr[s + 1] - b->tok_indptr[s], why);
+    }
+    rb.n = s + 1;
+  }
+  // Positions: keys at block-local old_len + i (page, row, cos/sin); queries at (view length after the appends) - n + i.
+  const int32_t T = st->p.page_tokens;
+  m->i_qpos.resize(static_cast<size_t>(n_tok));
+  m->i_wpage.resize(static_cast<size_t>(n_tok));
+  m->i_wrow.resize(static_cast<size_t>(n_tok));
+  m->i_ktab.clear();
+  m->i_ktab.reserve(static_cast<size_t>(n_tok) * 2 * rope.half);
+  for (int32_t s = 0; s < n_seq; ++s) {
+    int64_t total = 0;
+    for (int32_t j = b->view_indptr[s]; j < b->view_indptr[s + 1]; ++j) total += st->blocks[b->view_blocks[j]].len;
+    const int32_t t0 = b->tok_indptr[s], n_new = b->tok_indptr[s + 1] - t0;
+    if (total > INT32_MAX) return fail(HWKV_ERR_OUT_OF_RANGE, "%s: view of sequence %d exceeds 2^31-1 tokens", fn, s);
+    const StoreBlock& wb = st->blocks[m->i_write[s]];
+    for (int32_t i = 0; i < n_new; ++i) {
+      const int32_t pos = m->i_old_len[s] + i;
+      m->i_qpos[t0 + i] = static_cast<int32_t>(total - n_new + i);
+      m->i_wpage[t0 + i] = st->page_ptr[wb.pages[pos / T]];
+      m->i_wrow[t0 + i] = pos % T;
+      rope_table_row(rope, static_cast<double>(pos), m->i_ktab);
+    }
+  }
+  m->i_rows.resize(static_cast<size_t>(n_rows_out));
+  for (int64_t r = 0; r < n_rows_out; ++r)
+    m->i_rows[r] = b->logits_mode == HWKV_LOGITS_ALL ? static_cast<int32_t>(r) : b->tok_indptr[r + 1] - 1;
+
+  // Scratch.
+  const size_t f4 = sizeof(float);
+  HWKV_TRY(m->x.ensure(fn, n_tok * D * f4));
+  HWKV_TRY(m->h.ensure(fn, n_tok * D * f4));
+  HWKV_TRY(m->qkv.ensure(fn, n_tok * ldqkv * f4));
+  HWKV_TRY(m->att.ensure(fn, n_tok * qd * f4));
+  HWKV_TRY(m->ff.ensure(fn, n_tok * 2 * F * f4));
+  HWKV_TRY(m->act16.ensure(fn, static_cast<size_t>(n_tok * std::max(D, std::max(qd, F))) * 2));
+  HWKV_TRY(m->tokens.ensure(fn, n_tok * sizeof(int32_t)));
+  HWKV_TRY(m->wpage.ensure(fn, n_tok * sizeof(float*)));
+  HWKV_TRY(m->wrow.ensure(fn, n_tok * sizeof(int32_t)));
+  HWKV_TRY(m->ktab.ensure(fn, m->i_ktab.size() * f4));
+  HWKV_TRY(m->rows.ensure(fn, static_cast<size_t>(n_rows_out) * sizeof(int32_t)));
+  HWKV_TRY(m->logits.ensure(fn, static_cast<size_t>(n_rows_out * P.n_vocab) * f4));
+  HWKV_TRY(h2d(fn, m->tokens.as<void>(), b->tokens, n_tok * sizeof(int32_t)));
+  HWKV_TRY(h2d(fn, m->wpage.as<void>(), m->i_wpage.data(), n_tok * sizeof(float*)));
+  HWKV_TRY(h2d(fn, m->wrow.as<void>(), m->i_wrow.data(), n_tok * sizeof(int32_t)));
+  HWKV_TRY(h2d(fn, m->ktab.as<void>(), m->i_ktab.data(), m->i_ktab.size() * f4));
+  HWKV_TRY(h2d(fn, m->rows.as<void>(), m->i_rows.data(), static_cast<size_t>(n_rows_out) * sizeof(int32_t)));
+  float* x = m->x.as<float>();
+  float* h = m->h.as<float>();
+  float* qkv = m->qkv.as<float>();
+  float* att = m->att.as<float>();
+  float* ff = m->ff.as<float>();
+
+  // Embedding lookup.
+  embed_kernel<<<grid_for(n_tok * D, kThreads), kThreads, 0, stream()>>>(m->tok_embd->dev, m->tok_embd->type, D,
+                                                                         m->tokens.as<int32_t>(), n_tok, x);
+  HWKV_CU_LAUNCH(embed_kernel);
+
+  // One attention plan for the step (block lengths are final: the write blocks were grown above).
+  AttnPlan plan;
+  {
+    hwkv_attn_batch ab;
+    ab.n_seq = n_seq;
+    ab.view_indptr = b->view_indptr;
+    ab.view_blocks = b->view_blocks;
+    ab.q_indptr = b->tok_indptr;
+    ab.q_pos = m->i_qpos.data();
+    HWKV_TRY(attn_plan_build(fn, st, rope, ab, P.n_head, &plan));
+  }
+
+  QkvPostArgs pa;
+  pa.qkv = qkv;
+  pa.ld = ldqkv;
+  pa.n_tok = static_cast<int32_t>(n_tok);
+  pa.n_head = P.n_head;
+  pa.n_kv = P.n_kv_head;
+  pa.hd = P.head_dim;
+  pa.rot_dim = rope.rotary_dim;
+  pa.eps = P.rms_norm_eps;
+  pa.af = m->attn_factor;
+  pa.rd = rope_dev(&rope, P.head_dim);
+  pa.geo = st->geo;
+  pa.wpage = m->wpage.as<float*>();
+  pa.wrow = m->wrow.as<int32_t>();
+  pa.ktab = m->ktab.as<float>();
+  const int64_t post_rows = n_tok * (P.n_head + 2 * P.n_kv_head);
+  const size_t post_smem = static_cast<size_t>(kPostWarps) * hd * f4;
+  if (post_smem > 48 * 1024)
+    HWKV_CU(cudaFuncSetAttribute(qkv_post_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(post_smem)));
+
+  int64_t n_act = n_tok;
+  for (int32_t l = 0; l < P.n_layer; ++l) {
+    const DevLayer& L = m->layers[l];
+    HWKV_TRY(rmsnorm(fn, x, D, L.attn_norm->f32, n_tok, D, P.rms_norm_eps, h, D));
+    if (L.qkv_fused) {
+      HWKV_TRY(linear(m, fn, L.wq->dev, L.wq->type, ldqkv, h, D, n_tok, D, qkv, ldqkv, 0.0f));
+    } else {
+      HWKV_TRY(linear_t(m, fn, L.wq, h, D, n_tok, qkv, ldqkv, 0.0f));
+      HWKV_TRY(linear_t(m, fn, L.wk, h, D, n_tok, qkv + qd, ldqkv, 0.0f));
+      HWKV_TRY(linear_t(m, fn, L.wv, h, D, n_tok, qkv + qd + kvd, ldqkv, 0.0f));
+    }
+    pa.layer = l;
+    pa.bq = L.bq ? L.bq->f32 : nullptr;
+    pa.bk = L.bk ? L.bk->f32 : nullptr;
+    pa.bv = L.bv ? L.bv->f32 : nullptr;
+    pa.qn = L.q_norm ? L.q_norm->f32 : nullptr;
+    pa.kn = L.k_norm ? L.k_norm->f32 : nullptr;
+    qkv_post_kernel<<<static_cast<unsigned>(ceil_div(post_rows, kPostWarps)), kPostWarps * 32, post_smem, stream()>>>(pa);
+    HWKV_CU_LAUNCH(qkv_post_kernel);
+    HWKV_TRY(attn_plan_run(fn, st, plan, l, qkv, ldqkv, m->attn_scale, att, nullptr));
+
+    if (l == P.n_layer - 1 && n_rows_out < n_tok) {
+      // Only the rows that produce logits matter after the last attention: compact them.
+      n_act = n_rows_out;
+      if (n_act == 0) break;
+      gather_rows_kernel<<<grid_for(n_act * D, kThreads), kThreads, 0, stream()>>>(x, D, m->rows.as<int32_t>(), n_act,
+                                                                                  D, h, D);
+      HWKV_CU_LAUNCH(gather_rows_kernel);
+      HWKV_CU(cudaMemcpyAsync(x, h, n_act * D * f4, cudaMemcpyDeviceToDevice, stream()));
+      gather_rows_kernel<<<grid_for(n_act * qd, kThreads), kThreads, 0, stream()>>>(att, qd, m->rows.as<int32_t>(),
+                                                                                   n_act, qd, qkv, qd);
+      HWKV_CU_LAUNCH(gather_rows_kernel);
+      HWKV_CU(cudaMemcpyAsync(att, qkv, n_act * qd * f4, cudaMemcpyDeviceToDevice, stream()));
+    }
+    HWKV_TRY(linear_t(m, fn, L.wo, att, qd, n_act, x, D, 1.0f));
+    HWKV_TRY(rmsnorm(fn, x, D, L.ffn_norm->f32, n_act, D, P.rms_norm_eps, h, D));
+    if (L.gu_fused) {
+      HWKV_TRY(linear(m, fn, L.gate->dev, L.gate->type, 2 * F, h, D, n_act, D, ff, 2 * F, 0.0f));
+    } else {
+      HWKV_TRY(linear_t(m, fn, L.gate, h, D, n_act, ff, 2 * F, 0.0f));
+      HWKV_TRY(linear_t(m, fn, L.up, h, D, n_act, ff + F, 2 * F, 0.0f));
+    }
+    swiglu_kernel<<<grid_for(n_act * F, kThreads), kThreads, 0, stream()>>>(ff, n_act, F);
+    HWKV_CU_LAUNCH(swiglu_kernel);
+    HWKV_TRY(linear_t(m, fn, L.down, ff, 2 * F, n_act, x, D, 1.0f));
+  }
+
+  if (n_rows_out > 0) {
+    HWKV_TRY(rmsnorm(fn, x, D, m->output_norm->f32, n_rows_out, D, P.rms_norm_eps, h, D));
+    HWKV_TRY(linear_t(m, fn, m->output, h, D, n_rows_out, m->logits.as<float>(), P.n_vocab, 0.0f));
+    HWKV_TRY(d2h(fn, logits, m->logits.as<void>(), static_cast<size_t>(n_rows_out * P.n_vocab) * f4));
+  }
+  HWKV_TRY(sync(fn));
+  rb.armed = false;
+  return HWKV_OK;
+}
+
+}  // namespace hwkv_cuda
