@@ -264,12 +264,12 @@ seededTest(S, 'hogwild-cache', 'visibility and causality: a token fed to worker 
 
 /**
  * Worker order. The core accumulates each query row's per-block partial softmaxes in the order in which blocks
- * first appear in the whole batch (so a block shared by several workers is read once for all of them). Views
- * whose blocks keep their relative first-appearance order (interleaved: common, header, own) give bit-identical
- * permuted outputs; where the others' blocks are visible (combined) that order changes with the permutation and
- * the outputs agree to float rounding (~1e-7 relative), which is what is asserted there.
+ * first appear in the whole batch (so a block shared by several workers is read once for all of them), and
+ * splits attention work across threads by the batch's rows; so a permutation can change the rounding. With
+ * the core of 2026-11-26 05:00, interleaved views (common, header, own) were bit-exact and combined ones ~1e-6;
+ * the asserted bound is 1e-5 relative for both, and the report says which cases were bit-exact.
  */
-seededTest(S, 'hogwild-cache', 'permuting worker order permutes the outputs (exactly where the block order is kept)', async (rng) => {
+seededTest(S, 'hogwild-cache', 'permuting worker order permutes the outputs (to float rounding; bit-exactness reported)', async (rng) => {
   const report: string[] = [];
   for (const { name: bname, backend } of await cpuBackends()) {
     const model = await loadModel(path.join(FIX, 'llama'), { backend });
@@ -299,17 +299,18 @@ seededTest(S, 'hogwild-cache', 'permuting worker order permutes the outputs (exa
         const a = await scripted(model, W, { name: 'A', mergeFinishedSteps: true, views: viewsA }, prompt, feedsA, finA);
         const b = await scripted(model, W, { name: 'B', mergeFinishedSteps: true, views: viewsB }, prompt, feedsB, finB);
         let worst = 0;
+        let exact = true;
         for (let s = 0; s < a.length; s++) {
           for (let w = 0; w < W; w++) {
             const x = a[s]!.subarray(w * V, (w + 1) * V);
             const y = b[s]!.subarray(perm[w]! * V, (perm[w]! + 1) * V);
             const e = relMax(y, x);
             worst = Math.max(worst, e);
-            if (kind === 'interleaved') assert.ok(maxAbs(x, y) === 0, `${bname}/${kind}: step ${s} worker ${w}: outputs differ by ${maxAbs(x, y)}`);
-            else assert.ok(e <= 1e-5, `${bname}/${kind}: step ${s} worker ${w}: rel err ${e}`);
+            if (maxAbs(x, y) !== 0) exact = false;
+            assert.ok(e <= 1e-5, `${bname}/${kind}: step ${s} worker ${w}: rel err ${e}`);
           }
         }
-        report.push(`${bname}/${kind}=${worst.toExponential(1)}`);
+        report.push(`${bname}/${kind}=${exact ? 'bit-exact' : worst.toExponential(1)}`);
       }
     } finally {
       model.dispose();
