@@ -11,13 +11,7 @@
 #include "rope.h"
 #include "store.h"
 
-struct hwkv_store {
-  std::unique_ptr<hwkv::BlockStore> impl;
-};
-
 namespace hwkv {
-
-BlockStore* store_from_handle(hwkv_store_t* s) { return s ? s->impl.get() : nullptr; }
 
 namespace {
 

@@ -1,45 +1,63 @@
-// attn.cpp — attention over views: plan, run, and the scalar online-softmax tile kernel.
+// attn.cpp — attention over views: plan (items, tasks, partial records), parallel run with a log-sum-exp merge,
+// and the scalar online-softmax tile kernel (the portable reference).
 #include "attn.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 
 #include "dispatch.h"
 
 namespace hwkv {
 
-void attn_tile_scalar(const float* q, const float* K, const float* V, int64_t n, int32_t d, int32_t dv, float scale,
-                      float* m, float* l, float* acc, float* s) {
-  float mt = -std::numeric_limits<float>::infinity();
-  for (int64_t t = 0; t < n; ++t) {
-    const float* k = K + t * d;
-    float dot = 0.f;
-    for (int32_t i = 0; i < d; ++i) dot += q[i] * k[i];
-    s[t] = scale * dot;
-    mt = std::max(mt, s[t]);
-  }
-  if (mt > *m) {
-    const float alpha = std::exp(*m - mt);  // 0 when *m = -inf
-    *l *= alpha;
-    for (int32_t i = 0; i < dv; ++i) acc[i] *= alpha;
-    *m = mt;
-  }
-  const float mm = *m;
-  float sum = 0.f;
-  for (int64_t t = 0; t < n; ++t) {
-    s[t] = std::exp(s[t] - mm);
-    sum += s[t];
-  }
-  *l += sum;
-  for (int64_t t = 0; t < n; ++t) {
-    const float p = s[t];
-    const float* vt = V + t * dv;
-    for (int32_t i = 0; i < dv; ++i) acc[i] += p * vt[i];
+namespace {
+constexpr int64_t kTileQ = 64;          // queries per attn_tile call (bounds the score scratch to kTileQ * page_tokens)
+constexpr int64_t kMergeFloats = 1 << 16;  // merge/normalise serially below this many output floats
+
+template <class T>
+inline T* grow(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+}  // namespace
+
+void attn_tile_scalar(const float* q, int64_t nq, const float* K, const float* V, int64_t n, int32_t d, int32_t dv,
+                      float scale, float* m, float* l, float* acc, float* s) {
+  for (int64_t j = 0; j < nq; ++j, q += d, acc += dv) {
+    float mt = -std::numeric_limits<float>::infinity();
+    for (int64_t t = 0; t < n; ++t) {
+      const float* k = K + t * d;
+      float dot = 0.f;
+      for (int32_t i = 0; i < d; ++i) dot += q[i] * k[i];
+      s[t] = scale * dot;
+      mt = std::max(mt, s[t]);
+    }
+    if (mt > m[j]) {
+      const float alpha = std::exp(m[j] - mt);  // 0 when m = -inf
+      l[j] *= alpha;
+      for (int32_t i = 0; i < dv; ++i) acc[i] *= alpha;
+      m[j] = mt;
+    }
+    const float mm = m[j];
+    float sum = 0.f;
+    for (int64_t t = 0; t < n; ++t) {
+      s[t] = std::exp(s[t] - mm);
+      sum += s[t];
+    }
+    l[j] += sum;
+    for (int64_t t = 0; t < n; ++t) {
+      const float p = s[t];
+      const float* vt = V + t * dv;
+      for (int32_t i = 0; i < dv; ++i) acc[i] += p * vt[i];
+    }
   }
 }
 
+// ------------------------------------------------------------------------------------------------
+// plan
+// ------------------------------------------------------------------------------------------------
 hwkv_status AttnPlan::build(const BlockStore& s, const Rope& rope, const hwkv_attn_batch& b) {
   const char* fn = "attn_views";
   if (rope.head_dim != s.head_dim())
@@ -64,8 +82,8 @@ hwkv_status AttnPlan::build(const BlockStore& s, const Rope& rope, const hwkv_at
   if (n_q > 0 && !b.q_pos) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: batch q_pos is NULL", fn);
 
   // Validate views; map block id -> work index (order of first appearance).
-  std::vector<int32_t> seen(static_cast<size_t>(s.block_id_limit()), -1);  // last sequence that listed the block
-  std::vector<int32_t> work_of(static_cast<size_t>(s.block_id_limit()), -1);
+  seen_.assign(static_cast<size_t>(s.block_id_limit()), -1);  // last sequence that listed the block
+  work_of_.assign(static_cast<size_t>(s.block_id_limit()), -1);
   work_.clear();
   for (int32_t q = 0; q < b.n_seq; ++q) {
     for (int32_t e = b.view_indptr[q]; e < b.view_indptr[q + 1]; ++e) {
@@ -73,41 +91,41 @@ hwkv_status AttnPlan::build(const BlockStore& s, const Rope& rope, const hwkv_at
       if (!s.is_live(blk))
         return fail(HWKV_ERR_OUT_OF_RANGE, "%s: sequence %d, view entry %d: block %d is not a live block (store has %d live blocks)",
                     fn, q, e - b.view_indptr[q], blk, s.live_blocks());
-      if (seen[blk] == q)
+      if (seen_[blk] == q)
         return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: sequence %d lists block %d more than once in its view", fn, q, blk);
-      seen[blk] = q;
-      if (work_of[blk] < 0) {
-        work_of[blk] = static_cast<int32_t>(work_.size());
+      seen_[blk] = q;
+      if (work_of_[blk] < 0) {
+        work_of_[blk] = static_cast<int32_t>(work_.size());
         work_.push_back(BlockWork{blk, s.len(blk), 0, 0});
       }
     }
   }
 
   // Count items per block, then fill (counting sort by block).
-  std::vector<int64_t> count(work_.size() + 1, 0);
+  count_.assign(work_.size() + 1, 0);
   for (int pass = 0; pass < 2; ++pass) {
     if (pass == 1) {
       int64_t acc = 0;
       for (size_t w = 0; w < work_.size(); ++w) {
         work_[w].item_begin = work_[w].item_end = acc;
-        acc += count[w];
+        acc += count_[w];
       }
-      items_.resize(static_cast<size_t>(acc));
+      tmp_items_.resize(static_cast<size_t>(acc));
     }
     for (int32_t q = 0; q < b.n_seq; ++q) {
       int64_t o = 0;
       for (int32_t e = b.view_indptr[q]; e < b.view_indptr[q + 1]; ++e) {
         const int32_t blk = b.view_blocks[e];
-        const int32_t w = work_of[blk];
+        const int32_t w = work_of_[blk];
         const int64_t len = work_[w].len;
         if (len > 0) {
           for (int32_t r = b.q_indptr[q]; r < b.q_indptr[q + 1]; ++r) {
             const int64_t loc = int64_t(b.q_pos[r]) - o;
             if (loc < 0) continue;
             if (pass == 0) {
-              ++count[w];
+              ++count_[w];
             } else {
-              items_[static_cast<size_t>(work_[w].item_end++)] =
+              tmp_items_[static_cast<size_t>(work_[w].item_end++)] =
                   Item{r, static_cast<int32_t>(std::min<int64_t>(len, loc + 1)), loc};
             }
           }
@@ -116,20 +134,217 @@ hwkv_status AttnPlan::build(const BlockStore& s, const Rope& rope, const hwkv_at
       }
     }
   }
-  // Drop blocks nobody sees.
-  work_.erase(std::remove_if(work_.begin(), work_.end(), [](const BlockWork& w) { return w.item_begin == w.item_end; }),
-              work_.end());
+  // Drop blocks nobody sees; compact the items of the others. Within a block, most visible keys first (a row
+  // sees a block at most once, so (nvis desc, row asc) is a strict order: deterministic).
+  items_.clear();
+  {
+    size_t kept = 0;
+    for (size_t w = 0; w < work_.size(); ++w) {
+      BlockWork bw = work_[w];
+      if (bw.item_begin == bw.item_end) continue;
+      const int64_t b0 = static_cast<int64_t>(items_.size());
+      items_.insert(items_.end(), tmp_items_.begin() + bw.item_begin, tmp_items_.begin() + bw.item_end);
+      std::sort(items_.begin() + b0, items_.end(),
+                [](const Item& x, const Item& y) { return x.nvis != y.nvis ? x.nvis > y.nvis : x.row < y.row; });
+      bw.item_begin = b0;
+      bw.item_end = static_cast<int64_t>(items_.size());
+      work_[kept++] = bw;
+    }
+    work_.resize(kept);
+  }
 
   rope_ = rope;
   n_q_ = n_q;
-  std::vector<int64_t> locs(items_.size());
-  for (size_t i = 0; i < items_.size(); ++i) locs[i] = items_[i].loc;
-  table_.build(rope_, locs.data(), static_cast<int64_t>(locs.size()));
+  nkv_ = s.n_kv_head();
+  locs_.resize(items_.size());
+  for (size_t i = 0; i < items_.size(); ++i) locs_[i] = items_[i].loc;
+  table_.build(rope_, locs_.data(), static_cast<int64_t>(locs_.size()));
+
+  // Tasks. Key ranges are split only when (item chunks x KV heads) gives fewer than kAttnTargetTasks tasks: then
+  // every range holds about (sum over chunks of their visible keys) * n_kv_head / kAttnTargetTasks keys (at least
+  // kAttnMinKeys, whole pages).
+  const int64_t pt = s.page_tokens();
+  int64_t n_chunks = 0, sum_vis = 0;
+  for (const BlockWork& w : work_)
+    for (int64_t i0 = w.item_begin; i0 < w.item_end; i0 += kAttnRowChunk) {
+      ++n_chunks;
+      sum_vis += items_[static_cast<size_t>(i0)].nvis;
+    }
+  int64_t key_len = std::numeric_limits<int32_t>::max();
+  if (n_chunks * nkv_ < kAttnTargetTasks) {
+    key_len = std::max<int64_t>(kAttnMinKeys, ceil_div(sum_vis * nkv_, kAttnTargetTasks));
+    key_len = ceil_div(key_len, pt) * pt;
+  }
+  tasks_.clear();
+  int64_t n_rec = 0;
+  for (size_t w = 0; w < work_.size(); ++w) {
+    const BlockWork& bw = work_[w];
+    for (int64_t i0 = bw.item_begin; i0 < bw.item_end; i0 += kAttnRowChunk) {
+      const int64_t i1 = std::min<int64_t>(bw.item_end, i0 + kAttnRowChunk);
+      const int64_t maxvis = items_[static_cast<size_t>(i0)].nvis;
+      int64_t cut = i1;  // items [i0, cut) have nvis > k0; shrinks as k0 grows (nvis descending)
+      for (int64_t k0 = 0; k0 < maxvis; k0 += key_len) {
+        while (cut > i0 && items_[static_cast<size_t>(cut - 1)].nvis <= k0) --cut;
+        const int64_t k1 = std::min<int64_t>(maxvis, k0 + key_len);
+        tasks_.push_back(Task{static_cast<int32_t>(w), static_cast<int32_t>(k0), static_cast<int32_t>(k1), i0, cut, n_rec});
+        n_rec += cut - i0;
+      }
+    }
+  }
+
+  // Records -> first record of a row in the output row, the others in extra slots (contiguous per row).
+  row_nrec_.assign(static_cast<size_t>(n_q), 0);
+  for (const Task& t : tasks_)
+    for (int64_t i = t.i0; i < t.i1; ++i) ++row_nrec_[static_cast<size_t>(items_[static_cast<size_t>(i)].row)];
+  row_x_ptr_.resize(static_cast<size_t>(n_q) + 1);
+  row_x_ptr_[0] = 0;
+  for (int32_t r = 0; r < n_q; ++r) row_x_ptr_[r + 1] = row_x_ptr_[r] + std::max(0, row_nrec_[r] - 1);
+  n_extra_ = row_x_ptr_[static_cast<size_t>(n_q)];
+  rec_extra_.resize(static_cast<size_t>(n_rec));
+  row_fill_.assign(static_cast<size_t>(n_q), 0);  // records of the row placed so far
+  for (const Task& t : tasks_) {
+    for (int64_t i = t.i0; i < t.i1; ++i) {
+      const int32_t row = items_[static_cast<size_t>(i)].row;
+      const int64_t k = row_fill_[static_cast<size_t>(row)]++;
+      rec_extra_[static_cast<size_t>(t.rec0 + (i - t.i0))] = k == 0 ? -1 : row_x_ptr_[static_cast<size_t>(row)] + k - 1;
+    }
+  }
   return HWKV_OK;
 }
 
+int64_t AttnScratch::bytes() const {
+  size_t n = m_.capacity() + l_.capacity() + xacc_.capacity() + xm_.capacity() + xl_.capacity();
+  for (const PerThread& t : th_)
+    n += t.qr.capacity() + t.acc.capacity() + t.m.capacity() + t.l.capacity() + t.s.capacity() + t.kbuf.capacity() +
+         t.vbuf.capacity();
+  return static_cast<int64_t>(n * sizeof(float));
+}
+
+// ------------------------------------------------------------------------------------------------
+// run
+// ------------------------------------------------------------------------------------------------
+struct AttnRunner {
+  const BlockStore& s;
+  const AttnPlan& plan;
+  AttnScratch& sc;
+  const Kernels& kr;
+  int32_t layer, n_head, nkv, group, hd, hdv, pt;
+  float scale;
+  const float* q;
+  float* out;
+  float* lse;
+
+  // Job = (task, KV head): partial attention of the task's items, every head of the group, over its key range.
+  void job(int64_t j, int thread) {
+    const AttnPlan::Task& T = plan.tasks()[static_cast<size_t>(j / nkv)];
+    const int32_t kvh = static_cast<int32_t>(j % nkv);
+    const AttnPlan::BlockWork& W = plan.blocks()[static_cast<size_t>(T.work)];
+    const AttnPlan::Item* items = plan.items().data();
+    const Rope& rope = plan.rope();
+    const RopeTable& table = plan.table();
+    AttnScratch::PerThread& b = sc.th_[static_cast<size_t>(thread)];
+    float* qr = b.qr.data();
+    float* acc = b.acc.data();
+    float* m = b.m.data();
+    float* l = b.l.data();
+    const int64_t ni = T.i1 - T.i0, nq = ni * group;
+    const int64_t h0 = int64_t(kvh) * group;  // first query head of the group
+
+    for (int64_t i = T.i0; i < T.i1; ++i) {  // the group's query heads, rotated by the item's loc
+      float* dst = qr + (i - T.i0) * group * hd;
+      std::memcpy(dst, q + (int64_t(items[i].row) * n_head + h0) * hd, sizeof(float) * size_t(group) * hd);
+      rope_rotate(rope, dst, group, hd, table.cos(i), table.sin(i));
+    }
+    std::fill(m, m + nq, -std::numeric_limits<float>::infinity());
+    std::fill(l, l + nq, 0.f);
+    std::fill(acc, acc + nq * hdv, 0.f);
+
+    const int64_t kend = std::min<int64_t>(T.k1, items[T.i0].nvis);
+    for (int64_t t0 = T.k0; t0 < kend; t0 += pt) {
+      const int32_t page = static_cast<int32_t>(t0 / pt);
+      const int32_t n_page = static_cast<int32_t>(std::min<int64_t>(pt, kend - t0));
+      const float* K = s.k_rows_f32(W.block, page, layer, kvh, 0, n_page, b.kbuf.data());
+      const float* V = s.v_rows_f32(W.block, page, layer, kvh, 0, n_page, b.vbuf.data());
+      // Items are sorted by nvis (descending): runs of equal visible counts share one kernel call.
+      for (int64_t i = T.i0; i < T.i1;) {
+        const int64_t n = std::min<int64_t>(n_page, items[i].nvis - t0);
+        if (n <= 0) break;
+        int64_t e = i + 1;
+        while (e < T.i1 && std::min<int64_t>(n_page, items[e].nvis - t0) == n) ++e;
+        const int64_t q0 = (i - T.i0) * group, cnt = (e - i) * group;
+        for (int64_t a = 0; a < cnt; a += kTileQ) {
+          const int64_t c = std::min<int64_t>(kTileQ, cnt - a);
+          kr.attn_tile(qr + (q0 + a) * hd, c, K, V, n, hd, hdv, scale, m + q0 + a, l + q0 + a, acc + (q0 + a) * hdv,
+                       b.s.data());
+        }
+        i = e;
+      }
+    }
+
+    for (int64_t i = T.i0; i < T.i1; ++i) {  // store the partial states
+      const int64_t x = plan.rec_extra(T.rec0 + (i - T.i0));
+      const int64_t row = items[i].row;
+      float *da, *dm, *dl;
+      if (x < 0) {
+        da = out + (row * n_head + h0) * hdv;
+        dm = sc.m_.data() + row * n_head + h0;
+        dl = sc.l_.data() + row * n_head + h0;
+      } else {
+        da = sc.xacc_.data() + (x * n_head + h0) * hdv;
+        dm = sc.xm_.data() + x * n_head + h0;
+        dl = sc.xl_.data() + x * n_head + h0;
+      }
+      const int64_t o = (i - T.i0) * group;
+      std::memcpy(da, acc + o * hdv, sizeof(float) * size_t(group) * hdv);
+      std::memcpy(dm, m + o, sizeof(float) * size_t(group));
+      std::memcpy(dl, l + o, sizeof(float) * size_t(group));
+    }
+  }
+
+  // Rows [r0, r1): log-sum-exp merge of each (row, head)'s partials, normalisation, lse.
+  void merge(int64_t r0, int64_t r1) {
+    const float ninf = -std::numeric_limits<float>::infinity();
+    for (int64_t r = r0; r < r1; ++r) {
+      const int32_t nrec = plan.row_records(r);
+      const int64_t xb = plan.row_extra_begin(r), xe = plan.row_extra_end(r);
+      for (int32_t h = 0; h < n_head; ++h) {
+        const int64_t sh = r * n_head + h;
+        float* o = out + sh * hdv;
+        float M = nrec > 0 ? sc.m_[static_cast<size_t>(sh)] : ninf;
+        float L = nrec > 0 ? sc.l_[static_cast<size_t>(sh)] : 0.f;
+        if (xb != xe) {
+          float Mx = M;
+          for (int64_t x = xb; x < xe; ++x) Mx = std::max(Mx, sc.xm_[static_cast<size_t>(x * n_head + h)]);
+          if (Mx == ninf) {
+            L = 0.f;
+          } else {
+            const float a0 = std::exp(M - Mx);
+            L *= a0;
+            for (int32_t i = 0; i < hdv; ++i) o[i] *= a0;
+            for (int64_t x = xb; x < xe; ++x) {
+              const int64_t xs = x * n_head + h;
+              const float a = std::exp(sc.xm_[static_cast<size_t>(xs)] - Mx);
+              L += a * sc.xl_[static_cast<size_t>(xs)];
+              const float* src = sc.xacc_.data() + xs * hdv;
+              for (int32_t i = 0; i < hdv; ++i) o[i] += a * src[i];
+            }
+            M = Mx;
+          }
+        }
+        if (L > 0.f) {
+          for (int32_t i = 0; i < hdv; ++i) o[i] /= L;
+          if (lse) lse[sh] = M + std::log(L);
+        } else {
+          std::fill(o, o + hdv, 0.f);
+          if (lse) lse[sh] = ninf;
+        }
+      }
+    }
+  }
+};
+
 hwkv_status attn_run(const BlockStore& s, const AttnPlan& plan, int32_t layer, const float* q, int32_t n_head, float scale,
-                     float* out, float* lse) {
+                     float* out, float* lse, ThreadPool* pool, AttnScratch* scratch) {
   const char* fn = "attn_views";
   if (layer < 0 || layer >= s.n_layer())
     return fail(HWKV_ERR_OUT_OF_RANGE, "%s: layer %d is out of range (store has %d layers)", fn, layer, s.n_layer());
@@ -137,69 +352,58 @@ hwkv_status attn_run(const BlockStore& s, const AttnPlan& plan, int32_t layer, c
   if (n_head < 1 || n_head % nkv != 0)
     return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_head (%d) must be a positive multiple of the store's n_kv_head (%d)", fn,
                 n_head, nkv);
+  if (plan.n_kv_head() != nkv)
+    return fail(HWKV_ERR_INTERNAL, "%s: the plan was built for %d KV heads, the store has %d", fn, plan.n_kv_head(), nkv);
   const int64_t n_q = plan.n_q();
   if (n_q == 0) return HWKV_OK;
   if (!q) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: q is NULL", fn);
   if (!out) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
 
-  const Kernels& kr = kernels();
-  const int32_t hd = s.head_dim(), hdv = s.head_dim_v(), pt = s.page_tokens();
-  const int32_t group = n_head / nkv;
-  const Rope& rope = plan.rope();
-  const RopeTable& table = plan.table();
-  const float ninf = -std::numeric_limits<float>::infinity();
-
-  std::vector<float> m(static_cast<size_t>(n_q * n_head), ninf), l(static_cast<size_t>(n_q * n_head), 0.f);
-  std::vector<float> qr(static_cast<size_t>(kAttnRowChunk * n_head * hd));
-  std::vector<float> scores(static_cast<size_t>(pt));
+  std::unique_ptr<AttnScratch> own;
+  if (!scratch) {
+    own.reset(new AttnScratch());
+    scratch = own.get();
+  }
+  AttnRunner R{s, plan, *scratch, kernels(), layer, n_head, nkv, n_head / nkv, s.head_dim(), s.head_dim_v(),
+               s.page_tokens(), scale, q, out, lse};
+  AttnScratch& sc = *scratch;
+  const int n_threads = pool ? pool->size() : 1;
+  const size_t group = static_cast<size_t>(R.group), hd = static_cast<size_t>(R.hd), hdv = static_cast<size_t>(R.hdv),
+               pt = static_cast<size_t>(R.pt), chunk_q = static_cast<size_t>(kAttnRowChunk) * group;
   const bool f16 = s.dtype() == HWKV_F16;
-  std::vector<float> kbuf(f16 ? static_cast<size_t>(pt) * hd : 0), vbuf(f16 ? static_cast<size_t>(pt) * hdv : 0);
-  std::fill(out, out + n_q * n_head * hdv, 0.f);
-
-  const std::vector<AttnPlan::Item>& items = plan.items();
-  for (const AttnPlan::BlockWork& w : plan.blocks()) {
-    for (int64_t i0 = w.item_begin; i0 < w.item_end; i0 += kAttnRowChunk) {
-      const int64_t i1 = std::min<int64_t>(w.item_end, i0 + kAttnRowChunk);
-      int32_t maxvis = 0;
-      for (int64_t i = i0; i < i1; ++i) {  // rotate the queries of this chunk by their loc
-        const AttnPlan::Item& it = items[static_cast<size_t>(i)];
-        float* dst = qr.data() + (i - i0) * n_head * hd;
-        std::memcpy(dst, q + int64_t(it.row) * n_head * hd, sizeof(float) * size_t(n_head) * hd);
-        rope_rotate(rope, dst, n_head, hd, table.cos(i), table.sin(i));
-        maxvis = std::max(maxvis, it.nvis);
-      }
-      for (int32_t kvh = 0; kvh < nkv; ++kvh) {
-        for (int32_t page = 0; int64_t(page) * pt < maxvis; ++page) {
-          const int32_t t0 = page * pt;
-          const int32_t n_page = std::min(pt, maxvis - t0);
-          const float* K = s.k_rows_f32(w.block, page, layer, kvh, 0, n_page, kbuf.data());
-          const float* V = s.v_rows_f32(w.block, page, layer, kvh, 0, n_page, vbuf.data());
-          for (int64_t i = i0; i < i1; ++i) {
-            const AttnPlan::Item& it = items[static_cast<size_t>(i)];
-            if (it.nvis <= t0) continue;
-            const int32_t n = std::min(n_page, it.nvis - t0);
-            for (int32_t g = 0; g < group; ++g) {
-              const int32_t h = kvh * group + g;
-              const int64_t sh = int64_t(it.row) * n_head + h;
-              kr.attn_tile(qr.data() + ((i - i0) * n_head + h) * hd, K, V, n, hd, hdv, scale, &m[sh], &l[sh], out + sh * hdv,
-                           scores.data());
-            }
-          }
-        }
-      }
+  // Scratch (grow-only: no allocation once warm).
+  grow(sc.m_, static_cast<size_t>(n_q * n_head));
+  grow(sc.l_, static_cast<size_t>(n_q * n_head));
+  grow(sc.xacc_, static_cast<size_t>(plan.n_extra() * n_head) * hdv);
+  grow(sc.xm_, static_cast<size_t>(plan.n_extra() * n_head));
+  grow(sc.xl_, static_cast<size_t>(plan.n_extra() * n_head));
+  if (sc.th_.size() < static_cast<size_t>(n_threads)) sc.th_.resize(static_cast<size_t>(n_threads));
+  for (int t = 0; t < n_threads; ++t) {
+    AttnScratch::PerThread& b = sc.th_[static_cast<size_t>(t)];
+    grow(b.qr, chunk_q * hd);
+    grow(b.acc, chunk_q * hdv);
+    grow(b.m, chunk_q);
+    grow(b.l, chunk_q);
+    grow(b.s, std::min<size_t>(chunk_q, kTileQ) * pt);
+    if (f16) {
+      grow(b.kbuf, pt * hd);
+      grow(b.vbuf, pt * hdv);
     }
   }
 
-  for (int64_t sh = 0; sh < n_q * n_head; ++sh) {
-    float* o = out + sh * hdv;
-    if (l[sh] > 0.f) {
-      const float inv = l[sh];
-      for (int32_t i = 0; i < hdv; ++i) o[i] /= inv;
-      if (lse) lse[sh] = m[sh] + std::log(l[sh]);
-    } else {
-      std::fill(o, o + hdv, 0.f);
-      if (lse) lse[sh] = ninf;
-    }
+  const int64_t n_jobs = static_cast<int64_t>(plan.tasks().size()) * nkv;
+  if (pool && n_threads > 1 && n_jobs > 1) {
+    pool->parallel_for(n_jobs, [&R](int64_t j, int t) { R.job(j, t); });
+  } else {
+    for (int64_t j = 0; j < n_jobs; ++j) R.job(j, 0);
+  }
+  // Rows without a partial keep whatever out held: merge writes them (zeros, lse -inf).
+  const int64_t work = n_q * n_head * R.hdv;
+  if (pool && n_threads > 1 && work > kMergeFloats) {
+    const int64_t n_parts = std::min<int64_t>(n_q, int64_t(n_threads) * 4);
+    pool->parallel_for(n_parts, [&R, n_q, n_parts](int64_t p, int) { R.merge(n_q * p / n_parts, n_q * (p + 1) / n_parts); });
+  } else {
+    R.merge(0, n_q);
   }
   return HWKV_OK;
 }
@@ -208,7 +412,7 @@ hwkv_status attn_views(const BlockStore& s, int32_t layer, const Rope& rope, con
                        int32_t n_head, float scale, float* out, float* lse) {
   AttnPlan plan;
   HWKV_TRY(plan.build(s, rope, batch));
-  return attn_run(s, plan, layer, q, n_head, scale, out, lse);
+  return attn_run(s, plan, layer, q, n_head, scale, out, lse, &default_pool());
 }
 
 }  // namespace hwkv

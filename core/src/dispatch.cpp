@@ -1,7 +1,9 @@
-// dispatch.cpp — choose the kernel table once; hwkv_cpu_set_simd can switch it back to scalar.
+// dispatch.cpp — choose the kernel table once; hwkv_cpu_set_simd can switch it (and the matmul kernels) back to scalar.
 #include "dispatch.h"
 
 #include <atomic>
+
+#include "kernels/matmul.h"
 
 #if defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
 #include <intrin.h>
@@ -88,6 +90,7 @@ const Kernels& kernels() {
 const char* set_simd(int force_scalar) {
   const Kernels* k = force_scalar ? &scalar_kernels() : &best_kernels();
   g_current.store(k, std::memory_order_release);
+  kern::set_force_scalar(force_scalar != 0);  // the model's matmul kernels follow the same switch
   return k->name;
 }
 

@@ -13,7 +13,8 @@
 // only under __EMSCRIPTEN__ && __wasm_simd128__. Each SIMD file exports an install_<isa>_<op>(Kernels&) that
 // overrides the members it accelerates; members it leaves alone keep the scalar kernels.
 //
-// hwkv_cpu_set_simd(1) switches every member back to scalar (used by tests to compare both paths).
+// hwkv_cpu_set_simd(1) switches every member back to scalar, and the matmul kernels of the model forward too
+// (kern::set_force_scalar); used by tests to compare both paths.
 #ifndef HWKV_CORE_DISPATCH_H
 #define HWKV_CORE_DISPATCH_H
 
@@ -39,10 +40,12 @@ struct Kernels {
   void (*rope_rotate)(float* x, int64_t n_vec, int64_t stride, int32_t rotary_dim, int32_t style,
                       const float* C, const float* S);
 
-  // -- attention: one online-softmax step of one (query, head) over n keys K[n, d], values V[n, dv].
-  //    scores s_t = scale*<q, K_t>; state (m: running max, l: running sum of exp(s - m), acc[dv]:
-  //    running sum of exp(s - m) V_t). scratch holds >= n floats. n >= 1. --
-  void (*attn_tile)(const float* q, const float* K, const float* V, int64_t n, int32_t d, int32_t dv,
+  // -- attention: one online-softmax step of nq queries q[nq, d] (e.g. every head of a GQA group, of
+  //    several query rows) over the same n keys K[n, d], values V[n, dv]: each K/V row is loaded once for all
+  //    queries. Query j: scores s_t = scale*<q_j, K_t>; state m[j] (running max), l[j] (running sum of
+  //    exp(s - m)), acc[j*dv .. j*dv+dv) (running sum of exp(s - m) V_t). scratch holds >= nq*n floats.
+  //    n >= 1, nq >= 1. --
+  void (*attn_tile)(const float* q, int64_t nq, const float* K, const float* V, int64_t n, int32_t d, int32_t dv,
                     float scale, float* m, float* l, float* acc, float* scratch);
 
   // -- half precision (IEEE binary16), round to nearest even --
@@ -81,7 +84,7 @@ void fwht_row_scalar(float* x, int64_t n, float scale);
 void fwht_strides_scalar(float* x, int64_t len, int64_t h_begin, int64_t h_end);
 void rope_rotate_scalar(float* x, int64_t n_vec, int64_t stride, int32_t rotary_dim, int32_t style,
                         const float* C, const float* S);
-void attn_tile_scalar(const float* q, const float* K, const float* V, int64_t n, int32_t d, int32_t dv,
+void attn_tile_scalar(const float* q, int64_t nq, const float* K, const float* V, int64_t n, int32_t d, int32_t dv,
                       float scale, float* m, float* l, float* acc, float* scratch);
 void f32_to_f16_scalar(const float* x, uint16_t* y, int64_t n);
 void f16_to_f32_scalar(const uint16_t* x, float* y, int64_t n);

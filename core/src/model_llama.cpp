@@ -13,11 +13,6 @@
 #include "kernels/ops.h"
 #include "model/model.h"
 
-// Minimum multiply-adds per attention part (tests set 1 to force the parallel split on tiny models).
-#ifndef HWKV_MODEL_ATTN_PART_WORK
-#define HWKV_MODEL_ATTN_PART_WORK (1 << 19)
-#endif
-
 namespace hwkv {
 namespace model {
 
@@ -27,73 +22,34 @@ inline void rms_norm_rows(const float* x, const float* w, float* out, int64_t ro
   kern::rmsnorm(x, w, rows, n, eps, out);
 }
 
-// Splits the step's query rows into up to `max_parts` contiguous ranges of about equal attention work (a row
-// at virtual position P scans about P + 1 keys) and builds one plan per range.
-hwkv_status build_attn_parts(Model& m, const BlockStore& st, const hwkv_forward_batch* b, int32_t max_parts) {
-  const int32_t n_seq = b->n_seq;
-  const int64_t n_tok = b->tok_indptr[n_seq];
-  const int32_t* qpos = m.i_qpos.data();
-  double total = 0;
-  for (int64_t t = 0; t < n_tok; ++t) total += double(qpos[t]) + 1.0;
-  int32_t n_parts = static_cast<int32_t>(std::min<int64_t>(max_parts, n_tok));
-  // A part below ~HWKV_MODEL_ATTN_PART_WORK multiply-adds (tens of microseconds) is not worth a thread.
-  const double per_visit = double(m.p.n_head) * 2.0 * m.p.head_dim;
-  n_parts = static_cast<int32_t>(std::max<int64_t>(
-      1, std::min<int64_t>(n_parts, static_cast<int64_t>(total * per_visit / double(HWKV_MODEL_ATTN_PART_WORK)) + 1)));
-  if (static_cast<int32_t>(m.attn_parts.size()) < n_parts) m.attn_parts.resize(static_cast<size_t>(n_parts));
-  // Row ranges by cumulative work.
-  int64_t r = 0;
-  double acc = 0;
-  int32_t s = 0;  // sequence of row r
-  for (int32_t p = 0; p < n_parts; ++p) {
-    Model::AttnPart& part = m.attn_parts[p];
-    part.r0 = r;
-    const double target = total * (p + 1) / n_parts;
-    if (p == n_parts - 1) {
-      r = n_tok;
-    } else {
-      while (r < n_tok && (r == part.r0 || acc + double(qpos[r]) + 1.0 <= target)) acc += double(qpos[r++]) + 1.0;
-    }
-    part.r1 = r;
-    part.view_indptr.assign(1, 0);
-    part.view_blocks.clear();
-    part.q_indptr.assign(1, 0);
-    part.q_pos.assign(qpos + part.r0, qpos + part.r1);
-    while (s < n_seq && b->tok_indptr[s + 1] <= part.r0) ++s;
-    for (int32_t q = s; q < n_seq && b->tok_indptr[q] < part.r1; ++q) {
-      const int64_t a = std::max<int64_t>(part.r0, b->tok_indptr[q]), e = std::min<int64_t>(part.r1, b->tok_indptr[q + 1]);
-      part.view_blocks.insert(part.view_blocks.end(), b->view_blocks + b->view_indptr[q], b->view_blocks + b->view_indptr[q + 1]);
-      part.view_indptr.push_back(static_cast<int32_t>(part.view_blocks.size()));
-      part.q_indptr.push_back(part.q_indptr.back() + static_cast<int32_t>(e - a));
-    }
-    hwkv_attn_batch ab;
-    ab.n_seq = static_cast<int32_t>(part.view_indptr.size() - 1);
-    ab.view_indptr = part.view_indptr.data();
-    ab.view_blocks = part.view_blocks.data();
-    ab.q_indptr = part.q_indptr.data();
-    ab.q_pos = part.q_pos.data();
-    HWKV_TRY(part.plan.build(st, m.rope, ab));
+// Thread pool policy during a forward: workers keep spinning for this long between dispatches, so the many small
+// per-layer jobs of one step (matmuls, attention, its merge) never wait for a sleeping worker to wake up; after the
+// step the pool goes back to its previous setting (default 200 us) so idle workers fall asleep soon.
+constexpr int kForwardSpinUs = 1000;
+
+struct SpinDuringForward {
+  ThreadPool* pool;
+  int prev;
+  explicit SpinDuringForward(ThreadPool* p) : pool(p), prev(p->spin_us()) {
+    pool->set_spin_us(std::max(prev, kForwardSpinUs));
   }
-  m.n_attn_parts = n_parts;
-  return HWKV_OK;
+  ~SpinDuringForward() { pool->set_spin_us(prev); }
+};
+
+// One attention plan for the whole step (every sequence, every query row): a block shared by several sequences
+// is streamed once per layer for all of them.
+hwkv_status build_attn_plan(Model& m, const BlockStore& st, const hwkv_forward_batch* b) {
+  hwkv_attn_batch ab;
+  ab.n_seq = b->n_seq;
+  ab.view_indptr = b->view_indptr;
+  ab.view_blocks = b->view_blocks;
+  ab.q_indptr = b->tok_indptr;
+  ab.q_pos = m.i_qpos.data();
+  return m.attn_plan.build(st, m.rope, ab);
 }
 
 hwkv_status run_attn(Model& m, const BlockStore& st, int32_t layer, const float* q, float* att) {
-  const int64_t qd = int64_t(m.p.n_head) * m.p.head_dim;
-  if (m.n_attn_parts == 1) {
-    const Model::AttnPart& part = m.attn_parts[0];
-    return attn_run(st, part.plan, layer, q + part.r0 * qd, m.p.n_head, m.attn_scale, att + part.r0 * qd, nullptr);
-  }
-  m.pool->parallel_for(m.n_attn_parts, [&](int64_t i, int) {
-    Model::AttnPart& part = m.attn_parts[static_cast<size_t>(i)];
-    part.status = attn_run(st, part.plan, layer, q + part.r0 * qd, m.p.n_head, m.attn_scale, att + part.r0 * qd, nullptr);
-    if (part.status != HWKV_OK) part.error = last_error();  // the message is thread-local
-  });
-  for (int32_t i = 0; i < m.n_attn_parts; ++i) {
-    const Model::AttnPart& part = m.attn_parts[static_cast<size_t>(i)];
-    if (part.status != HWKV_OK) return fail(part.status, "%s", part.error.c_str());
-  }
-  return HWKV_OK;
+  return attn_run(st, m.attn_plan, layer, q, m.p.n_head, m.attn_scale, att, nullptr, m.pool.get(), &m.attn_scratch);
 }
 
 struct Rollback {
@@ -115,7 +71,7 @@ hwkv_status forward(Model& m, hwkv_store_t* handle, const hwkv_forward_batch* b,
   const hwkv_model_params& P = m.p;
   if (!handle) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: store is NULL", fn);
   if (!b) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: batch is NULL", fn);
-  BlockStore& st = *kv_unwrap(handle);
+  BlockStore& st = *store_from_handle(handle);
   const hwkv_store_params& sp = st.params();
   if (sp.n_layer != P.n_layer || sp.n_kv_head != P.n_kv_head || sp.head_dim != P.head_dim ||
       sp.head_dim_v != P.head_dim)
@@ -178,6 +134,7 @@ hwkv_status forward(Model& m, hwkv_store_t* handle, const hwkv_forward_batch* b,
                   static_cast<long long>(n_rows_out), P.n_vocab);
   }
   HWKV_TRY(prepare(m));
+  SpinDuringForward spin(m.pool.get());
 
   const int64_t D = P.n_embd, hd = P.head_dim, qd = static_cast<int64_t>(P.n_head) * hd,
                 kvd = static_cast<int64_t>(P.n_kv_head) * hd, F = P.n_ff;
@@ -198,7 +155,7 @@ hwkv_status forward(Model& m, hwkv_store_t* handle, const hwkv_forward_batch* b,
   rb.blocks = m.i_write.data();
   rb.lens = m.i_old_len.data();
   for (int32_t s = 0; s < n_seq; ++s) {
-    HWKV_TRY(kv_reserve(st, m.i_write[s], b->tok_indptr[s + 1] - b->tok_indptr[s], m.kv_zeros));
+    HWKV_TRY(kv_reserve(st, m.i_write[s], b->tok_indptr[s + 1] - b->tok_indptr[s]));
     rb.n = s + 1;
   }
   // Positions: keys at block-local old_len + i; queries at (view length after the appends) - n + i.
@@ -237,7 +194,7 @@ hwkv_status forward(Model& m, hwkv_store_t* handle, const hwkv_forward_batch* b,
   }
 
   // Attention plans (block lengths are final now: the write blocks were grown above).
-  HWKV_TRY(build_attn_parts(m, st, b, m.pool->size()));
+  HWKV_TRY(build_attn_plan(m, st, b));
 
   const float af = m.attn_factor;
   int64_t n_act = n_tok;  // rows still carried through the residual stream
@@ -275,7 +232,7 @@ hwkv_status forward(Model& m, hwkv_store_t* handle, const hwkv_forward_batch* b,
       rope_rotate(m.rope, k + t * kvd, P.n_kv_head, hd, m.rope_tab.cos(t), m.rope_tab.sin(t));
     for (int32_t s = 0; s < n_seq; ++s) {
       const int32_t t0 = b->tok_indptr[s], n_new = b->tok_indptr[s + 1] - t0;
-      kv_write(st, m.i_write[s], l, m.i_old_len[s], n_new, k + t0 * kvd, v + t0 * kvd);
+      HWKV_TRY(kv_write(st, m.i_write[s], l, m.i_old_len[s], n_new, k + t0 * kvd, v + t0 * kvd));
     }
     HWKV_TRY(run_attn(m, st, l, q, att));
 

@@ -2,6 +2,7 @@
 // helpers. See model/model.h.
 #include <cerrno>
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -27,8 +28,11 @@ namespace model {
 
 namespace {
 
+// 64-byte aligned allocation of n bytes; nullptr when it fails or when n does not fit size_t (a tensor over
+// 4 GiB on 32-bit WebAssembly must fail cleanly, not wrap around to a small allocation).
 uint8_t* aligned_alloc64(int64_t n) {
   if (n <= 0) n = 1;
+  if (static_cast<uint64_t>(n) > SIZE_MAX - 64) return nullptr;
   void* p = nullptr;
 #if defined(_WIN32)
   p = _aligned_malloc(static_cast<size_t>(n), 64);
@@ -36,6 +40,16 @@ uint8_t* aligned_alloc64(int64_t n) {
   if (posix_memalign(&p, 64, static_cast<size_t>(n)) != 0) p = nullptr;
 #endif
   return static_cast<uint8_t*>(p);
+}
+
+// HWKV_ERR_OUT_OF_MEMORY for a tensor whose buffer could not be allocated, saying why.
+hwkv_status alloc_failed(const Tensor& t) {
+  const bool too_big = static_cast<uint64_t>(t.nbytes) > SIZE_MAX - 64;
+  return fail(HWKV_ERR_OUT_OF_MEMORY, "model_create: out of memory allocating %lld bytes for tensor '%s' (%s)",
+              static_cast<long long>(t.nbytes), t.name.c_str(),
+              too_big ? (sizeof(size_t) == 4 ? "larger than the 32-bit address space of this build (WebAssembly: 4 GiB)"
+                                              : "larger than the address space")
+                      : "host memory exhausted");
 }
 
 void aligned_free64(void* p) {
@@ -163,7 +177,7 @@ hwkv_status attach_files(Model& m, const hwkv_tensor_desc* descs, int32_t n) {
       t.data = mf->map + d.offset;
     } else {
       t.owned = aligned_alloc64(t.nbytes);
-      if (!t.owned) return fail(HWKV_ERR_OUT_OF_MEMORY, "model_create: out of memory for tensor '%s'", t.name.c_str());
+      if (!t.owned) return alloc_failed(t);
       bool ok = mf->map ? (std::memcpy(t.owned, mf->map + d.offset, static_cast<size_t>(t.nbytes)), true)
                         : read_at(static_cast<std::FILE*>(mf->handle), d.offset, t.owned, t.nbytes);
       if (!ok)
@@ -187,9 +201,7 @@ hwkv_status attach_files(Model& m, const hwkv_tensor_desc* descs, int32_t n) {
 hwkv_status allocate_uploads(Model& m) {
   for (Tensor& t : m.tensors) {
     t.owned = aligned_alloc64(t.nbytes);
-    if (!t.owned)
-      return fail(HWKV_ERR_OUT_OF_MEMORY, "model_create: out of memory allocating %lld bytes for tensor '%s'",
-                  static_cast<long long>(t.nbytes), t.name.c_str());
+    if (!t.owned) return alloc_failed(t);
     t.data = t.owned;
     t.uploaded = 0;
   }
@@ -246,7 +258,7 @@ int64_t Model::weight_bytes() const {
 int64_t Model::scratch_bytes() const {
   int64_t s = 0;
   for (const Scratch* b : {&x, &h, &q, &k, &v, &att, &ff_g, &ff_u, &rows, &tmp}) s += static_cast<int64_t>(b->bytes());
-  s += static_cast<int64_t>(kv_zeros.capacity() * sizeof(float));
+  s += attn_scratch.bytes();
   return s;
 }
 

@@ -124,12 +124,20 @@ class BlockStore {
   int64_t pages_in_use_ = 0;
 };
 
-// The BlockStore behind a CPU ABI handle (nullptr for nullptr). Defined in api.cpp, which owns struct hwkv_store.
-BlockStore* store_from_handle(hwkv_store_t* s);
-
 // Validates the rope parameters against the store (head_dim must match) — used by the ABI layer.
 hwkv_status rope_init_for_store(const BlockStore& s, const hwkv_rope_params* p, const char* fn, Rope* out);
 
+}  // namespace hwkv
+
+// The CPU ABI handle (hwkv_store_t, opaque in hwkv.h). Defined here and only here: api.cpp creates/frees it,
+// the model engine reaches the store through hwkv::store_from_handle.
+struct hwkv_store {
+  std::unique_ptr<hwkv::BlockStore> impl;
+};
+
+namespace hwkv {
+// The BlockStore behind a CPU ABI handle (nullptr for nullptr).
+inline BlockStore* store_from_handle(hwkv_store_t* s) { return s ? s->impl.get() : nullptr; }
 }  // namespace hwkv
 
 #endif

@@ -86,19 +86,11 @@ struct Model {
   Scratch x, h, q, k, v, att, ff_g, ff_u, rows, tmp;
   std::vector<int32_t> i_old_len, i_write, i_qpos, i_kpos_seq, i_rows;
   std::vector<int64_t> i_kpos;
-  std::vector<float> kv_zeros;    // model_kv.cpp scratch
   RopeTable rope_tab;
-  // Attention of one step, split into parts of contiguous query rows that run in parallel on the pool
-  // (attn_run is single-threaded; each row's result is independent of the others).
-  struct AttnPart {
-    AttnPlan plan;
-    int64_t r0 = 0, r1 = 0;  // query rows [r0, r1) of the step
-    std::vector<int32_t> view_indptr, view_blocks, q_indptr, q_pos;
-    hwkv_status status = HWKV_OK;
-    std::string error;
-  };
-  std::vector<AttnPart> attn_parts;
-  int32_t n_attn_parts = 0;
+  // Attention of one step: one plan for all sequences (built once per step, reused by every layer), run on the
+  // pool split over (KV head x key ranges) with a log-sum-exp merge; scratch reused across steps.
+  AttnPlan attn_plan;
+  AttnScratch attn_scratch;
 
   int64_t weight_bytes() const;
   int64_t scratch_bytes() const;
