@@ -176,6 +176,7 @@ hwkv_status AttnPlan::build(const BlockStore& s, const Rope& rope, const hwkv_at
     key_len = ceil_div(key_len, pt) * pt;
   }
   tasks_.clear();
+  max_task_items_ = 0;
   int64_t n_rec = 0;
   for (size_t w = 0; w < work_.size(); ++w) {
     const BlockWork& bw = work_[w];
@@ -188,6 +189,7 @@ hwkv_status AttnPlan::build(const BlockStore& s, const Rope& rope, const hwkv_at
         const int64_t k1 = std::min<int64_t>(maxvis, k0 + key_len);
         tasks_.push_back(Task{static_cast<int32_t>(w), static_cast<int32_t>(k0), static_cast<int32_t>(k1), i0, cut, n_rec});
         n_rec += cut - i0;
+        max_task_items_ = std::max(max_task_items_, cut - i0);
       }
     }
   }
@@ -234,6 +236,20 @@ struct AttnRunner {
   float* out;
   float* lse;
 
+  // Software prefetch of the next page's K/V rows of this head (pages are separate allocations: the hardware
+  // prefetchers only pick a page's stream up after its first misses).
+  void prefetch_page(int32_t block, int32_t page, int32_t kvh, int64_t n) const {
+#if defined(__GNUC__) || defined(__clang__)
+    const int64_t es = static_cast<int64_t>(s.elem_size());
+    const char* k = static_cast<const char*>(s.k_page(block, page, layer, kvh));
+    const char* v = static_cast<const char*>(s.v_page(block, page, layer, kvh));
+    for (int64_t o = 0, e = n * hd * es; o < e; o += 64) __builtin_prefetch(k + o, 0, 2);
+    for (int64_t o = 0, e = n * hdv * es; o < e; o += 64) __builtin_prefetch(v + o, 0, 2);
+#else
+    (void)block, (void)page, (void)kvh, (void)n;
+#endif
+  }
+
   // Job = (task, KV head): partial attention of the task's items, every head of the group, over its key range.
   void job(int64_t j, int thread) {
     const AttnPlan::Task& T = plan.tasks()[static_cast<size_t>(j / nkv)];
@@ -263,6 +279,7 @@ struct AttnRunner {
     for (int64_t t0 = T.k0; t0 < kend; t0 += pt) {
       const int32_t page = static_cast<int32_t>(t0 / pt);
       const int32_t n_page = static_cast<int32_t>(std::min<int64_t>(pt, kend - t0));
+      if (t0 + pt < kend) prefetch_page(W.block, page + 1, kvh, std::min<int64_t>(pt, kend - t0 - pt));
       const float* K = s.k_rows_f32(W.block, page, layer, kvh, 0, n_page, b.kbuf.data());
       const float* V = s.v_rows_f32(W.block, page, layer, kvh, 0, n_page, b.vbuf.data());
       // Items are sorted by nvis (descending): runs of equal visible counts share one kernel call.
@@ -369,7 +386,7 @@ hwkv_status attn_run(const BlockStore& s, const AttnPlan& plan, int32_t layer, c
   AttnScratch& sc = *scratch;
   const int n_threads = pool ? pool->size() : 1;
   const size_t group = static_cast<size_t>(R.group), hd = static_cast<size_t>(R.hd), hdv = static_cast<size_t>(R.hdv),
-               pt = static_cast<size_t>(R.pt), chunk_q = static_cast<size_t>(kAttnRowChunk) * group;
+               pt = static_cast<size_t>(R.pt), chunk_q = static_cast<size_t>(plan.max_task_items()) * group;
   const bool f16 = s.dtype() == HWKV_F16;
   // Scratch (grow-only: no allocation once warm).
   grow(sc.m_, static_cast<size_t>(n_q * n_head));
@@ -410,9 +427,16 @@ hwkv_status attn_run(const BlockStore& s, const AttnPlan& plan, int32_t layer, c
 
 hwkv_status attn_views(const BlockStore& s, int32_t layer, const Rope& rope, const hwkv_attn_batch& batch, const float* q,
                        int32_t n_head, float scale, float* out, float* lse) {
-  AttnPlan plan;
-  HWKV_TRY(plan.build(s, rope, batch));
-  return attn_run(s, plan, layer, q, n_head, scale, out, lse, &default_pool());
+  struct State {
+    AttnPlan plan;
+    AttnScratch scratch;
+  };
+  static thread_local std::unique_ptr<State> state;
+  if (!state) state.reset(new State());
+  hwkv_status st = state->plan.build(s, rope, batch);
+  if (st == HWKV_OK) st = attn_run(s, state->plan, layer, q, n_head, scale, out, lse, &default_pool(), &state->scratch);
+  if (state->scratch.bytes() > (int64_t(64) << 20)) state.reset();  // do not pin a one-off large scratch
+  return st;
 }
 
 }  // namespace hwkv

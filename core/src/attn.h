@@ -71,6 +71,7 @@ class AttnPlan {
   // 0 .. n_extra()-1; a row's extra slots are [row_extra_begin(row), row_extra_end(row)) (merge order).
   int64_t rec_extra(int64_t r) const { return rec_extra_[static_cast<size_t>(r)]; }
   int64_t n_extra() const { return n_extra_; }
+  int64_t max_task_items() const { return max_task_items_; }  // sizes the per-thread scratch
   int32_t row_records(int64_t row) const { return row_nrec_[static_cast<size_t>(row)]; }
   int64_t row_extra_begin(int64_t row) const { return row_x_ptr_[static_cast<size_t>(row)]; }
   int64_t row_extra_end(int64_t row) const { return row_x_ptr_[static_cast<size_t>(row) + 1]; }
@@ -85,7 +86,7 @@ class AttnPlan {
   RopeTable table_;
   std::vector<int64_t> rec_extra_, row_x_ptr_;
   std::vector<int32_t> row_nrec_, row_fill_;
-  int64_t n_extra_ = 0;
+  int64_t n_extra_ = 0, max_task_items_ = 0;
   // build temporaries (kept to avoid reallocating every step)
   std::vector<int32_t> seen_, work_of_;
   std::vector<int64_t> count_, locs_;
@@ -109,7 +110,8 @@ struct AttnScratch {
 hwkv_status attn_run(const BlockStore& s, const AttnPlan& plan, int32_t layer, const float* q, int32_t n_head, float scale,
                      float* out, float* lse, ThreadPool* pool = nullptr, AttnScratch* scratch = nullptr);
 
-// The ABI operation: build + run (on the process-wide default pool).
+// The ABI operation: build + run on the process-wide default pool, with a per-calling-thread plan and scratch
+// (kept between calls, released after a call that needed more than 64 MiB of scratch).
 hwkv_status attn_views(const BlockStore& s, int32_t layer, const Rope& rope, const hwkv_attn_batch& batch, const float* q,
                        int32_t n_head, float scale, float* out, float* lse);
 
