@@ -166,7 +166,7 @@ seededTest(S, 'model-abort', 'abort after k tokens: iterator and result reject a
         assert.ok(r.error instanceof AbortError, `${bname}: iterator threw ${String(r.error)}`);
         assert.is(r.before, k, `${bname}: chunks before the abort`);
         assert.is(r.after, 0, `${bname}: chunks delivered after the abort`);
-        assert.ok(r.ms < 250, `${bname}: result rejected ${r.ms.toFixed(0)} ms after the abort`);
+        assert.ok(r.ms < 1000, `${bname}: result rejected ${r.ms.toFixed(0)} ms after the abort`);
       }
       // the generation's KV block is freed once the forward in flight (if any) completes
       assert.ok(await waitFor(() => blocksLive(m) === 0), `${bname}: blocks live after the aborts: ${blocksLive(m)}`);
