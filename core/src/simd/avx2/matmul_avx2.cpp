@@ -5,12 +5,14 @@
 // from F16 / BF16 on the fly) and T activation vectors, so each weight row is read once per T tokens.
 // Q8_0 uses the int8 x int8 -> int32 block dot (sign trick + maddubs + madd) with activations quantized
 // per 32-value block, then one float FMA per block with scale d_w * d_x.
+// F16 with >= 8 tokens (prefill) widens each RP-row slab to f32 once per token block and runs the f32 tile.
 #if defined(HWKV_HAVE_AVX2) && HWKV_HAVE_AVX2
 
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "../../kernels/matmul.h"
 #include "../../kernels/matmul_impl.h"
@@ -22,11 +24,13 @@ namespace avx2 {
 namespace {
 
 struct LoadF32 {
+  static constexpr bool kIsF16 = false;
   static constexpr int kBytes = 4;
   static inline __m256 load(const uint8_t* p, int64_t i) { return _mm256_loadu_ps(reinterpret_cast<const float*>(p) + i); }
   static inline float one(const uint8_t* p, int64_t i) { return reinterpret_cast<const float*>(p)[i]; }
 };
 struct LoadF16 {
+  static constexpr bool kIsF16 = true;
   static constexpr int kBytes = 2;
   static inline __m256 load(const uint8_t* p, int64_t i) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(reinterpret_cast<const uint16_t*>(p) + i)));
@@ -34,6 +38,7 @@ struct LoadF16 {
   static inline float one(const uint8_t* p, int64_t i) { return _cvtsh_ss(reinterpret_cast<const uint16_t*>(p)[i]); }
 };
 struct LoadBF16 {
+  static constexpr bool kIsF16 = false;
   static constexpr int kBytes = 2;
   static inline __m256 load(const uint8_t* p, int64_t i) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(reinterpret_cast<const uint16_t*>(p) + i));
@@ -116,6 +121,25 @@ inline void tile_f(const uint8_t* w, int64_t ws, const float* x, int64_t n_in, f
   store_tile<R, T>(acc, y, ldy, accum, tail);
 }
 
+// Widens R rows of F16 weights (stride ws bytes, n_in values) to f32 [R][n_in] with F16C (exact), prefetching
+// the same span at pf (the next slab; prefetches never fault).
+inline void widen_slab_f16(const uint8_t* w, int64_t ws, int64_t R, int64_t n_in, float* out, const uint8_t* pf) {
+  const int64_t n8 = n_in & ~int64_t(7);
+  for (int64_t r = 0; r < R; ++r) {
+    const uint16_t* src = reinterpret_cast<const uint16_t*>(w + r * ws);
+    const uint8_t* p = pf + r * ws;
+    float* d = out + r * n_in;
+    int64_t i = 0;
+    for (; i + 32 <= n8; i += 32) {
+      _mm_prefetch(reinterpret_cast<const char*>(p + 2 * i), _MM_HINT_T0);
+      for (int k = 0; k < 32; k += 8)
+        _mm256_storeu_ps(d + i + k, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i + k))));
+    }
+    for (; i < n8; i += 8) _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+    for (; i < n_in; ++i) d[i] = _cvtsh_ss(src[i]);
+  }
+}
+
 template <class L, int RD, int RP, int TP>
 void rows_f(const MMTask& t, int64_t r0, int64_t r1) {
   const int64_t n_in = t.n_in;
@@ -133,6 +157,12 @@ void rows_f(const MMTask& t, int64_t r0, int64_t r1) {
   // Token blocks sized so the activation block stays in L2 while the chunk's weight rows are replayed.
   int64_t tb = std::max<int64_t>((192 * 1024) / (n_in * 4), TP);
   tb = tb / TP * TP;
+  // F16 with >= 8 tokens: widen each RP-row slab to f32 once per token block (RP x n_in floats, thread-local,
+  // e.g. 3 x 2048 x 4 B = 24 KiB) and run the f32 tile on it, instead of converting every weight vector once per
+  // TP tokens. (BF16 widening is a shift: not worth a copy.)
+  const bool widen = L::kIsF16 && t.n_tok >= 8;
+  thread_local std::vector<float> slab;
+  if (widen && static_cast<int64_t>(slab.size()) < RP * n_in) slab.resize(static_cast<size_t>(RP * n_in));
   for (int64_t t0 = 0; t0 < t.n_tok; t0 += tb) {
     const int64_t t1 = std::min(t.n_tok, t0 + tb);
     int64_t r = r0;
@@ -141,7 +171,15 @@ void rows_f(const MMTask& t, int64_t r0, int64_t r1) {
       int64_t tk = t0;
       const float* xb = t.x;
       float* yb = t.y + r;
-      if (full) {
+      if (full && widen) {
+        const int64_t pfd = pf_tiles(RP * ws);
+        widen_slab_f16(W + r * ws, ws, RP, n_in, slab.data(), W + (r + RP * pfd) * ws);
+        const uint8_t* S = reinterpret_cast<const uint8_t*>(slab.data());
+        const int64_t wsf = n_in * 4;
+        for (; tk + TP <= t1; tk += TP)
+          tile_f<LoadF32, RP, TP>(S, wsf, xb + tk * n_in, n_in, yb + tk * t.ldy, t.ldy, acc);
+        for (; tk < t1; ++tk) tile_f<LoadF32, RP, 1>(S, wsf, xb + tk * n_in, n_in, yb + tk * t.ldy, t.ldy, acc);
+      } else if (full) {
         const int64_t step = (RP * ws) / std::max<int64_t>(n_in / 8, 1), pfd = pf_tiles(RP * ws);
         for (; tk + TP <= t1; tk += TP)
           tile_f<L, RP, TP>(W + r * ws, ws, xb + tk * n_in, n_in, yb + tk * t.ldy, t.ldy, acc,
