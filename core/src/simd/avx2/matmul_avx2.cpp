@@ -184,7 +184,18 @@ void rows_f(const MMTask& t, int64_t r0, int64_t r1) {
         for (; tk + TP <= t1; tk += TP)
           tile_f<L, RP, TP>(W + r * ws, ws, xb + tk * n_in, n_in, yb + tk * t.ldy, t.ldy, acc,
                             tk == t0 ? W + (r + RP * pfd) * ws : nullptr, step);
-        for (; tk < t1; ++tk) tile_f<L, RP, 1>(W + r * ws, ws, xb + tk * n_in, n_in, yb + tk * t.ldy, t.ldy, acc);
+        // 1..3 leftover tokens in one tile (each weight row read once more, not once per token), with the
+        // prefetch when it is the slab's first pass (batched decode of 2 or 3 workers lands here). Per
+        // (row, token) the accumulation order is the same for every tile width: results do not depend on
+        // where a token sits in the batch.
+        for (; t1 - tk > 3; ++tk) tile_f<L, RP, 1>(W + r * ws, ws, xb + tk * n_in, n_in, yb + tk * t.ldy, t.ldy, acc);
+        {
+          const uint8_t* pf = tk == t0 ? W + (r + RP * pfd) * ws : nullptr;
+          const int64_t left = t1 - tk;
+          if (left == 3) tile_f<L, RP, 3>(W + r * ws, ws, xb + tk * n_in, n_in, yb + tk * t.ldy, t.ldy, acc, pf, step);
+          else if (left == 2) tile_f<L, RP, 2>(W + r * ws, ws, xb + tk * n_in, n_in, yb + tk * t.ldy, t.ldy, acc, pf, step);
+          else if (left == 1) tile_f<L, RP, 1>(W + r * ws, ws, xb + tk * n_in, n_in, yb + tk * t.ldy, t.ldy, acc, pf, step);
+        }
       } else {
         for (int64_t rr = r; rr < r1; ++rr) {
           int64_t k = t0;
@@ -256,8 +267,17 @@ void rows_q8(const MMTask& t, int64_t r0, int64_t r1) {
         for (; k + TP <= t1; k += TP)
           tile_q8<RP, TP>(W + r * ws, ws, t.xq + k * n_in, t.xd + k * nb, n_in, t.y + r + k * t.ldy, t.ldy, acc,
                           k == t0 ? W + (r + RP * pfd) * ws : nullptr, step);
-        for (; k < t1; ++k)
+        for (; t1 - k > 3; ++k)
           tile_q8<RP, 1>(W + r * ws, ws, t.xq + k * n_in, t.xd + k * nb, n_in, t.y + r + k * t.ldy, t.ldy, acc);
+        // 1..3 leftover tokens in one tile (see rows_f), prefetching on the slab's first pass
+        const uint8_t* pf = k == t0 ? W + (r + RP * pfd) * ws : nullptr;
+        const int64_t left = t1 - k;
+        if (left == 3)
+          tile_q8<RP, 3>(W + r * ws, ws, t.xq + k * n_in, t.xd + k * nb, n_in, t.y + r + k * t.ldy, t.ldy, acc, pf, step);
+        else if (left == 2)
+          tile_q8<RP, 2>(W + r * ws, ws, t.xq + k * n_in, t.xd + k * nb, n_in, t.y + r + k * t.ldy, t.ldy, acc, pf, step);
+        else if (left == 1)
+          tile_q8<RP, 1>(W + r * ws, ws, t.xq + k * n_in, t.xd + k * nb, n_in, t.y + r + k * t.ldy, t.ldy, acc, pf, step);
       } else {
         for (int64_t rr = r; rr < r1; ++rr) {
           int64_t k = t0;
