@@ -74,6 +74,8 @@ const hwkv_api kTable = {
     block_read,
     view_read,
     attn_views,
+    store_create_codec,
+    nullptr,  // store_codec_stats: no codecs on CUDA yet
 };
 
 const char* why_fmt(const char* fmt, ...) HWKV_CU_PRINTF(1, 2);

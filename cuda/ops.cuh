@@ -15,6 +15,7 @@ hwkv_status unpack_bits(const uint32_t* words, int64_t n_words, int32_t bits, ui
 hwkv_status fwht(float* x, int64_t rows, int32_t n, float scale);
 
 hwkv_status store_create(const hwkv_store_params* p, hwkv_store_t** out);
+hwkv_status store_create_codec(const hwkv_store_params* p, const hwkv_store_codec* codec, hwkv_store_t** out);
 void store_free(hwkv_store_t* s);
 hwkv_status store_stats(hwkv_store_t* s, hwkv_store_stats* out);
 hwkv_status block_create(hwkv_store_t* s, int32_t* out_block);

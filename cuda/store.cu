@@ -224,6 +224,17 @@ hwkv_status launch_write(const char* fn, hwkv_store* s, const StoreBlock& dst, i
 
 }  // namespace
 
+// KV codecs (compressed cache) are CPU-only for now: a codec other than HWKV_KV_EXACT is UNSUPPORTED.
+hwkv_status store_create_codec(const hwkv_store_params* p, const hwkv_store_codec* codec, hwkv_store_t** out) {
+  if (codec && codec->type != HWKV_KV_EXACT) {
+    const char* fn = "store_create_codec";
+    return guarded(fn, [&]() -> hwkv_status {
+      return fail(HWKV_ERR_UNSUPPORTED, "%s: the CUDA backend has no compressed KV cache (codec type %d)", fn, codec->type);
+    });
+  }
+  return store_create(p, out);
+}
+
 hwkv_status store_create(const hwkv_store_params* p, hwkv_store_t** out) {
   const char* fn = "store_create";
   return guarded(fn, [&]() -> hwkv_status {

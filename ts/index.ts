@@ -14,6 +14,8 @@ export type {
   RopeScaling,
   StoreParams,
   StoreStats,
+  KvCodec,
+  CodecStats,
 } from './backend/types.js';
 export {
   AbortError,

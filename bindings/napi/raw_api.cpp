@@ -10,6 +10,7 @@
 // its parameters (for length checks). storeFree frees the store and marks the box; the External's
 // finalizer frees a store that was never freed and deletes the box; a freed store cannot be freed again.
 // Boxes are kept in a process-wide registry so a foreign External is recognised and rejected.
+#include <cstddef>
 #include "call.h"
 
 namespace hwkv_napi {
@@ -24,6 +25,8 @@ constexpr size_t kStoreStatsLen = 5;
 #define HWKV_API_OF(c) const hwkv_api* api = (c).binding()->api
 #define HWKV_REQUIRE(c, member) \
   if (api->member == nullptr) return (c).Unsupported()
+#define HWKV_REQUIRE_APPENDED(c, member)                                                                 \
+  if (api->size < offsetof(hwkv_api, member) + sizeof(api->member) || api->member == nullptr) return (c).Unsupported()
 #define HWKV_CHECKED(c) \
   if (!(c).ok()) return (c).Reject()
 
@@ -148,6 +151,83 @@ Napi::Value StoreCreate(const Napi::CallbackInfo& info) {
   Napi::External<StoreBox> ext = Napi::External<StoreBox>::New(c.env(), box, FinalizeStore);
   info[1].As<Napi::Array>().Set(uint32_t{0}, ext);
   return c.Status(HWKV_OK);
+}
+
+// storeCreateCodec(sp, codec[CODEC_LEN], grid|null, grid0|null, out): out[0] receives the handle.
+// codec = [type, bits, sinks, buffer, chunk_tokens, grid_dim, grid_n, grid0_dim, grid0_n, seed]
+Napi::Value StoreCreateCodec(const Napi::CallbackInfo& info) {
+  Call c(info, "storeCreateCodec");
+  HWKV_API_OF(c);
+  HWKV_REQUIRE_APPENDED(c, store_create_codec);
+  hwkv_store_params sp;
+  c.StoreParams(0, &sp);
+  Span<double> cd = c.Array<double>(1, "codec", napi_float64_array, false);
+  c.AtLeast(cd, 10, "codec", "CODEC_LEN");
+  Span<float> grid = c.F32Array(2, "grid", true);
+  Span<float> grid0 = c.F32Array(3, "grid0", true);
+  if (c.ok() && !info[4].IsArray()) c.Fail("out must be an Array (out[0] receives the handle)");
+  HWKV_CHECKED(c);
+  if (api->store_free == nullptr) return c.Unsupported();
+  hwkv_store_codec codec{};
+  codec.type = static_cast<int32_t>(cd.data[0]);
+  codec.bits = static_cast<int32_t>(cd.data[1]);
+  codec.sinks = static_cast<int32_t>(cd.data[2]);
+  codec.buffer = static_cast<int32_t>(cd.data[3]);
+  codec.chunk_tokens = static_cast<int32_t>(cd.data[4]);
+  codec.grid_dim = static_cast<int32_t>(cd.data[5]);
+  codec.grid_n = static_cast<int32_t>(cd.data[6]);
+  codec.grid0_dim = static_cast<int32_t>(cd.data[7]);
+  codec.grid0_n = static_cast<int32_t>(cd.data[8]);
+  codec.seed = static_cast<uint32_t>(cd.data[9]);
+  if (grid.data != nullptr && grid.len < int64_t(codec.grid_n) * codec.grid_dim)
+    return c.RejectWith(HWKV_ERR_INVALID_ARGUMENT, "storeCreateCodec: grid is shorter than grid_n*grid_dim");
+  if (grid0.data != nullptr && grid0.len < int64_t(codec.grid0_n) * codec.grid0_dim)
+    return c.RejectWith(HWKV_ERR_INVALID_ARGUMENT, "storeCreateCodec: grid0 is shorter than grid0_n*grid0_dim");
+  codec.grid = grid.data;
+  codec.grid0 = grid0.data;
+  auto* box = new StoreBox{api, nullptr, sp};
+  hwkv_store_t* s = nullptr;
+  c.Enter();
+  hwkv_status st = api->store_create_codec(&sp, &codec, &s);
+  if (st != HWKV_OK) {
+    if (s != nullptr) api->store_free(s);
+    delete box;
+    return c.Status(st);
+  }
+  if (s == nullptr) {
+    delete box;
+    return c.RejectWith(HWKV_ERR_INTERNAL, "storeCreateCodec: the library returned OK but no store");
+  }
+  box->store = s;
+  {
+    std::lock_guard<std::mutex> lock(RegistryMutex());
+    Registry().insert(box);
+  }
+  Napi::External<StoreBox> ext = Napi::External<StoreBox>::New(c.env(), box, FinalizeStore);
+  info[4].As<Napi::Array>().Set(uint32_t{0}, ext);
+  return c.Status(HWKV_OK);
+}
+
+// storeCodecStats(s, out[5]) = [bytes_compressed, tokens_compressed, values_compressed, chunks, bytes_scratch]
+Napi::Value StoreCodecStats(const Napi::CallbackInfo& info) {
+  Call c(info, "storeCodecStats");
+  HWKV_API_OF(c);
+  HWKV_REQUIRE_APPENDED(c, store_codec_stats);
+  StoreBox* box = c.Store(0);
+  Span<double> out = c.Array<double>(1, "out", napi_float64_array, false);
+  c.AtLeast(out, 5, "out", "5");
+  HWKV_CHECKED(c);
+  hwkv_store_codec_stats st{};
+  c.Enter();
+  hwkv_status rc = api->store_codec_stats(box->store, &st);
+  if (rc == HWKV_OK) {
+    out.data[0] = static_cast<double>(st.bytes_compressed);
+    out.data[1] = static_cast<double>(st.tokens_compressed);
+    out.data[2] = static_cast<double>(st.values_compressed);
+    out.data[3] = static_cast<double>(st.chunks);
+    out.data[4] = static_cast<double>(st.bytes_scratch);
+  }
+  return c.Status(rc);
 }
 
 // storeFree(s): frees now (or, while a modelForwardAsync uses the store, as soon as it completes); a second call
@@ -434,6 +514,8 @@ Napi::Object MakeRawApi(Napi::Env env, Binding* b) {
   add("storeCreate", Method<StoreCreate>);
   add("storeFree", Method<StoreFree>);
   add("storeStats", Method<StoreStats>);
+  add("storeCreateCodec", Method<StoreCreateCodec>);
+  add("storeCodecStats", Method<StoreCodecStats>);
   add("blockCreate", Method<BlockCreate>);
   add("blockFree", Method<BlockFree>);
   add("blockLen", Method<BlockLen>);

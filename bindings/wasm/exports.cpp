@@ -122,6 +122,47 @@ HWKV_WASM_EXPORT int32_t hwkv_wasm_store_create(const double* sp, hwkv_store_t**
   return api()->store_create(&p, out);
 }
 
+// cd = [type, bits, sinks, buffer, chunk_tokens, grid_dim, grid_n, grid0_dim, grid0_n, seed]
+HWKV_WASM_EXPORT int32_t hwkv_wasm_store_create_codec(const double* sp, const double* cd, const float* grid,
+                                                      const float* grid0, hwkv_store_t** out) {
+  hwkv_store_params p;
+  p.n_layer = static_cast<int32_t>(sp[0]);
+  p.n_kv_head = static_cast<int32_t>(sp[1]);
+  p.head_dim = static_cast<int32_t>(sp[2]);
+  p.head_dim_v = static_cast<int32_t>(sp[3]);
+  p.page_tokens = static_cast<int32_t>(sp[4]);
+  p.dtype = static_cast<int32_t>(sp[5]);
+  p.max_bytes = i64(sp[6]);
+  hwkv_store_codec c = {};
+  c.type = static_cast<int32_t>(cd[0]);
+  c.bits = static_cast<int32_t>(cd[1]);
+  c.sinks = static_cast<int32_t>(cd[2]);
+  c.buffer = static_cast<int32_t>(cd[3]);
+  c.chunk_tokens = static_cast<int32_t>(cd[4]);
+  c.grid_dim = static_cast<int32_t>(cd[5]);
+  c.grid_n = static_cast<int32_t>(cd[6]);
+  c.grid0_dim = static_cast<int32_t>(cd[7]);
+  c.grid0_n = static_cast<int32_t>(cd[8]);
+  c.seed = static_cast<uint32_t>(cd[9]);
+  c.grid = grid;
+  c.grid0 = grid0;
+  *out = nullptr;
+  return api()->store_create_codec(&p, &c, out);
+}
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_store_codec_stats(hwkv_store_t* s, double* out) {
+  hwkv_store_codec_stats st = {};
+  const hwkv_status rc = api()->store_codec_stats(s, &st);
+  if (rc == HWKV_OK) {
+    out[0] = static_cast<double>(st.bytes_compressed);
+    out[1] = static_cast<double>(st.tokens_compressed);
+    out[2] = static_cast<double>(st.values_compressed);
+    out[3] = static_cast<double>(st.chunks);
+    out[4] = static_cast<double>(st.bytes_scratch);
+  }
+  return rc;
+}
+
 HWKV_WASM_EXPORT void hwkv_wasm_store_free(hwkv_store_t* s) { api()->store_free(s); }
 
 HWKV_WASM_EXPORT int32_t hwkv_wasm_store_stats(hwkv_store_t* s, double* out) {

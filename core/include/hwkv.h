@@ -116,6 +116,52 @@ typedef struct hwkv_store_stats {
 } hwkv_store_stats;
 
 /*
+ * KV codec (compressed cache; store_create_codec). Tokens of a block are grouped in chunks of
+ * chunk_tokens (a multiple of page_tokens) starting at s0 = ceil(sinks / page_tokens) * page_tokens, so
+ * the first `sinks` tokens of EVERY block (rounded up to a page) stay exact. A chunk [c0, c0+chunk_tokens)
+ * is encoded once, in every layer, as soon as c0 + chunk_tokens <= len - buffer (the most recent `buffer`
+ * tokens stay exact); its pages are then freed. Encoding happens after block_append and at the end of
+ * model_forward (never in the middle of a step). Keys are encoded as stored: rotated at block-local
+ * positions (see hwkv.h above). Per chunk and layer, x[n, C] (C = n_kv_head * head_dim, head-major):
+ *   UNIFORM: keys per channel (one group = the whole chunk's tokens of one channel; fp16 scale + zero),
+ *            values per token (group = the largest divisor of C_v = n_kv_head*head_dim_v that is <= 128;
+ *            fp16 scale + zero), `bits` 1..8. Bytes per chunk and layer: 4*ceil(n*C*bits/32) for K and for V
+ *            + 4*C (K scales+zeros) + 4*n*(C_v/group) (V scales+zeros).
+ *   HIGGS:   keys and values per token, group g = largest power of two <= 1024 dividing C, grid [n, d]
+ *            (layer 0 uses grid0 when given); fp16 norm per (token, group); random signs from seed.
+ *   AQUA:    reserved (predictors; HWKV_ERR_UNSUPPORTED for now).
+ * Reads (attention, block_read, view_read, block_merge) see the decoded values. Attention decodes each
+ * compressed chunk at most once per layer and call into a grow-only scratch shared by every sequence.
+ * block_write into a compressed token is HWKV_ERR_INVALID_ARGUMENT; block_truncate into a compressed
+ * page keeps its decoded values (a partially kept page is decoded back into an exact page).
+ */
+typedef enum hwkv_kv_codec_type { HWKV_KV_EXACT = 0, HWKV_KV_UNIFORM = 1, HWKV_KV_HIGGS = 2, HWKV_KV_AQUA = 3 } hwkv_kv_codec_type;
+
+typedef struct hwkv_store_codec {
+  int32_t type;          /* hwkv_kv_codec_type                                                          */
+  int32_t bits;          /* UNIFORM: 1..8                                                               */
+  int32_t sinks;         /* >= 0 exact tokens at the start of every block (rounded up to a page)        */
+  int32_t buffer;        /* >= 0 most recent exact tokens                                               */
+  int32_t chunk_tokens;  /* > 0, multiple of page_tokens                                                */
+  int32_t grid_dim;      /* HIGGS: d in {1,2,4,8}                                                       */
+  int32_t grid_n;        /* HIGGS: n points (power of two, 2..65536)                                    */
+  int32_t grid0_dim;     /* HIGGS layer 0 grid (0 = use grid)                                           */
+  int32_t grid0_n;
+  uint32_t seed;         /* HIGGS sign seed                                                             */
+  const float* grid;     /* HIGGS: [grid_n, grid_dim] (copied)                                          */
+  const float* grid0;    /* HIGGS layer 0: [grid0_n, grid0_dim] or NULL (copied)                        */
+} hwkv_store_codec;
+
+typedef struct hwkv_store_codec_stats {
+  int64_t bytes_compressed;  /* codes + fp16 scales/zeros of every compressed chunk held                */
+  int64_t tokens_compressed; /* tokens of live blocks that are held compressed                          */
+  int64_t values_compressed; /* scalars those chunks encode: tokens * n_layer * n_kv_head*(hd+hdv)      */
+  int64_t chunks;            /* compressed chunks held                                                  */
+  int64_t bytes_scratch;     /* decode scratch held (one layer of the compressed chunks; grow-only;
+                                released by the CPU store's trim)                                        */
+} hwkv_store_codec_stats;
+
+/*
  * A block is an ordered run of tokens, identical length in every layer. A block's keys are stored
  * already rotated for positions 0..len-1 *local to the block* (position 0 = the block's first token),
  * so a block can sit at any offset of any view without being rewritten. Block ids are small
@@ -221,6 +267,11 @@ typedef struct hwkv_api {
   hwkv_status (*attn_views)(hwkv_store_t* s, int32_t layer, const hwkv_rope_params* rope,
                             const hwkv_attn_batch* batch, const float* q, int32_t n_head, float scale,
                             float* out, float* lse);
+
+  /* -- Appended members (check `size` before use) ---------------------------------------------------- */
+  /* store_create with a KV codec (codec NULL or type HWKV_KV_EXACT = store_create).                     */
+  hwkv_status (*store_create_codec)(const hwkv_store_params* p, const hwkv_store_codec* codec, hwkv_store_t** out);
+  hwkv_status (*store_codec_stats)(hwkv_store_t* s, hwkv_store_codec_stats* out);
 } hwkv_api;
 
 /* The CPU core's table (native addon and WASM). */

@@ -134,6 +134,29 @@ hwkv_status api_store_create(const hwkv_store_params* p, hwkv_store_t** out) {
   });
 }
 
+hwkv_status api_store_create_codec(const hwkv_store_params* p, const hwkv_store_codec* codec, hwkv_store_t** out) {
+  return guarded("store_create_codec", [&] {
+    if (!p) return fail(HWKV_ERR_INVALID_ARGUMENT, "store_create_codec: params is NULL");
+    if (!out) return fail(HWKV_ERR_INVALID_ARGUMENT, "store_create_codec: out is NULL");
+    *out = nullptr;
+    std::unique_ptr<BlockStore> impl;
+    HWKV_TRY(BlockStore::create(*p, codec, &impl));
+    hwkv_store* s = new hwkv_store;
+    s->impl = std::move(impl);
+    *out = s;
+    return HWKV_OK;
+  });
+}
+
+hwkv_status api_store_codec_stats(hwkv_store_t* s, hwkv_store_codec_stats* out) {
+  return guarded("store_codec_stats", [&] {
+    HWKV_STORE_OR_FAIL("store_codec_stats", s);
+    if (!out) return fail(HWKV_ERR_INVALID_ARGUMENT, "store_codec_stats: out is NULL");
+    s->impl->codec_stats(out);
+    return HWKV_OK;
+  });
+}
+
 void api_store_free(hwkv_store_t* s) { delete s; }
 
 hwkv_status api_store_stats(hwkv_store_t* s, hwkv_store_stats* out) {
@@ -220,6 +243,7 @@ hwkv_status api_attn_views(hwkv_store_t* s, int32_t layer, const hwkv_rope_param
     if (!batch) return fail(HWKV_ERR_INVALID_ARGUMENT, "attn_views: batch is NULL");
     Rope r;
     HWKV_TRY(rope_init_for_store(*s->impl, rope, "attn_views", &r));
+    if (layer >= 0 && layer < s->impl->n_layer()) HWKV_TRY(s->impl->prepare_layer(layer));
     return attn_views(*s->impl, layer, r, *batch, q, n_head, scale, out, lse);
   });
 }
@@ -246,6 +270,8 @@ const hwkv_api kApi = {
     api_block_read,
     api_view_read,
     api_attn_views,
+    api_store_create_codec,
+    api_store_codec_stats,
 };
 
 }  // namespace

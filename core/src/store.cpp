@@ -7,6 +7,7 @@
 #include <new>
 
 #include "dispatch.h"
+#include "quant_internal.h"
 
 namespace hwkv {
 
@@ -40,6 +41,80 @@ hwkv_status BlockStore::create(const hwkv_store_params& p, std::unique_ptr<Block
     return fail(HWKV_ERR_INVALID_ARGUMENT, "store_create: one page would take %.0f bytes (n_layer*n_kv_head*page_tokens*"
                 "(head_dim+head_dim_v)*elem_size); limit is 2^40", bytes);
   out->reset(new BlockStore(p));
+  return HWKV_OK;
+}
+
+namespace {
+// Uniform values: per token, groups of the largest divisor of C (= n_kv_head * head_dim_v) <= 128.
+int32_t uniform_vgroup(int32_t C) {
+  for (int32_t g = std::min(C, 128); g > 1; --g)
+    if (C % g == 0) return g;
+  return 1;
+}
+int32_t higgs_group_for(int32_t C) {
+  int32_t g = 1;
+  while (g * 2 <= 1024 && C % (g * 2) == 0) g *= 2;
+  return g;
+}
+}  // namespace
+
+struct BlockStore::Chunk {
+  struct Layer {
+    std::vector<uint32_t> kw, vw;
+    std::vector<uint16_t> ks, kz, vs, vz;
+  };
+  int32_t n_pages = 0, n_tok = 0;
+  std::vector<Layer> layers;
+  int64_t bytes = 0;
+  int64_t dec_off = -1;
+  uint64_t dec_epoch = 0;
+};
+
+hwkv_status BlockStore::create(const hwkv_store_params& p, const hwkv_store_codec* codec, std::unique_ptr<BlockStore>* out) {
+  const char* fn = "store_create_codec";
+  std::unique_ptr<BlockStore> st;
+  HWKV_TRY(create(p, &st));
+  if (!codec || codec->type == HWKV_KV_EXACT) {
+    *out = std::move(st);
+    return HWKV_OK;
+  }
+  const hwkv_store_codec& c = *codec;
+  if (c.type == HWKV_KV_AQUA)
+    return fail(HWKV_ERR_UNSUPPORTED, "%s: the 'aqua' codec (predictors) is not implemented yet", fn);
+  if (c.type != HWKV_KV_UNIFORM && c.type != HWKV_KV_HIGGS)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codec type must be 0 (exact), 1 (uniform), 2 (higgs) or 3 (aqua), got %d", fn, c.type);
+  if (c.sinks < 0 || c.buffer < 0)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: sinks and buffer must be >= 0, got %d and %d", fn, c.sinks, c.buffer);
+  if (c.chunk_tokens < 1 || c.chunk_tokens % p.page_tokens != 0)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: chunk_tokens (%d) must be a positive multiple of page_tokens (%d)", fn,
+                c.chunk_tokens, p.page_tokens);
+  const int32_t Ck = p.n_kv_head * p.head_dim, Cv = p.n_kv_head * p.head_dim_v;
+  int64_t nw, ns;
+  if (c.type == HWKV_KV_UNIFORM) {
+    if (c.bits < 1 || c.bits > 8) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: uniform bits must be in 1..8, got %d", fn, c.bits);
+    hwkv_uniform_params kp = {Ck, c.bits, HWKV_UNIFORM_PER_CHANNEL, c.chunk_tokens};
+    hwkv_uniform_params vp = {Cv, c.bits, HWKV_UNIFORM_PER_TOKEN, uniform_vgroup(Cv)};
+    HWKV_TRY(quant::uniform_size(&kp, c.chunk_tokens, &nw, &ns));
+    HWKV_TRY(quant::uniform_size(&vp, c.chunk_tokens, &nw, &ns));
+  } else {
+    if (!c.grid) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: higgs codec needs a grid", fn);
+    for (int pass = 0; pass < 2; ++pass) {
+      const int32_t d = pass ? c.grid0_dim : c.grid_dim, n = pass ? c.grid0_n : c.grid_n;
+      if (pass && (!c.grid0 || d == 0)) break;
+      for (int32_t C : {Ck, Cv}) {
+        hwkv_higgs_params hp = {C, higgs_group_for(C), d, n, 1, c.seed};
+        HWKV_TRY(quant::higgs_size(&hp, c.chunk_tokens, &nw, &ns));
+      }
+    }
+    st->grid_.assign(c.grid, c.grid + int64_t(c.grid_n) * c.grid_dim);
+    if (c.grid0 && c.grid0_dim) st->grid0_.assign(c.grid0, c.grid0 + int64_t(c.grid0_n) * c.grid0_dim);
+  }
+  st->codec_ = c;
+  st->codec_.grid = nullptr;
+  st->codec_.grid0 = nullptr;
+  if (st->grid0_.empty()) st->codec_.grid0_dim = st->codec_.grid0_n = 0;
+  st->sink_tokens_ = static_cast<int32_t>(ceil_div(c.sinks, p.page_tokens) * p.page_tokens);
+  *out = std::move(st);
   return HWKV_OK;
 }
 
@@ -109,8 +184,11 @@ hwkv_status BlockStore::reserve_pages(const char* fn, int64_t n, std::vector<int
 
 // Capacity of free_pages_ is kept >= pages_allocated_ so this never throws.
 void BlockStore::release_pages(const int32_t* pages, size_t n) {
-  for (size_t i = 0; i < n; ++i) free_pages_.push_back(pages[i]);
-  pages_in_use_ -= static_cast<int64_t>(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (pages[i] < 0) continue;  // compressed page: nothing to release (its chunk goes with its last ref)
+    free_pages_.push_back(pages[i]);
+    --pages_in_use_;
+  }
 }
 
 void BlockStore::trim() {
@@ -121,6 +199,7 @@ void BlockStore::trim() {
   }
   pages_allocated_ -= static_cast<int64_t>(free_pages_.size());
   free_pages_.clear();
+  std::vector<uint8_t>().swap(dec_);  // codec decode scratch: re-grown by the next prepare_layer
 }
 
 uint8_t* BlockStore::k_base(int32_t page_index, int32_t layer, int32_t kv_head) const {
@@ -143,22 +222,34 @@ void BlockStore::load_rows(const uint8_t* src, float* dst, int64_t n_floats) con
     kernels().f16_to_f32(reinterpret_cast<const uint16_t*>(src), dst, n_floats);
 }
 
+const uint8_t* BlockStore::kptr(const Block& blk, int32_t page, int32_t layer, int32_t kv_head) const {
+  const int32_t idx = blk.pages[page];
+  if (idx >= 0) return k_base(idx, layer, kv_head);
+  const CompRef& r = blk.comp[page];
+  return dec_.data() + r.c->dec_off + int64_t(r.page) * layer_bytes_ + kv_head * k_head_bytes_;
+}
+const uint8_t* BlockStore::vptr(const Block& blk, int32_t page, int32_t layer, int32_t kv_head) const {
+  const int32_t idx = blk.pages[page];
+  if (idx >= 0) return v_base(idx, layer, kv_head);
+  const CompRef& r = blk.comp[page];
+  return dec_.data() + r.c->dec_off + int64_t(r.page) * layer_bytes_ + p_.n_kv_head * k_head_bytes_ + kv_head * v_head_bytes_;
+}
 const void* BlockStore::k_page(int32_t b, int32_t page, int32_t layer, int32_t kv_head) const {
-  return k_base(blocks_[b].pages[page], layer, kv_head);
+  return kptr(blocks_[b], page, layer, kv_head);
 }
 const void* BlockStore::v_page(int32_t b, int32_t page, int32_t layer, int32_t kv_head) const {
-  return v_base(blocks_[b].pages[page], layer, kv_head);
+  return vptr(blocks_[b], page, layer, kv_head);
 }
 const float* BlockStore::k_rows_f32(int32_t b, int32_t page, int32_t layer, int32_t kv_head, int32_t slot0, int32_t n,
                                     float* scratch) const {
-  const uint8_t* src = k_base(blocks_[b].pages[page], layer, kv_head) + int64_t(slot0) * p_.head_dim * elem_size();
+  const uint8_t* src = kptr(blocks_[b], page, layer, kv_head) + int64_t(slot0) * p_.head_dim * elem_size();
   if (p_.dtype == HWKV_F32) return reinterpret_cast<const float*>(src);
   load_rows(src, scratch, int64_t(n) * p_.head_dim);
   return scratch;
 }
 const float* BlockStore::v_rows_f32(int32_t b, int32_t page, int32_t layer, int32_t kv_head, int32_t slot0, int32_t n,
                                     float* scratch) const {
-  const uint8_t* src = v_base(blocks_[b].pages[page], layer, kv_head) + int64_t(slot0) * p_.head_dim_v * elem_size();
+  const uint8_t* src = vptr(blocks_[b], page, layer, kv_head) + int64_t(slot0) * p_.head_dim_v * elem_size();
   if (p_.dtype == HWKV_F32) return reinterpret_cast<const float*>(src);
   load_rows(src, scratch, int64_t(n) * p_.head_dim_v);
   return scratch;
@@ -222,6 +313,8 @@ hwkv_status BlockStore::free_block(int32_t b) {
   Block& blk = blocks_[b];
   release_pages(blk.pages.data(), blk.pages.size());
   std::vector<int32_t>().swap(blk.pages);
+  std::vector<CompRef>().swap(blk.comp);
+  blk.no_compress = false;
   blk.live = false;
   blk.len = 0;
   --live_count_;
@@ -295,6 +388,7 @@ hwkv_status BlockStore::append(int32_t b, int32_t n_tok, const float* k, const f
     }
   }
   blk.len = static_cast<int32_t>(new_len);
+  compact(b);
   return HWKV_OK;
 }
 
@@ -328,6 +422,11 @@ hwkv_status BlockStore::write(int32_t b, int32_t layer, int32_t start, int32_t n
                 (long long)start + n_tok, b, blk.len);
   const int64_t pt = p_.page_tokens, nkv = p_.n_kv_head, hd = p_.head_dim, hdv = p_.head_dim_v;
   const size_t es = elem_size();
+  if (!blk.comp.empty() && n_tok > 0)
+    for (int64_t pg = start / pt; pg <= (int64_t(start) + n_tok - 1) / pt; ++pg)
+      if (blk.pages[pg] < 0)
+        return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tokens [%d, %lld) of block %d include compressed tokens (page %lld)", fn,
+                    start, (long long)start + n_tok, b, (long long)pg);
   std::vector<float> C, S, tmp(p_.dtype == HWKV_F16 && rope && k ? static_cast<size_t>(hd) : 0);
   if (rope && !table) {
     C.resize(static_cast<size_t>(rope->rotary_dim));
@@ -374,9 +473,30 @@ hwkv_status BlockStore::truncate(int32_t b, int32_t new_len) {
   if (new_len < 0 || new_len > blk.len)
     return fail(HWKV_ERR_OUT_OF_RANGE, "%s: new_len %d is out of range 0..%d (length of block %d)", fn, new_len, blk.len, b);
   const size_t keep = static_cast<size_t>(ceil_div(new_len, p_.page_tokens));
+  if (new_len % p_.page_tokens != 0 && blk.pages[keep - 1] < 0) {
+    // A partially kept compressed page becomes an exact page again (holding its decoded values), so the
+    // block can grow into it.
+    HWKV_RESERVE_FREE_LIST(1);
+    std::vector<uint8_t> tmp;
+    const CompRef& r = blk.comp[keep - 1];
+    tmp.resize(static_cast<size_t>(r.c->n_pages * layer_bytes_));
+    std::vector<int32_t> got;
+    HWKV_TRY(reserve_pages(fn, 1, &got));
+    for (int32_t L = 0; L < p_.n_layer; ++L) {
+      const hwkv_status st = decode_chunk(*r.c, L, tmp.data());
+      if (st != HWKV_OK) {
+        release_pages(got.data(), 1);
+        return st;
+      }
+      std::memcpy(pages_[got[0]] + L * layer_bytes_, tmp.data() + int64_t(r.page) * layer_bytes_, size_t(layer_bytes_));
+    }
+    blk.pages[keep - 1] = got[0];
+    blk.comp[keep - 1].c.reset();
+  }
   if (keep < blk.pages.size()) {
     release_pages(blk.pages.data() + keep, blk.pages.size() - keep);
     blk.pages.resize(keep);
+    if (blk.comp.size() > keep) blk.comp.resize(keep);
   }
   blk.len = new_len;
   return HWKV_OK;
@@ -407,6 +527,9 @@ hwkv_status BlockStore::merge(int32_t dst, int32_t src, const Rope* rope) {
   d.pages.insert(d.pages.end(), got.begin(), got.end());
 
   const size_t es = elem_size();
+  std::vector<uint8_t> dtmp;
+  const Chunk* dc = nullptr;
+  int32_t dl = -1;
   for (int32_t L = 0; L < p_.n_layer; ++L) {
     for (int32_t h = 0; h < p_.n_kv_head; ++h) {
       for (int64_t t = 0; t < n;) {
@@ -414,7 +537,9 @@ hwkv_status BlockStore::merge(int32_t dst, int32_t src, const Rope* rope) {
         const int64_t m = std::min(std::min(pt - ss, pt - ds), n - t);
         const int32_t sp = s.pages[t / pt], dp = d.pages[dpos / pt];
         uint8_t* kd = k_base(dp, L, h) + ds * hd * es;
-        const uint8_t* ks = k_base(sp, L, h) + ss * hd * es;
+        (void)sp;
+        const uint8_t* ks = page_k_any(s, static_cast<int32_t>(t / pt), L, h, &dtmp, &dc, &dl) + ss * hd * es;
+        const uint8_t* vs = page_v_any(s, static_cast<int32_t>(t / pt), L, h, &dtmp, &dc, &dl) + ss * hdv * es;
         if (!rope) {
           std::memcpy(kd, ks, size_t(m * hd) * es);
         } else if (p_.dtype == HWKV_F32) {
@@ -425,7 +550,7 @@ hwkv_status BlockStore::merge(int32_t dst, int32_t src, const Rope* rope) {
           rope_rotate(*rope, tmp.data(), m, hd, table.cos(0), table.sin(0));
           store_rows(kd, tmp.data(), m * hd);
         }
-        std::memcpy(v_base(dp, L, h) + ds * hdv * es, v_base(sp, L, h) + ss * hdv * es, size_t(m * hdv) * es);
+        std::memcpy(v_base(dp, L, h) + ds * hdv * es, vs, size_t(m * hdv) * es);
         t += m;
       }
     }
@@ -447,13 +572,16 @@ hwkv_status BlockStore::read(int32_t b, int32_t layer, int32_t start, int32_t n_
                 (long long)start + n_tok, b, blk.len);
   const int64_t pt = p_.page_tokens, nkv = p_.n_kv_head, hd = p_.head_dim, hdv = p_.head_dim_v;
   const size_t es = elem_size();
+  std::vector<uint8_t> dtmp;
+  const Chunk* dc = nullptr;
+  int32_t dl = -1;
   for (int64_t t = 0; t < n_tok; ++t) {
     const int64_t tp = start + t;
-    const int32_t page = blk.pages[tp / pt];
+    const int32_t page = static_cast<int32_t>(tp / pt);
     const int64_t slot = tp % pt;
     for (int32_t h = 0; h < nkv; ++h) {
-      if (k) load_rows(k_base(page, layer, h) + slot * hd * es, k + (t * nkv + h) * hd, hd);
-      if (v) load_rows(v_base(page, layer, h) + slot * hdv * es, v + (t * nkv + h) * hdv, hdv);
+      if (k) load_rows(page_k_any(blk, page, layer, h, &dtmp, &dc, &dl) + slot * hd * es, k + (t * nkv + h) * hd, hd);
+      if (v) load_rows(page_v_any(blk, page, layer, h, &dtmp, &dc, &dl) + slot * hdv * es, v + (t * nkv + h) * hdv, hdv);
     }
   }
   return HWKV_OK;
@@ -506,6 +634,203 @@ void BlockStore::stats(hwkv_store_stats* out) const {
   out->pages_free = static_cast<int32_t>(free_pages_.size());
   out->blocks_live = live_count_;
   out->reserved = 0;
+}
+
+// ------------------------------------------------------------------------------------------------
+// KV codec
+// ------------------------------------------------------------------------------------------------
+hwkv_status BlockStore::encode_chunk(const Block& blk, int32_t p0, std::shared_ptr<Chunk>* out) {
+  const int32_t pt = p_.page_tokens, nkv = p_.n_kv_head, hd = p_.head_dim, hdv = p_.head_dim_v;
+  const int32_t cp = codec_.chunk_tokens / pt, n = codec_.chunk_tokens;
+  const int32_t Ck = nkv * hd, Cv = nkv * hdv;
+  const size_t es = elem_size();
+  std::shared_ptr<Chunk> c = std::make_shared<Chunk>();
+  c->n_pages = cp;
+  c->n_tok = n;
+  c->layers.resize(static_cast<size_t>(p_.n_layer));
+  std::vector<float> xk(size_t(n) * Ck), xv(size_t(n) * Cv);
+  int64_t bytes = 0;
+  for (int32_t L = 0; L < p_.n_layer; ++L) {
+    for (int32_t pi = 0; pi < cp; ++pi) {
+      const int32_t idx = blk.pages[p0 + pi];
+      for (int32_t h = 0; h < nkv; ++h)
+        for (int32_t t = 0; t < pt; ++t) {
+          load_rows(k_base(idx, L, h) + int64_t(t) * hd * es, xk.data() + (int64_t(pi) * pt + t) * Ck + int64_t(h) * hd, hd);
+          load_rows(v_base(idx, L, h) + int64_t(t) * hdv * es, xv.data() + (int64_t(pi) * pt + t) * Cv + int64_t(h) * hdv, hdv);
+        }
+    }
+    Chunk::Layer& Ly = c->layers[L];
+    int64_t nw, ns;
+    if (codec_.type == HWKV_KV_UNIFORM) {
+      hwkv_uniform_params kp = {Ck, codec_.bits, HWKV_UNIFORM_PER_CHANNEL, n};
+      hwkv_uniform_params vp = {Cv, codec_.bits, HWKV_UNIFORM_PER_TOKEN, uniform_vgroup(Cv)};
+      HWKV_TRY(quant::uniform_size(&kp, n, &nw, &ns));
+      Ly.kw.resize(size_t(nw)), Ly.ks.resize(size_t(ns)), Ly.kz.resize(size_t(ns));
+      HWKV_TRY(quant::uniform_encode(&kp, xk.data(), n, Ly.kw.data(), nw, Ly.ks.data(), Ly.kz.data()));
+      HWKV_TRY(quant::uniform_size(&vp, n, &nw, &ns));
+      Ly.vw.resize(size_t(nw)), Ly.vs.resize(size_t(ns)), Ly.vz.resize(size_t(ns));
+      HWKV_TRY(quant::uniform_encode(&vp, xv.data(), n, Ly.vw.data(), nw, Ly.vs.data(), Ly.vz.data()));
+    } else {
+      const bool g0 = L == 0 && !grid0_.empty();
+      const float* grid = g0 ? grid0_.data() : grid_.data();
+      const int32_t d = g0 ? codec_.grid0_dim : codec_.grid_dim, np = g0 ? codec_.grid0_n : codec_.grid_n;
+      hwkv_higgs_params kp = {Ck, higgs_group_for(Ck), d, np, 1, codec_.seed};
+      hwkv_higgs_params vp = {Cv, higgs_group_for(Cv), d, np, 1, codec_.seed + 1u};
+      HWKV_TRY(quant::higgs_size(&kp, n, &nw, &ns));
+      Ly.kw.resize(size_t(nw)), Ly.ks.resize(size_t(ns));
+      HWKV_TRY(quant::higgs_encode(&kp, grid, xk.data(), n, Ly.kw.data(), nw, Ly.ks.data()));
+      HWKV_TRY(quant::higgs_size(&vp, n, &nw, &ns));
+      Ly.vw.resize(size_t(nw)), Ly.vs.resize(size_t(ns));
+      HWKV_TRY(quant::higgs_encode(&vp, grid, xv.data(), n, Ly.vw.data(), nw, Ly.vs.data()));
+    }
+    bytes += 4 * int64_t(Ly.kw.size() + Ly.vw.size()) + 2 * int64_t(Ly.ks.size() + Ly.kz.size() + Ly.vs.size() + Ly.vz.size());
+  }
+  c->bytes = bytes;
+  *out = std::move(c);
+  return HWKV_OK;
+}
+
+hwkv_status BlockStore::decode_chunk(const Chunk& c, int32_t L, uint8_t* out) const {
+  const int32_t pt = p_.page_tokens, nkv = p_.n_kv_head, hd = p_.head_dim, hdv = p_.head_dim_v;
+  const int32_t n = c.n_tok, Ck = nkv * hd, Cv = nkv * hdv;
+  const size_t es = elem_size();
+  thread_local std::vector<float> yk, yv;
+  yk.resize(size_t(n) * Ck);
+  yv.resize(size_t(n) * Cv);
+  const Chunk::Layer& Ly = c.layers[L];
+  if (codec_.type == HWKV_KV_UNIFORM) {
+    hwkv_uniform_params kp = {Ck, codec_.bits, HWKV_UNIFORM_PER_CHANNEL, n};
+    hwkv_uniform_params vp = {Cv, codec_.bits, HWKV_UNIFORM_PER_TOKEN, uniform_vgroup(Cv)};
+    HWKV_TRY(quant::uniform_decode(&kp, Ly.kw.data(), int64_t(Ly.kw.size()), Ly.ks.data(), Ly.kz.data(), n, yk.data(), 0));
+    HWKV_TRY(quant::uniform_decode(&vp, Ly.vw.data(), int64_t(Ly.vw.size()), Ly.vs.data(), Ly.vz.data(), n, yv.data(), 0));
+  } else {
+    const bool g0 = L == 0 && !grid0_.empty();
+    const float* grid = g0 ? grid0_.data() : grid_.data();
+    const int32_t d = g0 ? codec_.grid0_dim : codec_.grid_dim, np = g0 ? codec_.grid0_n : codec_.grid_n;
+    hwkv_higgs_params kp = {Ck, higgs_group_for(Ck), d, np, 1, codec_.seed};
+    hwkv_higgs_params vp = {Cv, higgs_group_for(Cv), d, np, 1, codec_.seed + 1u};
+    HWKV_TRY(quant::higgs_decode(&kp, grid, Ly.kw.data(), int64_t(Ly.kw.size()), Ly.ks.data(), n, yk.data(), 0));
+    HWKV_TRY(quant::higgs_decode(&vp, grid, Ly.vw.data(), int64_t(Ly.vw.size()), Ly.vs.data(), n, yv.data(), 0));
+  }
+  for (int32_t pi = 0; pi < c.n_pages; ++pi) {
+    uint8_t* base = out + int64_t(pi) * layer_bytes_;
+    for (int32_t h = 0; h < nkv; ++h)
+      for (int32_t t = 0; t < pt; ++t) {
+        store_rows(base + h * k_head_bytes_ + int64_t(t) * hd * es, yk.data() + (int64_t(pi) * pt + t) * Ck + int64_t(h) * hd, hd);
+        store_rows(base + nkv * k_head_bytes_ + h * v_head_bytes_ + int64_t(t) * hdv * es,
+                   yv.data() + (int64_t(pi) * pt + t) * Cv + int64_t(h) * hdv, hdv);
+      }
+  }
+  return HWKV_OK;
+}
+
+const uint8_t* BlockStore::page_k_any(const Block& blk, int32_t page, int32_t layer, int32_t kv_head, std::vector<uint8_t>* tmp,
+                                      const Chunk** tmp_c, int32_t* tmp_layer) const {
+  const int32_t idx = blk.pages[page];
+  if (idx >= 0) return k_base(idx, layer, kv_head);
+  const CompRef& r = blk.comp[page];
+  if (*tmp_c != r.c.get() || *tmp_layer != layer) {
+    tmp->resize(static_cast<size_t>(r.c->n_pages * layer_bytes_));
+    decode_chunk(*r.c, layer, tmp->data());  // cannot fail on codes it produced
+    *tmp_c = r.c.get();
+    *tmp_layer = layer;
+  }
+  return tmp->data() + int64_t(r.page) * layer_bytes_ + kv_head * k_head_bytes_;
+}
+const uint8_t* BlockStore::page_v_any(const Block& blk, int32_t page, int32_t layer, int32_t kv_head, std::vector<uint8_t>* tmp,
+                                      const Chunk** tmp_c, int32_t* tmp_layer) const {
+  const int32_t idx = blk.pages[page];
+  if (idx >= 0) return v_base(idx, layer, kv_head);
+  page_k_any(blk, page, layer, kv_head, tmp, tmp_c, tmp_layer);
+  const CompRef& r = blk.comp[page];
+  return tmp->data() + int64_t(r.page) * layer_bytes_ + p_.n_kv_head * k_head_bytes_ + kv_head * v_head_bytes_;
+}
+
+void BlockStore::compact(int32_t b) {
+  if (!has_codec() || !is_live(b)) return;
+  Block& blk = blocks_[b];
+  if (blk.no_compress) return;
+  const int64_t pt = p_.page_tokens, chunk = codec_.chunk_tokens, cp = chunk / pt;
+  try {
+    for (int64_t c0 = sink_tokens_; c0 + chunk <= int64_t(blk.len) - codec_.buffer; c0 += chunk) {
+      const int32_t p0 = static_cast<int32_t>(c0 / pt);
+      bool exact = true;
+      for (int64_t i = 0; i < cp; ++i) exact = exact && blk.pages[p0 + i] >= 0;
+      if (!exact) continue;  // already compressed (or partly, after a truncate)
+      std::shared_ptr<Chunk> c;
+      if (encode_chunk(blk, p0, &c) != HWKV_OK) {
+        blk.no_compress = true;
+        return;
+      }
+      if (blk.comp.size() < blk.pages.size()) blk.comp.resize(blk.pages.size());
+      release_pages(blk.pages.data() + p0, static_cast<size_t>(cp));
+      for (int64_t i = 0; i < cp; ++i) {
+        blk.pages[p0 + i] = -1;
+        blk.comp[p0 + i] = CompRef{c, static_cast<int32_t>(i)};
+      }
+    }
+  } catch (...) {
+    blk.no_compress = true;
+  }
+}
+
+void BlockStore::compact_all() {
+  if (!has_codec()) return;
+  for (int32_t b = 0; b < block_id_limit(); ++b)
+    if (blocks_[b].live) compact(b);
+}
+
+hwkv_status BlockStore::prepare_layer(int32_t layer) {
+  if (!has_codec()) return HWKV_OK;
+  ++dec_epoch_;
+  int64_t total = 0;
+  for (const Block& blk : blocks_) {
+    if (!blk.live || blk.comp.empty()) continue;
+    for (size_t p = 0; p < blk.pages.size(); ++p) {
+      if (blk.pages[p] >= 0) continue;
+      Chunk& c = *blk.comp[p].c;
+      if (c.dec_epoch == dec_epoch_) continue;
+      c.dec_epoch = dec_epoch_;
+      c.dec_off = total;
+      total += c.n_pages * layer_bytes_;
+    }
+  }
+  if (total == 0) return HWKV_OK;
+  if (dec_.size() < static_cast<size_t>(total)) dec_.resize(static_cast<size_t>(total));
+  ++dec_epoch_;
+  for (const Block& blk : blocks_) {
+    if (!blk.live || blk.comp.empty()) continue;
+    for (size_t p = 0; p < blk.pages.size(); ++p) {
+      if (blk.pages[p] >= 0) continue;
+      Chunk& c = *blk.comp[p].c;
+      if (c.dec_epoch == dec_epoch_) continue;
+      c.dec_epoch = dec_epoch_;
+      HWKV_TRY(decode_chunk(c, layer, dec_.data() + c.dec_off));
+    }
+  }
+  dec_layer_ = layer;
+  return HWKV_OK;
+}
+
+void BlockStore::codec_stats(hwkv_store_codec_stats* out) const {
+  *out = hwkv_store_codec_stats{};
+  const int64_t pt = p_.page_tokens;
+  for (const Block& blk : blocks_) {
+    if (!blk.live || blk.comp.empty()) continue;
+    const Chunk* last = nullptr;
+    for (size_t p = 0; p < blk.pages.size(); ++p) {
+      if (blk.pages[p] >= 0) continue;
+      out->tokens_compressed += std::min<int64_t>(pt, int64_t(blk.len) - int64_t(p) * pt);
+      const Chunk* c = blk.comp[p].c.get();
+      if (c != last) {
+        out->bytes_compressed += c->bytes;
+        ++out->chunks;
+        last = c;
+      }
+    }
+  }
+  out->bytes_scratch = static_cast<int64_t>(dec_.capacity());
+  out->values_compressed = out->tokens_compressed * p_.n_layer * p_.n_kv_head * (int64_t(p_.head_dim) + p_.head_dim_v);
 }
 
 }  // namespace hwkv

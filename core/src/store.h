@@ -28,6 +28,8 @@ class BlockStore {
  public:
   // Validates p and creates an empty store (no pages yet).
   static hwkv_status create(const hwkv_store_params& p, std::unique_ptr<BlockStore>* out);
+  // With a KV codec (nullptr or HWKV_KV_EXACT = exact store). See hwkv_store_codec in hwkv.h.
+  static hwkv_status create(const hwkv_store_params& p, const hwkv_store_codec* codec, std::unique_ptr<BlockStore>* out);
   ~BlockStore();
   BlockStore(const BlockStore&) = delete;
   BlockStore& operator=(const BlockStore&) = delete;
@@ -79,6 +81,17 @@ class BlockStore {
                         int64_t total) const;
 
   void stats(hwkv_store_stats* out) const;
+  void codec_stats(hwkv_store_codec_stats* out) const;
+
+  // -- KV codec --
+  bool has_codec() const { return codec_.type != HWKV_KV_EXACT; }
+  // Encodes every chunk of block b that the policy allows (all layers), freeing its pages. Never fails:
+  // a chunk the quantizer rejects (e.g. values beyond the fp16 range) stops compression of that block.
+  void compact(int32_t b);
+  void compact_all();
+  // Decodes layer `layer` of every compressed chunk of the live blocks into the scratch (once); page
+  // accessors for compressed pages then point there. Must precede attention over compressed blocks.
+  hwkv_status prepare_layer(int32_t layer);
   // Releases every free page (bytes_reserved drops to bytes_in_use).
   void trim();
 
@@ -95,11 +108,30 @@ class BlockStore {
                           float* scratch) const;
 
  private:
+  struct Chunk;  // one encoded chunk (all layers); store.cpp
+  struct CompRef {
+    std::shared_ptr<Chunk> c;
+    int32_t page = 0;  // page index inside the chunk
+  };
   struct Block {
     bool live = false;
+    bool no_compress = false;
     int32_t len = 0;
-    std::vector<int32_t> pages;  // indices into pages_
+    std::vector<int32_t> pages;  // indices into pages_; -1 = compressed (see comp)
+    std::vector<CompRef> comp;   // empty, or parallel to pages
   };
+  // Base of one layer's K (resp. V) rows of a KV head for page `page` of block b: a real page or, for a
+  // compressed page, the decoded scratch (prepare_layer).
+  const uint8_t* kptr(const Block& blk, int32_t page, int32_t layer, int32_t kv_head) const;
+  const uint8_t* vptr(const Block& blk, int32_t page, int32_t layer, int32_t kv_head) const;
+  hwkv_status encode_chunk(const Block& blk, int32_t p0, std::shared_ptr<Chunk>* out);
+  // Decodes one layer of a chunk into out laid out as chunk pages x one page layer (layer_bytes_ each).
+  hwkv_status decode_chunk(const Chunk& c, int32_t layer, uint8_t* out) const;
+  // Loads rows through the codec for read/merge (decoding a compressed page's layer into tmp if needed).
+  const uint8_t* page_k_any(const Block& blk, int32_t page, int32_t layer, int32_t kv_head, std::vector<uint8_t>* tmp,
+                            const Chunk** tmp_c, int32_t* tmp_layer) const;
+  const uint8_t* page_v_any(const Block& blk, int32_t page, int32_t layer, int32_t kv_head, std::vector<uint8_t>* tmp,
+                            const Chunk** tmp_c, int32_t* tmp_layer) const;
 
   explicit BlockStore(const hwkv_store_params& p);
   hwkv_status reserve_pages(const char* fn, int64_t n, std::vector<int32_t>* got);
@@ -122,6 +154,13 @@ class BlockStore {
   std::vector<int32_t> free_ids_;   // min-heap of reusable block ids
   int32_t live_count_ = 0;
   int64_t pages_in_use_ = 0;
+  // codec
+  hwkv_store_codec codec_{};
+  std::vector<float> grid_, grid0_;
+  int32_t sink_tokens_ = 0;           // sinks rounded up to a page
+  std::vector<uint8_t> dec_;          // decoded scratch (grow-only)
+  int32_t dec_layer_ = -1;
+  uint64_t dec_epoch_ = 0;
 };
 
 // Validates the rope parameters against the store (head_dim must match) — used by the ABI layer.

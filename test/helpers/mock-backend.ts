@@ -41,7 +41,9 @@ class MockStore implements KvStore {
       pageTokens: p.pageTokens ?? 64,
       dtype: p.dtype ?? 'f32',
       maxBytes: p.maxBytes ?? 0,
+      codec: p.codec ?? { type: 'none' },
     };
+    if (params.codec.type !== 'none') throw new UnsupportedError('mock backend: KV codecs are not implemented');
     for (const key of ['nLayer', 'nKvHead', 'headDim', 'headDimV', 'pageTokens'] as const) {
       if (!Number.isInteger(params[key]) || params[key] < 1) throw new InvalidArgumentError(`${key} must be an integer >= 1, got ${params[key]}`);
     }
@@ -50,6 +52,10 @@ class MockStore implements KvStore {
     if (params.dtype !== 'f32') throw new InvalidArgumentError(`dtype must be 'f32' or 'f16', got ${String(params.dtype)}`);
     this.params = params;
     this.pageBytes = params.pageTokens * params.nLayer * params.nKvHead * (params.headDim + params.headDimV) * 4;
+  }
+
+  codecStats() {
+    return { bytesCompressed: 0, tokensCompressed: 0, valuesCompressed: 0, chunks: 0, bytesScratch: 0, bitsPerValue: NaN };
   }
 
   private blk(id: number) {

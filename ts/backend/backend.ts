@@ -5,12 +5,15 @@
  */
 import { DisposedError, InvalidArgumentError, OutOfRangeError, errorFromStatus } from '../errors.js';
 import { CoreQuantOps } from '../aqua/quantizer.js';
-import type { QuantOps } from '../aqua/types.js';
+import { gaussianGrid } from '../aqua/grids.js';
+import type { HiggsGrid, QuantOps } from '../aqua/types.js';
 import { ROPE_PARAMS_LEN, STORE_PARAMS_LEN, STORE_STATS_LEN, type RawApi, type RawStore } from './raw.js';
 import type {
   AttentionBatch,
   Backend,
   BackendName,
+  CodecStats,
+  KvCodec,
   KvStore,
   RopeParams,
   StoreParams,
@@ -240,6 +243,7 @@ export class CoreKvStore implements KvStore {
       pageTokens: requireInt('pageTokens', p.pageTokens ?? 64, 1),
       dtype: p.dtype ?? 'f32',
       maxBytes: p.maxBytes ?? 0,
+      codec: p.codec ?? { type: 'none' },
     };
     if (params.dtype !== 'f32' && params.dtype !== 'f16') throw new InvalidArgumentError(`dtype must be 'f32' or 'f16', got ${String(params.dtype)}`);
     if (typeof params.maxBytes !== 'number' || !Number.isSafeInteger(params.maxBytes) || params.maxBytes < 0) {
@@ -254,7 +258,13 @@ export class CoreKvStore implements KvStore {
     sp[5] = params.dtype === 'f16' ? 1 : 0;
     sp[6] = params.maxBytes;
     const out: RawStore[] = [];
-    be.check(be.raw.storeCreate(sp, out));
+    const codec = encodeCodec(params.codec, params.pageTokens);
+    if (codec === null) {
+      be.check(be.raw.storeCreate(sp, out));
+    } else {
+      if (!be.raw.storeCreateCodec) throw errorFromStatus(4, `the ${be.name} backend has no compressed KV cache (codec '${params.codec.type}')`);
+      be.check(be.raw.storeCreateCodec(sp, codec.cd, codec.grid, codec.grid0, out));
+    }
     this.handle = out[0]!;
     this.be = be;
     this.params = params;
@@ -291,6 +301,19 @@ export class CoreKvStore implements KvStore {
       pagesInUse: out[2]!,
       pagesFree: out[3]!,
       blocksLive: out[4]!,
+    };
+  }
+
+  codecStats(): CodecStats {
+    const out = new Float64Array(5);
+    if (this.params.codec.type !== 'none' && this.be.raw.storeCodecStats) this.be.check(this.be.raw.storeCodecStats(this.h(), out));
+    return {
+      bytesCompressed: out[0]!,
+      tokensCompressed: out[1]!,
+      valuesCompressed: out[2]!,
+      chunks: out[3]!,
+      bytesScratch: out[4]!,
+      bitsPerValue: out[2]! > 0 ? (8 * out[0]!) / out[2]! : NaN,
     };
   }
 
@@ -416,4 +439,59 @@ export class CoreKvStore implements KvStore {
     this.handle = null;
     this.be.forget(this);
   }
+}
+
+const CODEC_TYPES = { none: 0, uniform: 1, higgs: 2, aqua: 3 } as const;
+
+function gridOf(name: string, g: unknown): HiggsGrid {
+  const gg = g as HiggsGrid;
+  if (gg === null || typeof gg !== 'object' || !(gg.points instanceof Float32Array) || ![1, 2, 4, 8].includes(gg.dim)) {
+    throw new InvalidArgumentError(`codec.${name} must be a grid { dim: 1|2|4|8, points: Float32Array }`);
+  }
+  return gg;
+}
+
+/** Validates a KvCodec and encodes it for storeCreateCodec; null = exact store. */
+export function encodeCodec(c: KvCodec, pageTokens: number): { cd: Float64Array; grid: Float32Array | null; grid0: Float32Array | null } | null {
+  if (c === null || typeof c !== 'object') throw new InvalidArgumentError('codec must be an object');
+  const type = CODEC_TYPES[c.type as keyof typeof CODEC_TYPES];
+  if (type === undefined) throw new InvalidArgumentError(`codec.type must be 'none', 'uniform', 'higgs' or 'aqua', got ${JSON.stringify(c.type)}`);
+  if (type === 0) return null;
+  const sinks = requireInt('codec.sinks', c.sinks ?? 4, 0);
+  const buffer = requireInt('codec.buffer', c.buffer ?? 128, 0);
+  const chunk = requireInt('codec.chunkTokens', c.chunkTokens ?? Math.ceil(Math.max(64, pageTokens) / pageTokens) * pageTokens, 1);
+  if (chunk % pageTokens !== 0) throw new InvalidArgumentError(`codec.chunkTokens (${chunk}) must be a multiple of pageTokens (${pageTokens})`);
+  const seed = requireInt('codec.seed', c.seed ?? 0, 0);
+  const cd = new Float64Array(10);
+  cd[0] = type;
+  cd[2] = sinks;
+  cd[3] = buffer;
+  cd[4] = chunk;
+  cd[9] = seed;
+  let grid: Float32Array | null = null;
+  let grid0: Float32Array | null = null;
+  if (c.type === 'uniform') {
+    const bits = requireInt('codec.bits', c.bits ?? 2, 1);
+    if (bits > 8) throw new InvalidArgumentError(`codec.bits must be in 1..8 for 'uniform', got ${bits}`);
+    cd[1] = bits;
+  } else if (c.type === 'higgs') {
+    let g: HiggsGrid;
+    if (c.grid !== undefined) {
+      g = gridOf('grid', c.grid);
+    } else {
+      const bits = requireInt('codec.bits', c.bits ?? 2, 2);
+      if (bits > 4) throw new InvalidArgumentError(`codec.bits must be 2, 3 or 4 for 'higgs' (or pass codec.grid), got ${bits}`);
+      g = gaussianGrid(2, 1 << (2 * bits));
+    }
+    const g0 = c.layer0Grid === undefined ? (g.points.length / g.dim >= 256 && g.dim === 2 ? null : gaussianGrid(2, 256)) : c.layer0Grid === null ? null : gridOf('layer0Grid', c.layer0Grid);
+    grid = g.points;
+    cd[5] = g.dim;
+    cd[6] = g.points.length / g.dim;
+    if (g0 !== null) {
+      grid0 = g0.points;
+      cd[7] = g0.dim;
+      cd[8] = g0.points.length / g0.dim;
+    }
+  }
+  return { cd, grid, grid0 };
 }

@@ -126,6 +126,11 @@ export interface RawApi {
   storeCreate(sp: Float64Array, out: RawStore[]): number;
   storeFree(s: RawStore): void;
   storeStats(s: RawStore, out: Float64Array): number;
+  /** KV codec store (optional member: absent on builds without it). codec = [type, bits, sinks, buffer,
+   *  chunk_tokens, grid_dim, grid_n, grid0_dim, grid0_n, seed]; out[0] receives the handle. */
+  storeCreateCodec?(sp: Float64Array, codec: Float64Array, grid: Float32Array | null, grid0: Float32Array | null, out: RawStore[]): number;
+  /** out = [bytes_compressed, tokens_compressed, values_compressed, chunks, bytes_scratch] */
+  storeCodecStats?(s: RawStore, out: Float64Array): number;
 
   blockCreate(s: RawStore, out: Int32Array): number;
   blockFree(s: RawStore, block: number): number;

@@ -4,7 +4,7 @@
  *   q/k/v of one token = [n_head, head_dim]; a run of tokens = [n_tok, n_head, head_dim].
  */
 
-import type { QuantOps } from '../aqua/types.js';
+import type { HiggsGrid, QuantOps } from '../aqua/types.js';
 
 export type BackendName = 'cuda' | 'native' | 'wasm';
 export type BackendChoice = BackendName | 'auto';
@@ -56,6 +56,48 @@ export interface StoreParams {
   dtype?: 'f32' | 'f16';
   /** Upper bound on page memory in bytes; 0 = unlimited. Defaults to 0. */
   maxBytes?: number;
+  /** KV codec (compressed cache, see hwkv_store_codec in core/include/hwkv.h). Defaults to `{ type: 'none' }`. */
+  codec?: KvCodec;
+}
+
+/**
+ * Compressed KV cache. The first `sinks` tokens of every block (rounded up to a page) and the most recent
+ * `buffer` tokens stay exact; every older chunk of `chunkTokens` tokens (a multiple of pageTokens) is
+ * encoded once (all layers) and its pages are freed.
+ *   uniform: KIVI-style min/max codes of `bits` bits (keys per channel over the chunk, values per token
+ *            in groups of the largest divisor of nKvHead*headDimV <= 128), fp16 scale + zero per group.
+ *   higgs:   HIGGS vector quantization (Hadamard rotation + Gaussian grid). `bits` 2/3/4 picks the grid
+ *            gauss-d2-n16/n64/n256 (or pass `grid`); layer 0 uses `layer0Grid` (default gauss-d2-n256,
+ *            null = the same grid).
+ *   aqua:    reserved for AQUA-KV predictors (UNSUPPORTED for now).
+ */
+export interface KvCodec {
+  type: 'none' | 'uniform' | 'higgs' | 'aqua';
+  /** uniform: 1..8 (default 2); higgs: 2, 3 or 4 (default 2) when no grid is given. */
+  bits?: number;
+  grid?: HiggsGrid;
+  layer0Grid?: HiggsGrid | null;
+  /** Default 4. */
+  sinks?: number;
+  /** Default 128. */
+  buffer?: number;
+  /** Default max(64, pageTokens) rounded up to a multiple of pageTokens. */
+  chunkTokens?: number;
+  /** HIGGS sign seed. Default 0. */
+  seed?: number;
+}
+
+/** Memory held by compressed chunks (codes + fp16 scales/zeros). */
+export interface CodecStats {
+  bytesCompressed: number;
+  tokensCompressed: number;
+  /** tokens x nLayer x nKvHead x (headDim + headDimV) */
+  valuesCompressed: number;
+  chunks: number;
+  /** Decode scratch held by the store (rows of one layer of the compressed chunks; grow-only). */
+  bytesScratch: number;
+  /** 8 * bytesCompressed / valuesCompressed (NaN when nothing is compressed) */
+  bitsPerValue: number;
 }
 
 export interface StoreStats {
@@ -77,6 +119,8 @@ export interface AttentionBatch {
 export interface KvStore {
   readonly params: Required<StoreParams>;
   stats(): StoreStats;
+  /** Compressed-cache memory (all zero without a codec). */
+  codecStats(): CodecStats;
   createBlock(): number;
   freeBlock(block: number): void;
   blockLength(block: number): number;

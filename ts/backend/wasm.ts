@@ -43,6 +43,8 @@ export interface HwkvWasmModule {
   _hwkv_wasm_store_create(sp: number, outSlot: number): number;
   _hwkv_wasm_store_free(s: number): void;
   _hwkv_wasm_store_stats(s: number, out: number): number;
+  _hwkv_wasm_store_create_codec(sp: number, cd: number, grid: number, grid0: number, outSlot: number): number;
+  _hwkv_wasm_store_codec_stats(s: number, out: number): number;
   _hwkv_wasm_block_create(s: number, out: number): number;
   _hwkv_wasm_block_free(s: number, block: number): number;
   _hwkv_wasm_block_len(s: number, block: number, out: number): number;
@@ -397,6 +399,26 @@ class WasmRaw implements RawApi {
   storeStats(s: RawStore, out: Float64Array): number {
     this.add(out, OUT);
     return this.call('store_stats', 0, (p) => this.m._hwkv_wasm_store_stats(s as number, p[0]!));
+  }
+
+  storeCreateCodec(sp: Float64Array, codec: Float64Array, grid: Float32Array | null, grid0: Float32Array | null, out: RawStore[]): number {
+    this.add(sp, IN);
+    this.add(codec, IN);
+    this.add(grid, IN);
+    this.add(grid0, IN);
+    return this.call(
+      'store_create_codec',
+      4,
+      (p) => this.m._hwkv_wasm_store_create_codec(p[0]!, p[1]!, p[2]!, p[3]!, p[4]!),
+      (p) => {
+        out[0] = this.u32(p[4]!);
+      },
+    );
+  }
+
+  storeCodecStats(s: RawStore, out: Float64Array): number {
+    this.add(out, OUT);
+    return this.call('store_codec_stats', 0, (p) => this.m._hwkv_wasm_store_codec_stats(s as number, p[0]!));
   }
 
   blockCreate(s: RawStore, out: Int32Array): number {

@@ -10,6 +10,7 @@
  */
 import { AbortError, InvalidArgumentError, TokenizerError, UnsupportedError } from '../errors.js';
 import type { CoreKvStore } from '../backend/backend.js';
+import type { KvCodec, StoreParams } from '../backend/types.js';
 import { Sampler, argmax, validateSampling, type SamplingOptions } from '../engine/sampling.js';
 import type { Model } from '../model/model.js';
 import type { Tokenizer, TokenStreamDecoder } from '../tokenizer/types.js';
@@ -83,8 +84,14 @@ export interface HogwildOptions {
   answer?: AnswerFormat;
   /** Tokens the forced final answer may take (default 32); false = no forced answer. */
   finalAnswer?: { maxTokens?: number } | false;
-  /** A KV store of its own for the run (element type, page size, memory cap); default: the model's store. */
-  kvCache?: { type?: 'f32' | 'f16'; pageTokens?: number; maxBytes?: number };
+  /**
+   * A KV store of its own for the run (element type or compressed cache, page size, memory cap); default: the
+   * model's store (which carries loadModel's kvCache, compressed or not). 'uniform' / 'higgs' take the
+   * KvCodec fields (bits, sinks, buffer, chunkTokens, ...) and `dtype` for the exact pages.
+   */
+  kvCache?:
+    | { type?: 'f32' | 'f16'; pageTokens?: number; maxBytes?: number }
+    | ({ type: 'uniform' | 'higgs' | 'aqua'; dtype?: 'f32' | 'f16'; pageTokens?: number; maxBytes?: number } & Omit<KvCodec, 'type'>);
   /** Tokens per prefill call. Defaults to 256. */
   prefillChunk?: number;
   /** Override token choice (constrained decoding, tests). Return a token id. */
@@ -285,9 +292,7 @@ export class HogwildRun {
         nLayer: c.nLayer,
         nKvHead: c.nKvHead,
         headDim: c.headDim,
-        dtype: options.kvCache.type ?? 'f32',
-        pageTokens: options.kvCache.pageTokens ?? 64,
-        maxBytes: options.kvCache.maxBytes ?? 0,
+        ...kvStoreOf(options.kvCache),
       }) as CoreKvStore;
     } else {
       this.store = null;
@@ -638,4 +643,13 @@ export class HogwildRun {
   [Symbol.dispose](): void {
     this.dispose();
   }
+}
+
+/** Store parameters of a run's own kvCache option (exact element type, or a codec over exact pages). */
+function kvStoreOf(k: NonNullable<HogwildOptions['kvCache']>): Pick<StoreParams, 'dtype' | 'pageTokens' | 'maxBytes' | 'codec'> {
+  const { type, pageTokens, maxBytes, ...rest } = k as { type?: string; pageTokens?: number; maxBytes?: number; dtype?: 'f32' | 'f16' } & Record<string, unknown>;
+  const base = { pageTokens: pageTokens ?? 64, maxBytes: maxBytes ?? 0 };
+  if (type === undefined || type === 'f32' || type === 'f16') return { ...base, dtype: (type as 'f32' | 'f16' | undefined) ?? 'f32' };
+  const { dtype, ...codec } = rest as { dtype?: 'f32' | 'f16' } & Omit<KvCodec, 'type'>;
+  return { ...base, dtype: dtype ?? 'f32', codec: { ...codec, type } as KvCodec };
 }

@@ -6,7 +6,8 @@ import { Template } from '@huggingface/jinja';
 import { AbortError, DisposedError, InvalidArgumentError, TokenizerError } from '../errors.js';
 import { CoreBackend } from '../backend/backend.js';
 import { createBackend } from '../backend/select.js';
-import type { Backend, BackendChoice } from '../backend/types.js';
+import type {
+  KvCodec, Backend, BackendChoice } from '../backend/types.js';
 import { Sampler, validateSampling, type SamplingOptions } from '../engine/sampling.js';
 import { GgufTokenizer } from '../tokenizer/gguf-tokenizer.js';
 import { HfTokenizer } from '../tokenizer/hf-tokenizer.js';
@@ -28,7 +29,11 @@ export interface LoadModelOptions {
   /** Stops loading; the promise rejects with AbortError and nothing stays allocated. */
   signal?: AbortSignal;
   /** KV cache element type. Defaults to 'f32'. */
-  kvCache?: { type: 'f32' | 'f16' };
+  /**
+   * KV cache element type or compressed cache. 'uniform' / 'higgs' store exact f32 (or `dtype`) pages for
+   * the first `sinks` and last `buffer` tokens of each block and encode older chunks once (see KvCodec).
+   */
+  kvCache?: KvCacheOption;
   /** Tokens per KV page. Defaults to 64. */
   pageTokens?: number;
 }
@@ -83,6 +88,9 @@ export interface PerplexityOptions {
   maxChunks?: number;
   /** Split the text in chunks of this many characters before tokenizing (each chunk starts with BOS). Defaults to tokenizing the whole text and cutting token windows. */
   chunkChars?: number;
+  /** Tokens per forward call inside a chunk (default 256). With a compressed kvCache, later calls attend to
+   *  the chunks encoded after earlier calls: smaller values exercise the codec more. */
+  prefillChunk?: number;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
 }
@@ -419,7 +427,7 @@ export class Model {
     for (let c = 0; c < use.length; c++) {
       const ids = use[c]!;
       if (ids.length < 2) continue;
-      const logits = await this.logits(ids, { signal: options.signal });
+      const logits = await this.logits(ids, { signal: options.signal, chunk: options.prefillChunk });
       for (let i = 0; i + 1 < ids.length; i++) {
         const row = logits.subarray(i * V, (i + 1) * V);
         let m = -Infinity;
@@ -446,6 +454,18 @@ export class Model {
   }
 }
 
+/** The model's KV cache: exact ('f32' | 'f16') or compressed ('uniform' | 'higgs'; 'aqua' reserved). */
+export type KvCacheOption =
+  | { type: 'f32' | 'f16' }
+  | ({ type: 'uniform' | 'higgs' | 'aqua'; dtype?: 'f32' | 'f16' } & Omit<KvCodec, 'type'>);
+
+function kvCacheStore(k: KvCacheOption | undefined): { kvDtype?: 'f32' | 'f16'; kvCodec?: KvCodec } {
+  if (k === undefined) return {};
+  if (k.type === 'f32' || k.type === 'f16') return { kvDtype: k.type };
+  const { dtype, ...codec } = k as { type: 'uniform' | 'higgs' | 'aqua'; dtype?: 'f32' | 'f16' } & Omit<KvCodec, 'type'>;
+  return { kvDtype: dtype, kvCodec: codec as KvCodec };
+}
+
 function validateLoadOptions(o: LoadModelOptions): void {
   if (o === null || typeof o !== 'object') throw new InvalidArgumentError('loadModel options must be an object');
   if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1 || o.threads > 1024)) {
@@ -454,8 +474,8 @@ function validateLoadOptions(o: LoadModelOptions): void {
   if (o.pageTokens !== undefined && (!Number.isInteger(o.pageTokens) || o.pageTokens < 1)) {
     throw new InvalidArgumentError(`pageTokens must be a positive integer, got ${String(o.pageTokens)}`);
   }
-  if (o.kvCache !== undefined && (o.kvCache === null || !['f32', 'f16'].includes(o.kvCache.type))) {
-    throw new InvalidArgumentError(`kvCache.type must be 'f32' or 'f16', got ${JSON.stringify(o.kvCache?.type)}`);
+  if (o.kvCache !== undefined && (o.kvCache === null || !['f32', 'f16', 'uniform', 'higgs', 'aqua'].includes(o.kvCache.type))) {
+    throw new InvalidArgumentError(`kvCache.type must be 'f32', 'f16', 'uniform', 'higgs' or 'aqua', got ${JSON.stringify(o.kvCache?.type)}`);
   }
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new InvalidArgumentError('onProgress must be a function');
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new InvalidArgumentError('signal must be an AbortSignal');
@@ -479,7 +499,7 @@ export async function loadModel(pathOrFolder: string, options: LoadModelOptions 
     threads: options.threads,
     onProgress: options.onProgress,
     signal: options.signal,
-    kvDtype: options.kvCache?.type,
+    ...kvCacheStore(options.kvCache),
     pageTokens: options.pageTokens,
   });
   return new Model(source, runtime, tokenizer);

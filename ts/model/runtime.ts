@@ -3,6 +3,7 @@
  * everything above (generation, perplexity, Hogwild!) is built on. Backend-agnostic: it talks to the
  * RawModelApi of whatever backend it was given.
  */
+import type { KvCodec } from '../backend/types.js';
 import { AbortError, DisposedError, InvalidArgumentError, UnsupportedError, errorFromStatus } from '../errors.js';
 import { CoreBackend, CoreKvStore, encodeRope } from '../backend/backend.js';
 import { MODEL_INFO_LEN, MODEL_PARAMS_LEN, type RawModel, type RawModelApi } from '../backend/raw.js';
@@ -75,7 +76,7 @@ export class ModelRuntime {
   static async create(
     backend: CoreBackend,
     source: ModelSource,
-    opts: { threads?: number; onProgress?: (p: LoadProgress) => void; signal?: AbortSignal; kvDtype?: 'f32' | 'f16'; pageTokens?: number },
+    opts: { threads?: number; onProgress?: (p: LoadProgress) => void; signal?: AbortSignal; kvDtype?: 'f32' | 'f16'; kvCodec?: KvCodec; pageTokens?: number },
   ): Promise<ModelRuntime> {
     const api = backend.raw.model;
     if (!api) throw new UnsupportedError(`the ${backend.name} backend cannot run models yet`);
@@ -135,6 +136,7 @@ export class ModelRuntime {
         headDim: c.headDim,
         pageTokens: opts.pageTokens ?? 64,
         dtype: opts.kvDtype ?? 'f32',
+        ...(opts.kvCodec ? { codec: opts.kvCodec } : {}),
       });
       opts.onProgress?.({ phase: 'ready', loadedBytes: total, totalBytes: total, progress: 1 });
       return new ModelRuntime(backend, api, handle, c, store as CoreKvStore);
