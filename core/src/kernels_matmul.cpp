@@ -233,7 +233,7 @@ hwkv_status matmul_multi(const MatmulOut* outs, int32_t n_outs, int64_t n_in, co
     jobs.clear();
     chunks.clear();
     // Chunking: about 6 chunks per thread over all outputs (dynamic hand-out balances threads that get
-    // preempted), but no chunk under ~24 KiB of weights, rows in multiples of 16.
+    // preempted), but no chunk under ~24 KiB of weights, rows in multiples of 12.
     const int64_t target_chunks = n_threads > 1 ? int64_t(n_threads) * 6 : 1;
     const int64_t chunk_bytes = std::max<int64_t>(total_bytes / target_chunks, 24 * 1024);
     for (int32_t j = 0; j < n_outs; ++j) {
@@ -252,7 +252,7 @@ hwkv_status matmul_multi(const MatmulOut* outs, int32_t n_outs, int64_t n_in, co
       jobs.push_back(t);
       const int64_t rb = row_bytes(o.wtype, n_in);
       int64_t rows = n_threads > 1 ? std::max<int64_t>(chunk_bytes / rb, 1) : o.n_out;
-      rows = (rows + 15) / 16 * 16;
+      rows = (rows + 11) / 12 * 12;  // multiples of 12: whole 4-row decode and 3-row batched tiles
       for (int64_t r0 = 0; r0 < o.n_out; r0 += rows) chunks.push_back(Chunk{j, r0, std::min(o.n_out, r0 + rows)});
     }
     Ctx ctx{jobs.data(), chunks.data(), path.rows};
