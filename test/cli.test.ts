@@ -3,6 +3,7 @@
  *  - inspect --json: valid JSON listing cuda, native and wasm, with a reason for each unavailable one;
  *  - generate --json on stories260K: text / tokens / timings, and the greedy text and tokens equal
  *    model.generate through the API on the same backend;
+ *  - calibrate: writes a predictor file that loads for the model, prints the per-layer table;
  *  - perplexity --json on a random slice of ../shared/corpora/tinystories_val.txt (temp file): equals
  *    model.perplexity through the API with the same options;
  *  - errors: a missing model, a bad option and a bad backend exit with code 1 and a one-line message, no stack.
@@ -13,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { loadModel } from '../ts/index.ts';
+import { loadAquaPredictors, loadModel } from '../ts/index.ts';
 import { backendsUnderTest, skipLine } from './helpers/backends.ts';
 import { seededTest } from './helpers/harness.ts';
 
@@ -138,6 +139,32 @@ S('errors: exit code 1 and a one-line message', () => {
     assert.ok(!/\n\s+at /.test(r.stderr), `${args.join(' ')}: no stack trace:\n${r.stderr}`);
     assert.is(r.stdout, '');
   }
+});
+
+S('calibrate: writes a predictor file that loads for the model; per-layer table printed; missing data file -> exit 1', async () => {
+  if (!have('cli/calibrate', STORIES, 'the stories260K model') || !have('cli/calibrate', CORPUS, 'the TinyStories corpus')) return;
+  const out = path.join(tmp, 'preds.safetensors');
+  const r = cli(['calibrate', '-m', STORIES, '-b', 'native', '--data', CORPUS, '--bits', '2', '--tokens', '600', '--chunk', '128', '--hold-out', '0.25', '--out', out]);
+  const backend = (await backendsUnderTest()).find((b) => b.name === 'native');
+  if (!backend) {
+    skipLine('cli/calibrate', 'needs the native backend');
+    return;
+  }
+  assert.is(r.code, 0, r.stderr);
+  assert.ok(existsSync(out), 'file written');
+  const m = await loadModel(STORIES, { backend: backend.backend });
+  try {
+    const p = loadAquaPredictors(out, m);
+    assert.is(p.metadata['bits'], '2');
+    assert.is(p.k.length, m.config.nLayer);
+  } finally {
+    m.dispose();
+  }
+  assert.match(r.stdout, /layer \|/);
+  assert.match(r.stdout, /wrote /);
+  const bad = cli(['calibrate', '-m', STORIES, '--data', path.join(tmp, 'missing.txt'), '--out', out]);
+  assert.is(bad.code, 1);
+  assert.match(bad.stderr, /missing\.txt/);
 });
 
 S.run();

@@ -8,6 +8,7 @@ import { HogwildError } from './errors.js';
 import { formatInspect, inspect } from './cli/inspect.js';
 import { chatCommand, generateCommand } from './cli/generate.js';
 import { perplexityCommand } from './cli/perplexity.js';
+import { calibrateCommand } from './cli/calibrate.js';
 import { solveCommand } from './cli/solve.js';
 import { packageRoot } from './util/paths.js';
 
@@ -59,6 +60,19 @@ modelOpts(program.command('perplexity').description('perplexity of a text file (
   .option('--chunk-chars <n>', 'cut the text into chunks of this many characters first (each chunk starts with BOS)')
   .option('--max-chunks <n>', 'only the first N chunks')
   .action((opts) => perplexityCommand(opts));
+
+modelOpts(program.command('calibrate').description('AQUA-KV: fit the inter-layer K/V predictors on calibration text (writes safetensors)'))
+  .requiredOption('-d, --data <files...>', 'calibration text file(s)')
+  .requiredOption('-o, --out <path>', 'output .safetensors file')
+  .option('--bits <n>', 'bits per value of the main HIGGS grid (1..4)', '2')
+  .option('--grid <name>', 'main grid (overrides --bits), e.g. gauss-d2-n16')
+  .option('--layer0 <mode>', "layer 0: a grid name or 'exact'", 'gauss-d2-n256')
+  .option('--tokens <n>', 'use at most N tokens')
+  .option('--hold-out <f>', 'held-out fraction of chunks', '0.1')
+  .option('--chunk <n>', 'tokens per chunk incl. BOS', '512')
+  .option('--damping <f>', 'ridge damping relative to mean(diag XᵀX)', '1e-3')
+  .option('--seed <n>', 'split seed', '0')
+  .action((opts) => calibrateCommand(opts));
 
 modelOpts(program.command('solve').description('Hogwild!: several workers of the model solve a problem together over one shared KV cache').argument('<problem>', 'the problem'))
   .option('-w, --workers <n>', 'number of workers', '2')

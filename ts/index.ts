@@ -83,3 +83,5 @@ export type {
   PickTokenContext,
   SolveOptions,
 } from './hogwild/index.js';
+export { calibrateAquaKV, loadAquaPredictors, writeAquaPredictors, aquaModelIdentity, AQUA_PREDICTORS_FORMAT } from './aqua/calibrate.js';
+export type { AquaPredictors, CalibrateOptions, CalibrateProgress, CalibrateResult, LayerStats } from './aqua/calibrate.js';

@@ -18,6 +18,7 @@
 // completion frees them), and references keep the handles and all typed arrays alive. The core's last
 // error is thread-local, so the worker copies the message and the completion makes it the addon-side
 // last error: after the promise resolves with a non-zero status, lastError() returns it.
+#include <cstddef>
 #include <string>
 #include <utility>
 #include <vector>
@@ -337,6 +338,37 @@ Napi::Value ModelSetThreads(const Napi::CallbackInfo& info) {
   return c.Status(mapi->model_set_threads(box->model, n));
 }
 
+// modelCaptureKv(m, tokens Int32Array[n], kPre Float32Array[nLayer*n*kvd], v Float32Array[same]): the K/V tap.
+// UNSUPPORTED where the library's table predates the member or leaves it NULL (CUDA).
+Napi::Value ModelCaptureKv(const Napi::CallbackInfo& info) {
+  Call c(info, "modelCaptureKv");
+  HWKV_MODEL_OF(c);
+  if (mapi->size < offsetof(hwkv_model_api, model_capture_kv) + sizeof(mapi->model_capture_kv) ||
+      mapi->model_capture_kv == nullptr) {
+    return c.Unsupported();
+  }
+  ModelBox* box = GetModel(c, 0);
+  Span<int32_t> tokens = c.Array<int32_t>(1, "tokens", napi_int32_array, false);
+  Span<float> k = c.Array<float>(2, "kPre", napi_float32_array, false);
+  Span<float> v = c.Array<float>(3, "v", napi_float32_array, false);
+  HWKV_CHECKED(c);
+  if (k.len != v.len) {
+    c.Fail("kPre and v must have the same length");
+    return c.Reject();
+  }
+  hwkv_model_info mi;
+  std::memset(&mi, 0, sizeof mi);
+  c.Enter();
+  hwkv_status st = mapi->model_info(box->model, &mi);
+  if (st != HWKV_OK) return c.Status(st);
+  const int64_t want = static_cast<int64_t>(mi.params.n_layer) * tokens.len * mi.params.n_kv_head * mi.params.head_dim;
+  if (k.len != want) {
+    c.Fail(Format("kPre and v need n_layer*n_tok*n_kv_head*head_dim = %" PRId64 " elements, got %" PRId64, want, k.len));
+    return c.Reject();
+  }
+  return c.Status(mapi->model_capture_kv(box->model, tokens.data, static_cast<int32_t>(tokens.len), k.data, v.data));
+}
+
 // ------------------------------------------------------------------------------------------------
 // modelForward / modelForwardAsync (m, s, logitsMode, viewIndptr, viewBlocks, tokIndptr, tokens, logits | null)
 // ------------------------------------------------------------------------------------------------
@@ -531,9 +563,10 @@ std::string CheckModelTable(const hwkv_model_api* api) {
     return Format("model ABI version mismatch: library has %u, addon expects %d", api->abi_version,
                   HWKV_MODEL_ABI_VERSION);
   }
-  if (api->size < sizeof(hwkv_model_api)) {
+  // model_capture_kv was appended after ABI 1 shipped: older tables end before it (checked per call).
+  if (api->size < offsetof(hwkv_model_api, model_capture_kv)) {
     return Format("model function table too small: library has %u bytes, addon expects %zu", api->size,
-                  sizeof(hwkv_model_api));
+                  offsetof(hwkv_model_api, model_capture_kv));
   }
   if (api->last_error == nullptr || api->model_create == nullptr || api->model_free == nullptr) {
     return "model function table lacks last_error/model_create/model_free";
@@ -553,6 +586,7 @@ Napi::Object MakeRawModelApi(Napi::Env env, Binding* b) {
   add("modelForward", Method<ModelForward>);
   add("modelForwardAsync", ModelForwardAsync);
   add("modelSetThreads", Method<ModelSetThreads>);
+  add("modelCaptureKv", Method<ModelCaptureKv>);
   return o;
 }
 

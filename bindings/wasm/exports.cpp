@@ -307,6 +307,12 @@ HWKV_WASM_EXPORT int32_t hwkv_wasm_model_set_threads(hwkv_model_t* m, int32_t n_
   return model_api()->model_set_threads(m, n_threads);
 }
 
+// K/V tap: k_pre and v [n_layer, n_tok, n_kv_head*head_dim] (sizes checked by ts/backend/wasm.ts).
+HWKV_WASM_EXPORT int32_t hwkv_wasm_model_capture_kv(hwkv_model_t* m, const int32_t* tokens, int32_t n_tok,
+                                                    float* k_pre, float* v) {
+  return model_api()->model_capture_kv(m, tokens, n_tok, k_pre, v);
+}
+
 // ---- Quantizers (hwkv_quant.h) ---------------------------------------------------------------------------
 
 namespace {

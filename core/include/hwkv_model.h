@@ -233,6 +233,14 @@ typedef struct hwkv_model_api {
 
   /* Threads of the model's pool (incl. the caller); <= 0 = hardware concurrency. Not during a forward. */
   hwkv_status (*model_set_threads)(hwkv_model_t* m, int32_t n_threads);
+
+  /* K/V tap (AQUA-KV calibration): runs one sequence tokens[n_tok] (positions 0..n_tok-1) through the
+     forward in a private f32 store (chunks of 256 tokens; the caller's stores are untouched) and writes
+     every layer's keys BEFORE RoPE (after bias, q/k norm and attn_factor) to k_pre and the values to v,
+     both float32 [n_layer, n_tok, n_kv_head * head_dim]. Not re-entrant (like model_forward). Added after
+     ABI 1 shipped: check `size` covers it; NULL where unsupported (the CUDA engine).                   */
+  hwkv_status (*model_capture_kv)(hwkv_model_t* m, const int32_t* tokens, int32_t n_tok, float* k_pre,
+                                  float* v);
 } hwkv_model_api;
 
 /* The CPU core's table (native addon and WASM). The CUDA library will export hwkv_cuda_model_api(). */

@@ -227,6 +227,11 @@ hwkv_status forward(Model& m, hwkv_store_t* handle, const hwkv_forward_batch* b,
       for (int64_t r = 0; r < n_tok * P.n_kv_head; ++r)
         for (int32_t i = 0; i < rd; ++i) k[r * hd + i] *= af;
     }
+    if (m.cap_k) {  // K/V tap: pre-RoPE keys (after bias, q/k norm, attention factor) and values
+      const size_t bytes = static_cast<size_t>(n_tok * kvd) * sizeof(float);
+      std::memcpy(m.cap_k + (l * m.cap_n_tok + m.cap_off) * kvd, k, bytes);
+      std::memcpy(m.cap_v + (l * m.cap_n_tok + m.cap_off) * kvd, v, bytes);
+    }
     // Keys to block-local positions, then into the write blocks (every sequence before any attention).
     for (int64_t t = 0; t < n_tok; ++t)
       rope_rotate(m.rope, k + t * kvd, P.n_kv_head, hd, m.rope_tab.cos(t), m.rope_tab.sin(t));

@@ -83,6 +83,11 @@ export interface RawModelApi {
     logits: Float32Array | null,
   ): Promise<number>;
   modelSetThreads(m: RawModel, nThreads: number): number;
+  /**
+   * K/V tap (hwkv_model_api.model_capture_kv): one sequence at positions 0..n-1 in a private store; kPre (keys
+   * before RoPE) and v are [nLayer, n, nKvHead*headDim]. Absent, or UNSUPPORTED, where the backend has none.
+   */
+  modelCaptureKv?(m: RawModel, tokens: Int32Array, kPre: Float32Array, v: Float32Array): number;
 }
 
 /** [channels, group, dim, n_points, use_signs, seed] — hwkv_higgs_params field order (hwkv_quant.h) */

@@ -97,6 +97,7 @@ export interface HwkvWasmModule {
     nLogits: number,
   ): number;
   _hwkv_wasm_model_set_threads?(m: number, nThreads: number): number;
+  _hwkv_wasm_model_capture_kv?(m: number, tokens: number, nTok: number, kPre: number, v: number): number;
   // Quantizers (hwkv_quant.h; absent from artifacts built before them).
   _hwkv_wasm_higgs_size?(hp: number, nTok: number, out: number): number;
   _hwkv_wasm_higgs_encode?(hp: number, grid: number, x: number, nTok: number, codes: number, nWords: number, scales: number): number;
@@ -160,6 +161,8 @@ class WasmRaw implements RawApi {
   private readonly ptrs: number[] = [];
   /** Live model handles -> n_vocab (modelFree of anything else is a no-op; other calls reject it). */
   private readonly models = new Map<number, number>();
+  /** n_layer * n_kv_head * head_dim of each live model (K/V tap sizes). */
+  private readonly modelKv = new Map<number, number>();
 
   /** The model engine (hwkv_cpu_model_api), UPLOAD mode only. */
   readonly model?: RawModelApi;
@@ -178,6 +181,9 @@ class WasmRaw implements RawApi {
         modelForward: (h, s, logitsMode, viewIndptr, viewBlocks, tokIndptr, tokens, logits) =>
           this.modelForward(h, s, logitsMode, viewIndptr, viewBlocks, tokIndptr, tokens, logits),
         modelSetThreads: (h, nThreads) => this.modelSetThreads(h, nThreads),
+        ...(typeof m._hwkv_wasm_model_capture_kv === 'function'
+          ? { modelCaptureKv: (h: RawModel, tokens: Int32Array, kPre: Float32Array, v: Float32Array) => this.modelCaptureKv(h, tokens, kPre, v) }
+          : {}),
       };
     }
     if (typeof m._hwkv_wasm_higgs_size === 'function') {
@@ -592,6 +598,7 @@ class WasmRaw implements RawApi {
     this.add(ne, IN);
     this.add(nbytes, IN);
     const nVocab = mp[6]!;
+    const kvFloats = mp[0]! * mp[3]! * mp[4]!;
     const st = this.call(
       'model_create',
       4,
@@ -599,6 +606,7 @@ class WasmRaw implements RawApi {
       (p) => {
         const h = this.u32(p[7]!);
         this.models.set(h, nVocab);
+        this.modelKv.set(h, kvFloats);
         out[0] = h;
       },
     );
@@ -615,6 +623,7 @@ class WasmRaw implements RawApi {
   private modelFree(h: RawModel): void {
     if (typeof h !== 'number' || !this.models.has(h)) return; // null, double free or foreign: no-op
     this.models.delete(h);
+    this.modelKv.delete(h);
     if (this.dead !== null) return;
     try {
       this.m._hwkv_wasm_model_free!(h);
@@ -637,6 +646,21 @@ class WasmRaw implements RawApi {
     }
     this.add(out, OUT);
     return this.call('model_info', 0, (p) => this.m._hwkv_wasm_model_info!(h as number, p[0]!));
+  }
+
+  private modelCaptureKv(h: RawModel, tokens: Int32Array, kPre: Float32Array, v: Float32Array): number {
+    const fn = 'modelCaptureKv';
+    if (this.liveModel(fn, h) === undefined) return ERR_INVALID_ARGUMENT;
+    if (!(tokens instanceof Int32Array)) return this.reject(ERR_INVALID_ARGUMENT, `${fn}: tokens must be an Int32Array`);
+    if (!(kPre instanceof Float32Array) || !(v instanceof Float32Array)) return this.reject(ERR_INVALID_ARGUMENT, `${fn}: kPre and v must be Float32Arrays`);
+    const want = this.modelKv.get(h as number)! * tokens.length;
+    if (kPre.length !== want || v.length !== want) {
+      return this.reject(ERR_INVALID_ARGUMENT, `${fn}: kPre and v need n_layer*n_tok*n_kv_head*head_dim = ${want} elements, got ${kPre.length} and ${v.length}`);
+    }
+    this.add(tokens, IN);
+    this.add(kPre, OUT);
+    this.add(v, OUT);
+    return this.call('model_capture_kv', 0, (p) => this.m._hwkv_wasm_model_capture_kv!(h as number, p[0]!, tokens.length, p[1]!, p[2]!));
   }
 
   private modelForward(

@@ -230,6 +230,27 @@ export class ModelRuntime {
   }
 
   /**
+   * The K/V tap (hwkv_model_api.model_capture_kv): one sequence at positions 0..n-1 in a private store of the
+   * core; k (pre-RoPE) and v [nLayer, n, nKvHead*headDim]. null where the backend has no tap (CUDA, or a
+   * build that predates it).
+   */
+  captureKv(tokens: ArrayLike<number>, signal?: AbortSignal): Promise<{ k: Float32Array; v: Float32Array } | null> {
+    return this.mutex.run(async () => {
+      if (signal?.aborted) throw new AbortError();
+      const h = this.h();
+      if (!this.api.modelCaptureKv) return null;
+      const c = this.config;
+      const n = tokens.length;
+      const k = new Float32Array(c.nLayer * n * c.nKvHead * c.headDim);
+      const v = new Float32Array(k.length);
+      const st = this.api.modelCaptureKv(h, Int32Array.from(tokens), k, v);
+      if (st === 4) return null;
+      if (st !== 0) throw errorFromStatus(st, this.backend.raw.lastError());
+      return { k, v };
+    });
+  }
+
+  /**
    * Free the weights and the KV store. With nothing in flight this happens now; otherwise (a forward still
    * running, e.g. of an aborted generation) once the operations already queued have finished — the core
    * never sees its memory freed under a running forward. New calls fail with DisposedError at once.

@@ -91,6 +91,12 @@ struct Model {
   // pool split over (KV head x key ranges) with a log-sum-exp merge; scratch reused across steps.
   AttnPlan attn_plan;
   AttnScratch attn_scratch;
+  // K/V tap (model_capture_kv): when cap_k is set, forward copies each layer's pre-RoPE keys and values of
+  // the step's n_tok rows to cap_k/cap_v + (l * cap_n_tok + cap_off) * kvd.
+  float* cap_k = nullptr;
+  float* cap_v = nullptr;
+  int64_t cap_n_tok = 0;
+  int64_t cap_off = 0;
 
   int64_t weight_bytes() const;
   int64_t scratch_bytes() const;

@@ -1,0 +1,186 @@
+/**
+ * AQUA-KV calibration (ts/aqua/calibrate.ts):
+ *   - the K/V tap (core model_capture_kv, and the TS fallback through a store): pre-RoPE keys, rotated at their
+ *     positions (store append with rope), equal the keys the forward wrote (1e-5); values equal;
+ *   - the layer-1 ridge fits equal a float64 normal-equations solve on the same reconstructed inputs (1e-4);
+ *   - train relMSE with the predictor <= the constant (train-mean) predictor;
+ *   - the file round-trips; a file for another model is a ModelFormatError;
+ *   - stories260K on ~2000 tokens of tinystories_val.txt (visible SKIP if absent): per-layer relMSE printed.
+ */
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { calibrateAquaKV, captureKv, loadAquaPredictors, applyLinear } from '../ts/aqua/calibrate.ts';
+import type { CoreKvStore } from '../ts/backend/backend.ts';
+import type { Backend } from '../ts/backend/types.ts';
+import { ModelFormatError, UnsupportedError } from '../ts/errors.ts';
+import { loadModel, type Model } from '../ts/model/model.ts';
+import { backendsUnderTest, skipLine } from './helpers/backends.ts';
+import { refRidge } from './ref/quant.ts';
+
+const S = suite('aqua-calibrate');
+const LLAMA = path.resolve('test', 'fixtures', 'hf', 'llama');
+const SHARED = process.env.HOGWILD_SHARED ?? path.resolve('..', 'shared');
+const STORIES = path.join(SHARED, 'models', 'stories260K', 'stories260K.gguf');
+const CORPUS = path.join(SHARED, 'corpora', 'tinystories_val.txt');
+
+async function cpuBackends(): Promise<{ name: string; backend: Backend }[]> {
+  return (await backendsUnderTest()).filter((b) => b.name !== 'cuda' && b.backend.quant);
+}
+
+function ids(n: number, vocab: number, seed: number): number[] {
+  let s = seed >>> 0;
+  return Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return 1 + (s % (vocab - 1));
+  });
+}
+
+function maxRel(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Math.abs(a[i]! - b[i]!));
+    m = Math.max(m, Math.abs(b[i]!));
+  }
+  return d / Math.max(m, 1e-30);
+}
+
+async function withModel(file: string, backend: Backend, fn: (m: Model) => Promise<void>): Promise<void> {
+  const m = await loadModel(file, { backend, threads: 2 });
+  try {
+    await fn(m);
+  } finally {
+    m.dispose();
+  }
+}
+
+S('tap: pre-RoPE keys rotated at their positions equal the stored keys; values equal (llama fixture)', async () => {
+  for (const { name, backend } of await cpuBackends()) {
+    await withModel(LLAMA, backend, async (m) => {
+      const c = m.config;
+      const C = c.nKvHead * c.headDim;
+      const tok = ids(300, c.nVocab, 5); // > 256: the core tap runs two forward chunks
+      for (const via of ['core', 'store'] as const) {
+      let cap: Awaited<ReturnType<typeof captureKv>>;
+      try {
+        cap = await captureKv(m, tok, { via });
+      } catch (e) {
+        if (e instanceof UnsupportedError) {
+          skipLine(`aqua-calibrate ${name} core K/V tap`, e.message);
+          continue;
+        }
+        throw e;
+      }
+      const store = backend.createStore({ nLayer: c.nLayer, nKvHead: c.nKvHead, headDim: c.headDim, dtype: 'f32' }) as CoreKvStore;
+      try {
+        const fwd = store.createBlock();
+        await m.runtime.forward([{ view: [fwd], tokens: tok }], 'none', undefined, store);
+        const re = store.createBlock();
+        store.append(re, tok.length, cap.k, cap.v, c.rope);
+        for (let l = 0; l < c.nLayer; l++) {
+          const a = store.read(fwd, l);
+          const b = store.read(re, l);
+          assert.ok(maxRel(b.k, a.k) < 1e-5, `${name} ${via} layer ${l} keys: ${maxRel(b.k, a.k)}`);
+          assert.ok(maxRel(b.v, a.v) === 0, `${name} ${via} layer ${l} values differ`);
+          assert.is(a.k.length, tok.length * C);
+        }
+      } finally {
+        store.dispose();
+      }
+      }
+    });
+  }
+});
+
+S('fit: layer-1 predictors equal a float64 ridge solve on the reconstructed inputs; train <= mean predictor; file round-trip and identity check', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hwkv-cal-'));
+  try {
+    for (const { name, backend } of await cpuBackends()) {
+      await withModel(LLAMA, backend, async (m) => {
+        const c = m.config;
+        const C = c.nKvHead * c.headDim;
+        const tok = ids(300, c.nVocab, 9);
+        const out = path.join(dir, `${name}.safetensors`);
+        const res = await calibrateAquaKV(m, { tokenIds: tok, chunkTokens: 301, holdOut: 0, layer0: 'exact', bits: 2, out });
+        assert.is(res.layers.length, c.nLayer);
+        // inputs of the first chunk as the calibration saw them (layer 0 exact -> K̂_0 = K_0, V̂_0 = V_0)
+        const bos = m.config.bosTokenId;
+        const chunk = bos === null ? tok : [bos, ...tok];
+        const cap = await captureKv(m, chunk);
+        const n = chunk.length;
+        const K0 = cap.k.subarray(0, n * C);
+        const K1 = cap.k.subarray(n * C, 2 * n * C);
+        const V0 = cap.v.subarray(0, n * C);
+        const V1 = cap.v.subarray(n * C, 2 * n * C);
+        const wk = refRidge(K0, K1, n, C, C, 1e-3);
+        assert.ok(maxRel(res.k[1]!, wk) < 1e-4, `${name} K ridge: ${maxRel(res.k[1]!, wk)}`);
+        // K̂_1 = P(K_0) + deq(q(K_1 - P(K_0)))
+        const q = backend.quant!;
+        const hc = { channels: C, group: res.group, grid: res.grid, seed: 0 };
+        const pk = applyLinear(K0, res.k[1]!, n, C, C);
+        const r = new Float32Array(n * C);
+        for (let i = 0; i < r.length; i++) r[i] = K1[i]! - pk[i]!;
+        const K1hat = q.higgsDecode(hc, q.higgsEncode(hc, r, n), pk, true);
+        const xv = new Float32Array(n * 2 * C);
+        for (let t = 0; t < n; t++) {
+          xv.set(K1hat.subarray(t * C, (t + 1) * C), t * 2 * C);
+          xv.set(V0.subarray(t * C, (t + 1) * C), t * 2 * C + C);
+        }
+        const wv = refRidge(xv, V1, n, 2 * C, C, 1e-3);
+        assert.ok(maxRel(res.v[1]!, wv) < 1e-4, `${name} V ridge: ${maxRel(res.v[1]!, wv)}`);
+        for (const s of res.layers.slice(1)) {
+          assert.ok(s.kPred.train <= s.kMean.train * (1 + 1e-3) + 1e-6, `${name} layer ${s.layer} K: ${s.kPred.train} > mean ${s.kMean.train}`);
+          assert.ok(s.vPred.train <= s.vMean.train * (1 + 1e-3) + 1e-6, `${name} layer ${s.layer} V: ${s.vPred.train} > mean ${s.vMean.train}`);
+        }
+        // round-trip
+        const back = loadAquaPredictors(out, m);
+        for (let l = 1; l < c.nLayer; l++) {
+          assert.ok(maxRel(back.k[l]!, res.k[l]!) === 0, `k.${l} round-trip`);
+          assert.ok(maxRel(back.v[l]!, res.v[l]!) === 0, `v.${l} round-trip`);
+        }
+        assert.is(back.grid0, null);
+        assert.is(back.metadata['layer0'], 'exact');
+        // another model rejects it
+        if (existsSync(STORIES)) {
+          await withModel(STORIES, backend, async (other) => {
+            let err: unknown = null;
+            try {
+              loadAquaPredictors(out, other);
+            } catch (e) {
+              err = e;
+            }
+            assert.ok(err instanceof ModelFormatError, `expected ModelFormatError, got ${String(err)}`);
+            assert.match((err as Error).message, /another model/);
+          });
+        } else skipLine('aqua-calibrate other-model check', `${STORIES} not found`);
+      });
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+S('stories260K: ~2000 tokens of tinystories_val.txt, per-layer relMSE with vs without predictors', async () => {
+  if (!existsSync(STORIES) || !existsSync(CORPUS)) {
+    skipLine('aqua-calibrate stories260K', `${STORIES} or ${CORPUS} not found`);
+    return;
+  }
+  const { backend, name } = (await cpuBackends())[0]!;
+  await withModel(STORIES, backend, async (m) => {
+    const res = await calibrateAquaKV(m, { files: [CORPUS], tokens: 2048, chunkTokens: 256, holdOut: 0.25, bits: 2 });
+    const f = (x: number) => x.toFixed(4);
+    process.stdout.write(`\n  ${name} stories260K 2-bit, ${res.trainTokens} train / ${res.valTokens} val tokens (val relMSE: plain quantizer | predictor residual | reconstruction)\n`);
+    for (const s of res.layers) {
+      process.stdout.write(
+        `  layer ${s.layer}: K ${f(s.kPlain.val)} | ${f(s.kPred.val)} | ${f(s.kRec.val)}   V ${f(s.vPlain.val)} | ${f(s.vPred.val)} | ${f(s.vRec.val)}\n`,
+      );
+      assert.ok(Number.isFinite(s.kRec.val) && Number.isFinite(s.vRec.val));
+      if (s.layer > 0) assert.ok(s.kPred.train <= s.kMean.train * (1 + 1e-3) + 1e-6);
+    }
+  });
+});
+
+S.run();
