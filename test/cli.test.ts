@@ -115,8 +115,9 @@ seededTest(S, 'cli', 'perplexity --json on a slice of tinystories_val equals mod
     assert.is(j.chunks, api.chunks);
     assert.ok(Math.abs(j.meanNll - api.meanNll) <= 1e-9, `meanNll ${j.meanNll} vs ${api.meanNll}`);
     assert.ok(Math.abs(j.perplexity - Math.exp(j.meanNll)) <= 1e-9 * j.perplexity);
-    // in-domain text on this model: ~4.7 over the whole corpus; any 2400-char slice stays well inside 2..12
-    assert.ok(j.perplexity > 2 && j.perplexity < 12, `perplexity ${j.perplexity}`);
+    // in-domain text on this model: ~5 over the whole corpus, but single 2400-char slices reach 15-18 (seen);
+    // a broken model or tokenizer gives hundreds (vocabulary 512)
+    assert.ok(j.perplexity > 1.5 && j.perplexity < 40, `perplexity ${j.perplexity}`);
     assert.ok(j.tokens > 300, `tokens ${j.tokens}`);
   } finally {
     m.dispose();
