@@ -57,7 +57,7 @@ samplingOpts(modelOpts(program.command('chat').description('interactive chat wit
 modelOpts(program.command('perplexity').description('perplexity of a text file (each chunk starts with BOS)'))
   .requiredOption('-f, --file <path>', 'text file')
   .option('-c, --context <n>', 'tokens per chunk', '512')
-  .option('--chunk-chars <n>', 'cut the text into chunks of this many characters first (each chunk starts with BOS)')
+  .option('--chunk-chars <n>', 'pack the text lines into chunks of at most this many characters (joined by newlines; each chunk starts with BOS; 1200 is the stories260K protocol)')
   .option('--max-chunks <n>', 'only the first N chunks')
   .action((opts) => perplexityCommand(opts));
 

@@ -9,6 +9,7 @@ import { createBackend } from '../backend/select.js';
 import type {
   KvCodec, Backend, BackendChoice } from '../backend/types.js';
 import { Sampler, validateSampling, type SamplingOptions } from '../engine/sampling.js';
+import { paragraphChunks } from '../engine/chunking.js';
 import { GgufTokenizer } from '../tokenizer/gguf-tokenizer.js';
 import { HfTokenizer } from '../tokenizer/hf-tokenizer.js';
 import type { Tokenizer } from '../tokenizer/types.js';
@@ -86,7 +87,11 @@ export interface PerplexityOptions {
   context?: number;
   /** Stop after this many chunks. Defaults to all. */
   maxChunks?: number;
-  /** Split the text in chunks of this many characters before tokenizing (each chunk starts with BOS). Defaults to tokenizing the whole text and cutting token windows. */
+  /** Cut the text into chunks of at most this many characters before tokenizing: its non-empty lines (paragraphs)
+   *  are packed greedily, joined by one newline; a line longer than the limit is split at the limit. Each chunk
+   *  starts with BOS and is cut at `context` tokens. This is the protocol behind the published stories260K
+   *  figure (chunkChars 1200, context 512 on tinystories_val: ~4.67). Without it the whole text is tokenized
+   *  and cut into windows of `context` tokens. */
   chunkChars?: number;
   /** Tokens per forward call inside a chunk (default 256). With a compressed kvCache, later calls attend to
    *  the chunks encoded after earlier calls: smaller values exercise the codec more. */
@@ -407,9 +412,11 @@ export class Model {
     const tok = this.tok();
     const bos = tok.bosId;
     const chunks: number[][] = [];
-    if (options.chunkChars) {
-      for (let i = 0; i < text.length; i += options.chunkChars) {
-        const ids = tok.encode(text.slice(i, i + options.chunkChars), { addSpecial: false });
+    if (options.chunkChars !== undefined) {
+      if (!Number.isInteger(options.chunkChars) || options.chunkChars < 1)
+        throw new InvalidArgumentError(`chunkChars must be an integer >= 1, got ${options.chunkChars}`);
+      for (const piece of paragraphChunks(text, options.chunkChars)) {
+        const ids = tok.encode(piece, { addSpecial: false });
         chunks.push((bos !== null ? [bos, ...ids] : ids).slice(0, ctx));
       }
     } else {
