@@ -34,7 +34,8 @@ program
 
 const modelOpts = (c: Command) =>
   c
-    .requiredOption('-m, --model <path>', 'GGUF file or Hugging Face folder')
+    .requiredOption('-m, --model <path>', 'GGUF file, Hugging Face folder or llama2.c .bin')
+    .option('--tokenizer <path>', 'llama2.c checkpoints: the tokenizer.bin (default: tokenizer.bin or the only tok*.bin beside the model)')
     .option('-b, --backend <name>', 'auto | cuda | native | wasm (default: $HOGWILD_BACKEND or auto)')
     .option('-t, --threads <n>', 'CPU threads (default: all cores)')
     .option('--json', 'print JSON');

@@ -10,6 +10,7 @@ export interface ModelCliOptions {
   model: string;
   backend?: string;
   threads?: string;
+  tokenizer?: string;
   json?: boolean;
 }
 
@@ -52,6 +53,7 @@ export async function loadWithProgress(o: ModelCliOptions, signal?: AbortSignal)
     return await loadModel(o.model, {
       backend: o.backend as BackendChoice | undefined,
       threads: intOption('threads', o.threads, 1),
+      tokenizer: o.tokenizer,
       signal,
       onProgress: (p) => {
         if (!bar) return;

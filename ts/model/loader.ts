@@ -3,11 +3,12 @@
  * (names and shapes of core/include/hwkv_model.h, with the file and byte range of each tensor's data),
  * the tokenizer and the chat template. Only headers are read here; the core reads the weights.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ModelFormatError } from '../errors.js';
 import { readGguf, type GgufFile } from '../formats/gguf.js';
 import { readSafetensorsIndex } from '../formats/safetensors.js';
+import { findLlama2cTokenizer, readLlama2cHeader, readLlama2cTokenizer } from '../formats/llama2c.js';
 import { configFromGguf, configFromHf, type ModelConfig } from './config.js';
 
 /** hwkv_wtype values (GGML type ids). */
@@ -28,14 +29,16 @@ export interface TensorDesc {
 }
 
 export interface ModelSource {
-  format: 'gguf' | 'safetensors';
-  /** The file (GGUF) or folder (Hugging Face) given. */
+  format: 'gguf' | 'safetensors' | 'llama2c';
+  /** The file (GGUF, llama2.c) or folder (Hugging Face) given. */
   path: string;
   config: ModelConfig;
   tensors: TensorDesc[];
   /** Whether the LM head is the embedding matrix. */
   tied: boolean;
   gguf?: GgufFile;
+  /** llama2.c checkpoints: the tokenizer.bin vocabulary as GGUF tokenizer metadata (absent when none was found). */
+  llama2cVocab?: GgufFile;
   /** Folder of a Hugging Face checkpoint. */
   folder?: string;
   chatTemplate?: string;
@@ -190,6 +193,51 @@ function loadGgufSource(file: string): ModelSource {
   };
 }
 
+function loadLlama2cSource(file: string, tokenizerPath?: string): ModelSource {
+  const { header: h, tensors: raw } = readLlama2cHeader(file);
+  const headDim = h.dim / h.nHeads;
+  const config: ModelConfig = {
+    architecture: 'llama',
+    nLayer: h.nLayers,
+    nEmbd: h.dim,
+    nHead: h.nHeads,
+    nKvHead: h.nKvHeads,
+    headDim,
+    nFf: h.hiddenDim,
+    nVocab: h.vocabSize,
+    rmsNormEps: 1e-5,
+    qkvBias: false,
+    qkNorm: false,
+    tiedEmbeddings: h.sharedClassifier,
+    // run.c rotates adjacent pairs (v[i], v[i+1]) with theta 10000
+    rope: { headDim, rotaryDim: headDim, style: 'normal', theta: 10000, scaling: { type: 'none' } },
+    ropeAttentionFactor: 1,
+    contextLength: h.seqLen,
+    bosTokenId: 1,
+    eosTokenIds: [2],
+    dtype: 'float32',
+  };
+  const tensors: TensorDesc[] = raw.map((t) => ({ name: t.name, source: t.source, type: WTYPE.F32, shape: t.shape, file, offset: t.offset, nbytes: t.nbytes }));
+  checkTensors(config, tensors, h.sharedClassifier, file, (c) => c);
+  const tokPath = findLlama2cTokenizer(file, tokenizerPath);
+  const llama2cVocab = tokPath ? readLlama2cTokenizer(tokPath, h.vocabSize, file) : undefined;
+  const weightBytes = tensors.reduce((a, t) => a + t.nbytes, 0);
+  return { format: 'llama2c', path: file, config, tensors, tied: h.sharedClassifier, llama2cVocab, weightBytes };
+}
+
+function isGgufFile(file: string): boolean {
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, 'r');
+    const b = Buffer.alloc(4);
+    return readSync(fd, b, 0, 4, 0) === 4 && b.toString('latin1') === 'GGUF';
+  } catch {
+    return true; // let the GGUF reader report the I/O problem
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
 const VECTOR_TYPES = new Set<number>([WTYPE.F32, WTYPE.F16, WTYPE.BF16]);
 
 /**
@@ -249,8 +297,13 @@ function checkTensors(c: ModelConfig, tensors: TensorDesc[], tied: boolean, file
   }
 }
 
-/** Read a GGUF file or a Hugging Face folder (config.json + *.safetensors). */
-export function loadModelSource(pathOrFolder: string): ModelSource {
+export interface ModelSourceOptions {
+  /** llama2.c checkpoints: the tokenizer.bin to use (default: tokenizer.bin or the only tok*.bin beside the model). */
+  tokenizer?: string;
+}
+
+/** Read a GGUF file, a llama2.c checkpoint (.bin) or a Hugging Face folder (config.json + *.safetensors). */
+export function loadModelSource(pathOrFolder: string, options: ModelSourceOptions = {}): ModelSource {
   if (typeof pathOrFolder !== 'string' || pathOrFolder.length === 0) {
     throw new ModelFormatError('FORMAT_IO', String(pathOrFolder), 'a model path (GGUF file or Hugging Face folder) is required');
   }
@@ -262,5 +315,6 @@ export function loadModelSource(pathOrFolder: string): ModelSource {
   }
   if (st.isDirectory()) return loadHf(pathOrFolder);
   if (pathOrFolder.endsWith('.safetensors')) return loadHf(path.dirname(pathOrFolder));
+  if (!isGgufFile(pathOrFolder) && pathOrFolder.endsWith('.bin')) return loadLlama2cSource(pathOrFolder, options.tokenizer);
   return loadGgufSource(pathOrFolder);
 }

@@ -37,6 +37,8 @@ export interface LoadModelOptions {
   kvCache?: KvCacheOption;
   /** Tokens per KV page. Defaults to 64. */
   pageTokens?: number;
+  /** llama2.c checkpoints only: the tokenizer.bin (default: tokenizer.bin or the only tok*.bin beside the model). */
+  tokenizer?: string;
 }
 
 export interface ChatMessage {
@@ -484,21 +486,24 @@ function validateLoadOptions(o: LoadModelOptions): void {
   if (o.kvCache !== undefined && (o.kvCache === null || !['f32', 'f16', 'uniform', 'higgs', 'aqua'].includes(o.kvCache.type))) {
     throw new InvalidArgumentError(`kvCache.type must be 'f32', 'f16', 'uniform', 'higgs' or 'aqua', got ${JSON.stringify(o.kvCache?.type)}`);
   }
+  if (o.tokenizer !== undefined && (typeof o.tokenizer !== 'string' || o.tokenizer === '')) throw new InvalidArgumentError('tokenizer must be a file path');
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') throw new InvalidArgumentError('onProgress must be a function');
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new InvalidArgumentError('signal must be an AbortSignal');
 }
 
-/** Load a GGUF file or a Hugging Face folder (config.json + *.safetensors [+ tokenizer.json]). */
+/** Load a GGUF file, a llama2.c checkpoint (.bin + tokenizer.bin) or a Hugging Face folder (config.json + *.safetensors [+ tokenizer.json]). */
 export async function loadModel(pathOrFolder: string, options: LoadModelOptions = {}): Promise<Model> {
   validateLoadOptions(options);
   if (options.signal?.aborted) throw new AbortError('model loading was aborted');
-  const source = loadModelSource(pathOrFolder);
+  const source = loadModelSource(pathOrFolder, { tokenizer: options.tokenizer });
   const backend =
     options.backend && typeof options.backend === 'object' ? options.backend : await createBackend({ backend: options.backend as BackendChoice | undefined });
   if (!(backend instanceof CoreBackend)) throw new InvalidArgumentError('backend must come from createBackend()');
   let tokenizer: Tokenizer | null = null;
   if (source.format === 'gguf' && source.gguf && source.gguf.metadata.has('tokenizer.ggml.model')) {
     tokenizer = new GgufTokenizer(source.gguf);
+  } else if (source.llama2cVocab) {
+    tokenizer = new GgufTokenizer(source.llama2cVocab);
   } else if (source.folder) {
     tokenizer = HfTokenizer.fromFolder(source.folder, source.config.eosTokenIds);
   }
