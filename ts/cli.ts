@@ -38,6 +38,8 @@ const modelOpts = (c: Command) =>
     .option('--tokenizer <path>', 'llama2.c checkpoints: the tokenizer.bin (default: tokenizer.bin or the only tok*.bin beside the model)')
     .option('-b, --backend <name>', 'auto | cuda | native | wasm (default: $HOGWILD_BACKEND or auto)')
     .option('-t, --threads <n>', 'CPU threads (default: all cores)')
+    .option('--kv <type>', 'KV cache: f32 | f16 | uniform:BITS | higgs:BITS | aqua[:BITS] (default f32)')
+    .option('--predictors <file>', 'AQUA-KV predictors for --kv aqua (from `hogwild calibrate`)')
     .option('--json', 'print JSON');
 const samplingOpts = (c: Command) =>
   c
@@ -65,7 +67,7 @@ modelOpts(program.command('perplexity').description('perplexity of a text file (
 modelOpts(program.command('calibrate').description('AQUA-KV: fit the inter-layer K/V predictors on calibration text (writes safetensors)'))
   .requiredOption('-d, --data <files...>', 'calibration text file(s)')
   .requiredOption('-o, --out <path>', 'output .safetensors file')
-  .option('--bits <n>', 'bits per value of the main HIGGS grid (1..4)', '2')
+  .option('--bits <n>', 'target bits per value incl. fp16 scales (picks the main HIGGS grid, see ts/aqua/bits.ts)', '2')
   .option('--grid <name>', 'main grid (overrides --bits), e.g. gauss-d2-n16')
   .option('--layer0 <mode>', "layer 0: a grid name or 'exact'", 'gauss-d2-n256')
   .option('--tokens <n>', 'use at most N tokens')

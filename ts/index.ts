@@ -16,6 +16,8 @@ export type {
   StoreStats,
   KvCodec,
   CodecStats,
+  CodecChunk,
+  AquaPredictorTables,
 } from './backend/types.js';
 export {
   AbortError,
@@ -85,3 +87,6 @@ export type {
 } from './hogwild/index.js';
 export { calibrateAquaKV, loadAquaPredictors, writeAquaPredictors, aquaModelIdentity, AQUA_PREDICTORS_FORMAT } from './aqua/calibrate.js';
 export type { AquaPredictors, CalibrateOptions, CalibrateProgress, CalibrateResult, LayerStats } from './aqua/calibrate.js';
+export { resolveKvCache, checkAquaPredictors } from './aqua/cache.js';
+export type { KvCacheOption } from './aqua/cache.js';
+export { aquaGridFor, higgsBitsPerValue } from './aqua/bits.js';

@@ -185,6 +185,16 @@ Napi::Value StoreCreateCodec(const Napi::CallbackInfo& info) {
     return c.RejectWith(HWKV_ERR_INVALID_ARGUMENT, "storeCreateCodec: grid0 is shorter than grid0_n*grid0_dim");
   codec.grid = grid.data;
   codec.grid0 = grid0.data;
+  if (cd.len >= 11) codec.layer0_exact = static_cast<int32_t>(cd.data[10]);
+  // AQUA: rope (arg 5) and predictors (arg 6), both optional for the other codecs
+  hwkv_rope_params rp;
+  const bool has_rope = info.Length() > 5 && c.Rope(5, &rp, true);
+  Span<float> preds;
+  if (info.Length() > 6) preds = c.F32Array(6, "predictors", true);
+  HWKV_CHECKED(c);
+  codec.rope = has_rope ? &rp : nullptr;
+  codec.predictors = preds.present ? preds.data : nullptr;
+  codec.n_predictors = preds.present ? preds.len : 0;
   auto* box = new StoreBox{api, nullptr, sp};
   hwkv_store_t* s = nullptr;
   c.Enter();
@@ -206,6 +216,36 @@ Napi::Value StoreCreateCodec(const Napi::CallbackInfo& info) {
   Napi::External<StoreBox> ext = Napi::External<StoreBox>::New(c.env(), box, FinalizeStore);
   info[4].As<Napi::Array>().Set(uint32_t{0}, ext);
   return c.Status(HWKV_OK);
+}
+
+// storeCodecChunk(s, block, token, layer, which, codes|null, scales|null, zeros|null, info Float64Array[6])
+Napi::Value StoreCodecChunk(const Napi::CallbackInfo& info) {
+  Call c(info, "storeCodecChunk");
+  HWKV_API_OF(c);
+  HWKV_REQUIRE_APPENDED(c, store_codec_chunk);
+  StoreBox* box = c.Store(0);
+  int32_t block = c.I32(1, "block");
+  int32_t token = c.I32(2, "token");
+  int32_t layer = c.I32(3, "layer");
+  int32_t which = c.I32(4, "which");
+  Span<uint32_t> codes = c.Array<uint32_t>(5, "codes", napi_uint32_array, true);
+  Span<uint16_t> scales = c.Array<uint16_t>(6, "scales", napi_uint16_array, true);
+  Span<uint16_t> zeros = c.Array<uint16_t>(7, "zeros", napi_uint16_array, true);
+  Span<double> out = c.Array<double>(8, "info", napi_float64_array, false);
+  c.AtLeast(out, 6, "info", "6");
+  HWKV_CHECKED(c);
+  int64_t inf[6] = {0, 0, 0, 0, 0, 0};
+  c.Enter();
+  hwkv_status rc = api->store_codec_chunk(box->store, block, token, layer, which, nullptr, nullptr, nullptr, inf);
+  if (rc != HWKV_OK) return c.Status(rc);
+  c.AtLeast(codes, inf[2], "codes", "n_words");
+  c.AtLeast(scales, inf[3], "scales", "n_scales");
+  c.AtLeast(zeros, inf[4], "zeros", "n_zeros");
+  HWKV_CHECKED(c);
+  rc = api->store_codec_chunk(box->store, block, token, layer, which, codes.present ? codes.data : nullptr,
+                              scales.present ? scales.data : nullptr, zeros.present ? zeros.data : nullptr, inf);
+  for (int i = 0; i < 6; ++i) out.data[i] = static_cast<double>(inf[i]);
+  return c.Status(rc);
 }
 
 // storeCodecStats(s, out[5]) = [bytes_compressed, tokens_compressed, values_compressed, chunks, bytes_scratch]
@@ -516,6 +556,7 @@ Napi::Object MakeRawApi(Napi::Env env, Binding* b) {
   add("storeStats", Method<StoreStats>);
   add("storeCreateCodec", Method<StoreCreateCodec>);
   add("storeCodecStats", Method<StoreCodecStats>);
+  add("storeCodecChunk", Method<StoreCodecChunk>);
   add("blockCreate", Method<BlockCreate>);
   add("blockFree", Method<BlockFree>);
   add("blockLen", Method<BlockLen>);

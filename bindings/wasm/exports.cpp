@@ -123,8 +123,10 @@ HWKV_WASM_EXPORT int32_t hwkv_wasm_store_create(const double* sp, hwkv_store_t**
 }
 
 // cd = [type, bits, sinks, buffer, chunk_tokens, grid_dim, grid_n, grid0_dim, grid0_n, seed]
+// cd[10] = layer0_exact (AQUA); rp (NULL or ROPE_PARAMS_LEN doubles) and predictors[n_pred] for AQUA.
 HWKV_WASM_EXPORT int32_t hwkv_wasm_store_create_codec(const double* sp, const double* cd, const float* grid,
-                                                      const float* grid0, hwkv_store_t** out) {
+                                                      const float* grid0, hwkv_store_t** out, const double* rp,
+                                                      const float* predictors, double n_pred) {
   hwkv_store_params p;
   p.n_layer = static_cast<int32_t>(sp[0]);
   p.n_kv_head = static_cast<int32_t>(sp[1]);
@@ -146,8 +148,24 @@ HWKV_WASM_EXPORT int32_t hwkv_wasm_store_create_codec(const double* sp, const do
   c.seed = static_cast<uint32_t>(cd[9]);
   c.grid = grid;
   c.grid0 = grid0;
+  c.layer0_exact = static_cast<int32_t>(cd[10]);
+  hwkv_rope_params r;
+  if (rp) r = decode_rope(rp);
+  c.rope = rp ? &r : nullptr;
+  c.predictors = predictors;
+  c.n_predictors = i64(n_pred);
   *out = nullptr;
   return api()->store_create_codec(&p, &c, out);
+}
+
+// info[6] as hwkv_api.store_codec_chunk (as doubles); buffers may be NULL. Sizes are checked on the JS side.
+HWKV_WASM_EXPORT int32_t hwkv_wasm_store_codec_chunk(hwkv_store_t* s, int32_t block, int32_t token, int32_t layer,
+                                                     int32_t which, uint32_t* codes, uint16_t* scales, uint16_t* zeros,
+                                                     double* info) {
+  int64_t inf[6] = {0, 0, 0, 0, 0, 0};
+  const hwkv_status rc = api()->store_codec_chunk(s, block, token, layer, which, codes, scales, zeros, inf);
+  for (int i = 0; i < 6; ++i) info[i] = static_cast<double>(inf[i]);
+  return rc;
 }
 
 HWKV_WASM_EXPORT int32_t hwkv_wasm_store_codec_stats(hwkv_store_t* s, double* out) {

@@ -129,7 +129,21 @@ typedef struct hwkv_store_stats {
  *            + 4*C (K scales+zeros) + 4*n*(C_v/group) (V scales+zeros).
  *   HIGGS:   keys and values per token, group g = largest power of two <= 1024 dividing C, grid [n, d]
  *            (layer 0 uses grid0 when given); fp16 norm per (token, group); random signs from seed.
- *   AQUA:    reserved (predictors; HWKV_ERR_UNSUPPORTED for now).
+ *   AQUA:    AQUA-KV: HIGGS (grid, seed as above) of what linear inter-layer predictors cannot predict.
+ *            Keys are handled BEFORE RoPE: the chunk's keys are un-rotated from their block-local
+ *            positions with `rope` (required), encoded, and rotated back at the same positions on decode.
+ *            Per token, with K̂_l / V̂_l the reconstructions (pre-RoPE keys, values, C channels head-major):
+ *              layer 0:  K̂_0 = deq0(q0(K_0)), V̂_0 = deq0(q0(V_0)) with grid0 (HIGGS), or fp16 copies
+ *                        when layer0_exact != 0;
+ *              l >= 1:   P = Wk_l K̂_{l-1} + bk_l;             K̂_l = P + deq(q(K_l - P));
+ *                        Q = Wv_l [K̂_l ; V̂_{l-1}] + bv_l;     V̂_l = Q + deq(q(V_l - Q)).
+ *            `predictors` (copied): for l = 1..n_layer-1 in order, Wk [Ck, Ck], bk [Ck], Wv [Cv, Ck+Cv],
+ *            bv [Cv] (nn.Linear layout [out, in], row-major), n_predictors = (n_layer-1)*(Ck²+Ck+Cv·(Ck+Cv)+Cv)
+ *            floats. The predictor products run on the core's matmul kernels, once per chunk at encode and
+ *            once per layer of a chunk per forward at decode (the chain needs layer l-1 of the same chunk:
+ *            attention's per-forward decode keeps one layer of pre-RoPE reconstructions as scratch; a read
+ *            of one layer (block_read, merge) decodes layers 0..l of that chunk).
+ *            Bytes per chunk and layer: as HIGGS (layer 0: grid0, or 2 bytes per value when exact).
  * Reads (attention, block_read, view_read, block_merge) see the decoded values. Attention decodes each
  * compressed chunk at most once per layer and call into a grow-only scratch shared by every sequence.
  * block_write into a compressed token is HWKV_ERR_INVALID_ARGUMENT; block_truncate into a compressed
@@ -150,6 +164,12 @@ typedef struct hwkv_store_codec {
   uint32_t seed;         /* HIGGS sign seed                                                             */
   const float* grid;     /* HIGGS: [grid_n, grid_dim] (copied)                                          */
   const float* grid0;    /* HIGGS layer 0: [grid0_n, grid0_dim] or NULL (copied)                        */
+  /* AQUA only (zero/NULL for the other types): */
+  const float* predictors;        /* see AQUA above (copied)                                            */
+  int64_t n_predictors;           /* floats in predictors                                               */
+  const hwkv_rope_params* rope;   /* the model's RoPE (keys un-rotated before encoding)                 */
+  int32_t layer0_exact;           /* 1 = layer 0 stored as fp16 (grid0 ignored)                         */
+  int32_t reserved;
 } hwkv_store_codec;
 
 typedef struct hwkv_store_codec_stats {
@@ -272,6 +292,13 @@ typedef struct hwkv_api {
   /* store_create with a KV codec (codec NULL or type HWKV_KV_EXACT = store_create).                     */
   hwkv_status (*store_create_codec)(const hwkv_store_params* p, const hwkv_store_codec* codec, hwkv_store_t** out);
   hwkv_status (*store_codec_stats)(hwkv_store_t* s, hwkv_store_codec_stats* out);
+  /* The stored codes of one compressed chunk (tests, tools): the chunk holding token `token` of `block`,
+     layer `layer`, which = 0 keys / 1 values. info[6] receives {chunk start token, chunk tokens, n_words,
+     n_scales (fp16 values: HIGGS norms; uniform scales), n_zeros (uniform zeros), exact (1: fp16 copies in
+     `scales`, no codes)}. codes/scales/zeros may be NULL (sizes only); when given they must hold
+     n_words / n_scales / n_zeros entries. A token that is not held compressed is HWKV_ERR_INVALID_ARGUMENT. */
+  hwkv_status (*store_codec_chunk)(hwkv_store_t* s, int32_t block, int32_t token, int32_t layer, int32_t which,
+                                   uint32_t* codes, uint16_t* scales, uint16_t* zeros, int64_t* info);
 } hwkv_api;
 
 /* The CPU core's table (native addon and WASM). */

@@ -157,6 +157,14 @@ hwkv_status api_store_codec_stats(hwkv_store_t* s, hwkv_store_codec_stats* out) 
   });
 }
 
+hwkv_status api_store_codec_chunk(hwkv_store_t* s, int32_t block, int32_t token, int32_t layer, int32_t which,
+                                  uint32_t* codes, uint16_t* scales, uint16_t* zeros, int64_t* info) {
+  return guarded("store_codec_chunk", [&] {
+    HWKV_STORE_OR_FAIL("store_codec_chunk", s);
+    return s->impl->codec_chunk(block, token, layer, which, codes, scales, zeros, info);
+  });
+}
+
 void api_store_free(hwkv_store_t* s) { delete s; }
 
 hwkv_status api_store_stats(hwkv_store_t* s, hwkv_store_stats* out) {
@@ -272,6 +280,7 @@ const hwkv_api kApi = {
     api_attn_views,
     api_store_create_codec,
     api_store_codec_stats,
+    api_store_codec_chunk,
 };
 
 }  // namespace

@@ -239,7 +239,7 @@ hwkv_status forward(Model& m, hwkv_store_t* handle, const hwkv_forward_batch* b,
       const int32_t t0 = b->tok_indptr[s], n_new = b->tok_indptr[s + 1] - t0;
       HWKV_TRY(kv_write(st, m.i_write[s], l, m.i_old_len[s], n_new, k + t0 * kvd, v + t0 * kvd));
     }
-    HWKV_TRY(st.prepare_layer(l));  // compressed chunks: decoded once per layer for every sequence
+    HWKV_TRY(st.prepare_layer(l, m.pool.get()));  // compressed chunks: decoded once per layer for every sequence
     HWKV_TRY(run_attn(m, st, l, q, att));
 
     if (l == P.n_layer - 1 && n_rows_out < n_tok) {
@@ -280,7 +280,7 @@ hwkv_status forward(Model& m, hwkv_store_t* handle, const hwkv_forward_batch* b,
     HWKV_TRY(matmul_multi(m, &o, 1, D, h, n_rows_out));
   }
   rb.armed = false;
-  st.compact_all();  // KV codec: encode the chunks that left the exact window (no-op without a codec)
+  st.compact_all(m.pool.get());  // KV codec: encode the chunks that left the exact window (no-op without a codec)
   return HWKV_OK;
 }
 

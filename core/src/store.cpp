@@ -2,11 +2,13 @@
 #include "store.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <new>
 
 #include "dispatch.h"
+#include "kernels/matmul.h"
 #include "quant_internal.h"
 
 namespace hwkv {
@@ -64,10 +66,15 @@ struct BlockStore::Chunk {
     std::vector<uint16_t> ks, kz, vs, vz;
   };
   int32_t n_pages = 0, n_tok = 0;
+  int32_t pos0 = 0;  // block-local position of the first token (AQUA: keys are rotated back there on decode)
   std::vector<Layer> layers;
   int64_t bytes = 0;
   int64_t dec_off = -1;
   uint64_t dec_epoch = 0;
+  // AQUA decode chain state (prepare_layer): pre-RoPE K̂/V̂ of layer st_layer at aq_state_[st_off ...]
+  int64_t st_off = -1;
+  int32_t st_layer = -1;
+  uint64_t st_epoch = 0;
 };
 
 hwkv_status BlockStore::create(const hwkv_store_params& p, const hwkv_store_codec* codec, std::unique_ptr<BlockStore>* out) {
@@ -79,9 +86,7 @@ hwkv_status BlockStore::create(const hwkv_store_params& p, const hwkv_store_code
     return HWKV_OK;
   }
   const hwkv_store_codec& c = *codec;
-  if (c.type == HWKV_KV_AQUA)
-    return fail(HWKV_ERR_UNSUPPORTED, "%s: the 'aqua' codec (predictors) is not implemented yet", fn);
-  if (c.type != HWKV_KV_UNIFORM && c.type != HWKV_KV_HIGGS)
+  if (c.type != HWKV_KV_UNIFORM && c.type != HWKV_KV_HIGGS && c.type != HWKV_KV_AQUA)
     return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codec type must be 0 (exact), 1 (uniform), 2 (higgs) or 3 (aqua), got %d", fn, c.type);
   if (c.sinks < 0 || c.buffer < 0)
     return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: sinks and buffer must be >= 0, got %d and %d", fn, c.sinks, c.buffer);
@@ -97,21 +102,27 @@ hwkv_status BlockStore::create(const hwkv_store_params& p, const hwkv_store_code
     HWKV_TRY(quant::uniform_size(&kp, c.chunk_tokens, &nw, &ns));
     HWKV_TRY(quant::uniform_size(&vp, c.chunk_tokens, &nw, &ns));
   } else {
-    if (!c.grid) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: higgs codec needs a grid", fn);
+    const char* tn = c.type == HWKV_KV_AQUA ? "aqua" : "higgs";
+    if (!c.grid) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: %s codec needs a grid", fn, tn);
+    const bool l0x = c.type == HWKV_KV_AQUA && c.layer0_exact != 0;
     for (int pass = 0; pass < 2; ++pass) {
       const int32_t d = pass ? c.grid0_dim : c.grid_dim, n = pass ? c.grid0_n : c.grid_n;
-      if (pass && (!c.grid0 || d == 0)) break;
+      if (pass && (!c.grid0 || d == 0 || l0x)) break;
       for (int32_t C : {Ck, Cv}) {
         hwkv_higgs_params hp = {C, higgs_group_for(C), d, n, 1, c.seed};
         HWKV_TRY(quant::higgs_size(&hp, c.chunk_tokens, &nw, &ns));
       }
     }
     st->grid_.assign(c.grid, c.grid + int64_t(c.grid_n) * c.grid_dim);
-    if (c.grid0 && c.grid0_dim) st->grid0_.assign(c.grid0, c.grid0 + int64_t(c.grid0_n) * c.grid0_dim);
+    if (c.grid0 && c.grid0_dim && !l0x) st->grid0_.assign(c.grid0, c.grid0 + int64_t(c.grid0_n) * c.grid0_dim);
+    if (c.type == HWKV_KV_AQUA) HWKV_TRY(st->aqua_init(c));
   }
   st->codec_ = c;
   st->codec_.grid = nullptr;
   st->codec_.grid0 = nullptr;
+  st->codec_.predictors = nullptr;
+  st->codec_.rope = nullptr;
+  if (c.type != HWKV_KV_AQUA) st->codec_.layer0_exact = 0;
   if (st->grid0_.empty()) st->codec_.grid0_dim = st->codec_.grid0_n = 0;
   st->sink_tokens_ = static_cast<int32_t>(ceil_div(c.sinks, p.page_tokens) * p.page_tokens);
   *out = std::move(st);
@@ -200,6 +211,10 @@ void BlockStore::trim() {
   pages_allocated_ -= static_cast<int64_t>(free_pages_.size());
   free_pages_.clear();
   std::vector<uint8_t>().swap(dec_);  // codec decode scratch: re-grown by the next prepare_layer
+  std::vector<float>().swap(aq_state_);
+  for (Block& blk : blocks_)
+    for (CompRef& r : blk.comp)
+      if (r.c) r.c->st_epoch = 0;
 }
 
 uint8_t* BlockStore::k_base(int32_t page_index, int32_t layer, int32_t kv_head) const {
@@ -639,7 +654,111 @@ void BlockStore::stats(hwkv_store_stats* out) const {
 // ------------------------------------------------------------------------------------------------
 // KV codec
 // ------------------------------------------------------------------------------------------------
-hwkv_status BlockStore::encode_chunk(const Block& blk, int32_t p0, std::shared_ptr<Chunk>* out) {
+hwkv_status BlockStore::aqua_init(const hwkv_store_codec& c) {
+  const char* fn = "store_create_codec";
+  const int32_t L = p_.n_layer, Ck = p_.n_kv_head * p_.head_dim, Cv = p_.n_kv_head * p_.head_dim_v;
+  if (!c.rope) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: the aqua codec needs the model's rope (keys are compressed before RoPE)", fn);
+  HWKV_TRY(rope_init_for_store(*this, c.rope, fn, &aq_rope_));
+  const int64_t per = int64_t(Ck) * Ck + Ck + int64_t(Cv) * (Ck + Cv) + Cv;
+  const int64_t want = int64_t(L - 1) * per;
+  if (L > 1 && !c.predictors) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: the aqua codec needs predictors (%lld floats)", fn, (long long)want);
+  if (c.n_predictors != want)
+    return fail(HWKV_ERR_INVALID_ARGUMENT,
+                "%s: predictors hold %lld floats, expected %lld = (n_layer-1)*(Ck*Ck + Ck + Cv*(Ck+Cv) + Cv) for n_layer %d, "
+                "Ck %d, Cv %d",
+                fn, (long long)c.n_predictors, (long long)want, L, Ck, Cv);
+  for (int64_t i = 0; i < want; ++i)
+    if (!std::isfinite(c.predictors[i]))
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: predictor value %lld (layer %lld) is not finite", fn, (long long)i,
+                  (long long)(1 + i / per));
+  aq_.assign(static_cast<size_t>(L), AquaLayer{});
+  const float* w = c.predictors;
+  for (int32_t l = 1; l < L; ++l) {
+    AquaLayer& a = aq_[l];
+    a.wk.assign(w, w + int64_t(Ck) * Ck), w += int64_t(Ck) * Ck;
+    a.bk.assign(w, w + Ck), w += Ck;
+    a.wvk.resize(size_t(Cv) * Ck);
+    a.wvv.resize(size_t(Cv) * Cv);
+    for (int32_t o = 0; o < Cv; ++o) {
+      std::memcpy(a.wvk.data() + int64_t(o) * Ck, w + int64_t(o) * (Ck + Cv), size_t(Ck) * 4);
+      std::memcpy(a.wvv.data() + int64_t(o) * Cv, w + int64_t(o) * (Ck + Cv) + Ck, size_t(Cv) * 4);
+    }
+    w += int64_t(Cv) * (Ck + Cv);
+    a.bv.assign(w, w + Cv), w += Cv;
+  }
+  return HWKV_OK;
+}
+
+hwkv_status BlockStore::higgs_params_for(int32_t L, bool value, hwkv_higgs_params* hp, const float** grid) const {
+  const int32_t C = p_.n_kv_head * (value ? p_.head_dim_v : p_.head_dim);
+  const bool g0 = L == 0 && !grid0_.empty();
+  *grid = g0 ? grid0_.data() : grid_.data();
+  const int32_t d = g0 ? codec_.grid0_dim : codec_.grid_dim, np = g0 ? codec_.grid0_n : codec_.grid_n;
+  *hp = hwkv_higgs_params{C, higgs_group_for(C), d, np, 1, codec_.seed + (value ? 1u : 0u)};
+  return HWKV_OK;
+}
+
+namespace {
+// y[n, out] (+)= W[out, in] x[n, in] on the core's matmul kernels; then + bias (if given).
+hwkv_status linear(const float* W, int64_t n_out, int64_t n_in, const float* x, int64_t n, float* y, int32_t accumulate,
+                   const float* bias, ThreadPool* pool) {
+  kern::MatmulOut o{W, kern::HWKV_WT_F32, accumulate, n_out, y, 0};
+  HWKV_TRY(kern::matmul_multi(&o, 1, n_in, x, n, pool));
+  if (bias)
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t j = 0; j < n_out; ++j) y[t * n_out + j] += bias[j];
+  return HWKV_OK;
+}
+}  // namespace
+
+hwkv_status BlockStore::aqua_layer(const Chunk& c, int32_t L, const float* pk, const float* pv, float* yk, float* yv,
+                                   ThreadPool* pool) const {
+  const int32_t n = c.n_tok, Ck = p_.n_kv_head * p_.head_dim, Cv = p_.n_kv_head * p_.head_dim_v;
+  const Chunk::Layer& Ly = c.layers[L];
+  hwkv_higgs_params kp, vp;
+  const float *gk, *gv;
+  higgs_params_for(L, false, &kp, &gk);
+  higgs_params_for(L, true, &vp, &gv);
+  if (L == 0) {
+    if (codec_.layer0_exact) {
+      for (int64_t i = 0; i < int64_t(n) * Ck; ++i) yk[i] = f16_to_f32_one(Ly.ks[i]);
+      for (int64_t i = 0; i < int64_t(n) * Cv; ++i) yv[i] = f16_to_f32_one(Ly.vs[i]);
+      return HWKV_OK;
+    }
+    HWKV_TRY(quant::higgs_decode(&kp, gk, Ly.kw.data(), int64_t(Ly.kw.size()), Ly.ks.data(), n, yk, 0));
+    return quant::higgs_decode(&vp, gv, Ly.vw.data(), int64_t(Ly.vw.size()), Ly.vs.data(), n, yv, 0);
+  }
+  const AquaLayer& a = aq_[L];
+  HWKV_TRY(linear(a.wk.data(), Ck, Ck, pk, n, yk, 0, a.bk.data(), pool));
+  HWKV_TRY(quant::higgs_decode(&kp, gk, Ly.kw.data(), int64_t(Ly.kw.size()), Ly.ks.data(), n, yk, 1));
+  HWKV_TRY(linear(a.wvk.data(), Cv, Ck, yk, n, yv, 0, nullptr, pool));
+  HWKV_TRY(linear(a.wvv.data(), Cv, Cv, pv, n, yv, 1, a.bv.data(), pool));
+  return quant::higgs_decode(&vp, gv, Ly.vw.data(), int64_t(Ly.vw.size()), Ly.vs.data(), n, yv, 1);
+}
+
+void BlockStore::aqua_store(const Chunk& c, float* yk, const float* yv, uint8_t* out) const {
+  const int32_t pt = p_.page_tokens, nkv = p_.n_kv_head, hd = p_.head_dim, hdv = p_.head_dim_v;
+  const int32_t Ck = nkv * hd, Cv = nkv * hdv;
+  const size_t es = elem_size();
+  thread_local std::vector<float> C, S;
+  C.resize(size_t(aq_rope_.rotary_dim));
+  S.resize(size_t(aq_rope_.rotary_dim));
+  for (int32_t t = 0; t < c.n_tok; ++t) {
+    rope_table_one(aq_rope_, double(c.pos0) + t, C.data(), S.data());
+    rope_rotate(aq_rope_, yk + int64_t(t) * Ck, nkv, hd, C.data(), S.data());
+  }
+  for (int32_t pi = 0; pi < c.n_pages; ++pi) {
+    uint8_t* base = out + int64_t(pi) * layer_bytes_;
+    for (int32_t h = 0; h < nkv; ++h)
+      for (int32_t t = 0; t < pt; ++t) {
+        store_rows(base + h * k_head_bytes_ + int64_t(t) * hd * es, yk + (int64_t(pi) * pt + t) * Ck + int64_t(h) * hd, hd);
+        store_rows(base + nkv * k_head_bytes_ + h * v_head_bytes_ + int64_t(t) * hdv * es,
+                   yv + (int64_t(pi) * pt + t) * Cv + int64_t(h) * hdv, hdv);
+      }
+  }
+}
+
+hwkv_status BlockStore::encode_chunk(const Block& blk, int32_t p0, std::shared_ptr<Chunk>* out, ThreadPool* pool) {
   const int32_t pt = p_.page_tokens, nkv = p_.n_kv_head, hd = p_.head_dim, hdv = p_.head_dim_v;
   const int32_t cp = codec_.chunk_tokens / pt, n = codec_.chunk_tokens;
   const int32_t Ck = nkv * hd, Cv = nkv * hdv;
@@ -647,8 +766,19 @@ hwkv_status BlockStore::encode_chunk(const Block& blk, int32_t p0, std::shared_p
   std::shared_ptr<Chunk> c = std::make_shared<Chunk>();
   c->n_pages = cp;
   c->n_tok = n;
+  c->pos0 = p0 * pt;
   c->layers.resize(static_cast<size_t>(p_.n_layer));
   std::vector<float> xk(size_t(n) * Ck), xv(size_t(n) * Cv);
+  // AQUA: reconstructions of the previous layer (pk, pv) and of this one (yk, yv); residuals in rk / rv.
+  std::vector<float> pk, pv, yk, yv, rk, rv, Cs, Ss;
+  if (aqua()) {
+    pk.resize(xk.size()), yk.resize(xk.size()), rk.resize(xk.size());
+    pv.resize(xv.size()), yv.resize(xv.size()), rv.resize(xv.size());
+    Cs.resize(size_t(n) * aq_rope_.rotary_dim), Ss.resize(size_t(n) * aq_rope_.rotary_dim);
+    for (int32_t t = 0; t < n; ++t)  // un-rotation: R(-(pos0 + t))
+      rope_table_one(aq_rope_, -(double(c->pos0) + t), Cs.data() + int64_t(t) * aq_rope_.rotary_dim,
+                     Ss.data() + int64_t(t) * aq_rope_.rotary_dim);
+  }
   int64_t bytes = 0;
   for (int32_t L = 0; L < p_.n_layer; ++L) {
     for (int32_t pi = 0; pi < cp; ++pi) {
@@ -671,17 +801,64 @@ hwkv_status BlockStore::encode_chunk(const Block& blk, int32_t p0, std::shared_p
       Ly.vw.resize(size_t(nw)), Ly.vs.resize(size_t(ns)), Ly.vz.resize(size_t(ns));
       HWKV_TRY(quant::uniform_encode(&vp, xv.data(), n, Ly.vw.data(), nw, Ly.vs.data(), Ly.vz.data()));
     } else {
-      const bool g0 = L == 0 && !grid0_.empty();
-      const float* grid = g0 ? grid0_.data() : grid_.data();
-      const int32_t d = g0 ? codec_.grid0_dim : codec_.grid_dim, np = g0 ? codec_.grid0_n : codec_.grid_n;
-      hwkv_higgs_params kp = {Ck, higgs_group_for(Ck), d, np, 1, codec_.seed};
-      hwkv_higgs_params vp = {Cv, higgs_group_for(Cv), d, np, 1, codec_.seed + 1u};
+      hwkv_higgs_params kp, vp;
+      const float *gk, *gv;
+      higgs_params_for(L, false, &kp, &gk);
+      higgs_params_for(L, true, &vp, &gv);
+      const float* ek = xk.data();
+      const float* ev = xv.data();
+      if (aqua()) {
+        for (int32_t t = 0; t < n; ++t)
+          rope_rotate(aq_rope_, xk.data() + int64_t(t) * Ck, nkv, hd, Cs.data() + int64_t(t) * aq_rope_.rotary_dim,
+                      Ss.data() + int64_t(t) * aq_rope_.rotary_dim);
+        if (L == 0 && codec_.layer0_exact) {
+          Ly.ks.resize(xk.size()), Ly.vs.resize(xv.size());
+          for (size_t i = 0; i < xk.size(); ++i) {
+            if (!(std::fabs(xk[i]) <= 65504.0f))
+              return fail(HWKV_ERR_OUT_OF_RANGE, "store codec: a layer-0 key (%g) is beyond the fp16 range", double(xk[i]));
+            Ly.ks[i] = f32_to_f16_one(xk[i]);
+          }
+          for (size_t i = 0; i < xv.size(); ++i) {
+            if (!(std::fabs(xv[i]) <= 65504.0f))
+              return fail(HWKV_ERR_OUT_OF_RANGE, "store codec: a layer-0 value (%g) is beyond the fp16 range", double(xv[i]));
+            Ly.vs[i] = f32_to_f16_one(xv[i]);
+          }
+          HWKV_TRY(aqua_layer(*c, 0, nullptr, nullptr, pk.data(), pv.data(), pool));
+          bytes += 2 * int64_t(Ly.ks.size() + Ly.vs.size());
+          continue;
+        }
+        if (L > 0) {
+          // keys: residual of the prediction from K̂_{L-1}
+          const AquaLayer& a = aq_[L];
+          HWKV_TRY(linear(a.wk.data(), Ck, Ck, pk.data(), n, yk.data(), 0, a.bk.data(), pool));
+          for (size_t i = 0; i < xk.size(); ++i) rk[i] = xk[i] - yk[i];
+          ek = rk.data();
+        }
+      }
       HWKV_TRY(quant::higgs_size(&kp, n, &nw, &ns));
       Ly.kw.resize(size_t(nw)), Ly.ks.resize(size_t(ns));
-      HWKV_TRY(quant::higgs_encode(&kp, grid, xk.data(), n, Ly.kw.data(), nw, Ly.ks.data()));
+      HWKV_TRY(quant::higgs_encode(&kp, gk, ek, n, Ly.kw.data(), nw, Ly.ks.data()));
+      if (aqua() && L > 0) {
+        // K̂_L = prediction + decoded residual; values: residual of the prediction from [K̂_L, V̂_{L-1}]
+        const AquaLayer& a = aq_[L];
+        HWKV_TRY(quant::higgs_decode(&kp, gk, Ly.kw.data(), nw, Ly.ks.data(), n, yk.data(), 1));
+        HWKV_TRY(linear(a.wvk.data(), Cv, Ck, yk.data(), n, yv.data(), 0, nullptr, pool));
+        HWKV_TRY(linear(a.wvv.data(), Cv, Cv, pv.data(), n, yv.data(), 1, a.bv.data(), pool));
+        for (size_t i = 0; i < xv.size(); ++i) rv[i] = xv[i] - yv[i];
+        ev = rv.data();
+      }
       HWKV_TRY(quant::higgs_size(&vp, n, &nw, &ns));
       Ly.vw.resize(size_t(nw)), Ly.vs.resize(size_t(ns));
-      HWKV_TRY(quant::higgs_encode(&vp, grid, xv.data(), n, Ly.vw.data(), nw, Ly.vs.data()));
+      HWKV_TRY(quant::higgs_encode(&vp, gv, ev, n, Ly.vw.data(), nw, Ly.vs.data()));
+      if (aqua()) {
+        if (L == 0) {
+          HWKV_TRY(aqua_layer(*c, 0, nullptr, nullptr, pk.data(), pv.data(), pool));
+        } else {
+          HWKV_TRY(quant::higgs_decode(&vp, gv, Ly.vw.data(), nw, Ly.vs.data(), n, yv.data(), 1));
+          pk.swap(yk);
+          pv.swap(yv);
+        }
+      }
     }
     bytes += 4 * int64_t(Ly.kw.size() + Ly.vw.size()) + 2 * int64_t(Ly.ks.size() + Ly.kz.size() + Ly.vs.size() + Ly.vz.size());
   }
@@ -694,9 +871,20 @@ hwkv_status BlockStore::decode_chunk(const Chunk& c, int32_t L, uint8_t* out) co
   const int32_t pt = p_.page_tokens, nkv = p_.n_kv_head, hd = p_.head_dim, hdv = p_.head_dim_v;
   const int32_t n = c.n_tok, Ck = nkv * hd, Cv = nkv * hdv;
   const size_t es = elem_size();
-  thread_local std::vector<float> yk, yv;
+  thread_local std::vector<float> yk, yv, pk, pv;
   yk.resize(size_t(n) * Ck);
   yv.resize(size_t(n) * Cv);
+  if (aqua()) {
+    // the chain: layers 0..L of this chunk
+    pk.resize(yk.size());
+    pv.resize(yv.size());
+    for (int32_t l = 0; l <= L; ++l) {
+      HWKV_TRY(aqua_layer(c, l, pk.data(), pv.data(), yk.data(), yv.data(), nullptr));
+      if (l < L) pk.swap(yk), pv.swap(yv);
+    }
+    aqua_store(c, yk.data(), yv.data(), out);
+    return HWKV_OK;
+  }
   const Chunk::Layer& Ly = c.layers[L];
   if (codec_.type == HWKV_KV_UNIFORM) {
     hwkv_uniform_params kp = {Ck, codec_.bits, HWKV_UNIFORM_PER_CHANNEL, n};
@@ -704,13 +892,12 @@ hwkv_status BlockStore::decode_chunk(const Chunk& c, int32_t L, uint8_t* out) co
     HWKV_TRY(quant::uniform_decode(&kp, Ly.kw.data(), int64_t(Ly.kw.size()), Ly.ks.data(), Ly.kz.data(), n, yk.data(), 0));
     HWKV_TRY(quant::uniform_decode(&vp, Ly.vw.data(), int64_t(Ly.vw.size()), Ly.vs.data(), Ly.vz.data(), n, yv.data(), 0));
   } else {
-    const bool g0 = L == 0 && !grid0_.empty();
-    const float* grid = g0 ? grid0_.data() : grid_.data();
-    const int32_t d = g0 ? codec_.grid0_dim : codec_.grid_dim, np = g0 ? codec_.grid0_n : codec_.grid_n;
-    hwkv_higgs_params kp = {Ck, higgs_group_for(Ck), d, np, 1, codec_.seed};
-    hwkv_higgs_params vp = {Cv, higgs_group_for(Cv), d, np, 1, codec_.seed + 1u};
-    HWKV_TRY(quant::higgs_decode(&kp, grid, Ly.kw.data(), int64_t(Ly.kw.size()), Ly.ks.data(), n, yk.data(), 0));
-    HWKV_TRY(quant::higgs_decode(&vp, grid, Ly.vw.data(), int64_t(Ly.vw.size()), Ly.vs.data(), n, yv.data(), 0));
+    hwkv_higgs_params kp, vp;
+    const float *gk, *gv;
+    higgs_params_for(L, false, &kp, &gk);
+    higgs_params_for(L, true, &vp, &gv);
+    HWKV_TRY(quant::higgs_decode(&kp, gk, Ly.kw.data(), int64_t(Ly.kw.size()), Ly.ks.data(), n, yk.data(), 0));
+    HWKV_TRY(quant::higgs_decode(&vp, gv, Ly.vw.data(), int64_t(Ly.vw.size()), Ly.vs.data(), n, yv.data(), 0));
   }
   for (int32_t pi = 0; pi < c.n_pages; ++pi) {
     uint8_t* base = out + int64_t(pi) * layer_bytes_;
@@ -746,7 +933,7 @@ const uint8_t* BlockStore::page_v_any(const Block& blk, int32_t page, int32_t la
   return tmp->data() + int64_t(r.page) * layer_bytes_ + p_.n_kv_head * k_head_bytes_ + kv_head * v_head_bytes_;
 }
 
-void BlockStore::compact(int32_t b) {
+void BlockStore::compact(int32_t b, ThreadPool* pool) {
   if (!has_codec() || !is_live(b)) return;
   Block& blk = blocks_[b];
   if (blk.no_compress) return;
@@ -758,7 +945,7 @@ void BlockStore::compact(int32_t b) {
       for (int64_t i = 0; i < cp; ++i) exact = exact && blk.pages[p0 + i] >= 0;
       if (!exact) continue;  // already compressed (or partly, after a truncate)
       std::shared_ptr<Chunk> c;
-      if (encode_chunk(blk, p0, &c) != HWKV_OK) {
+      if (encode_chunk(blk, p0, &c, pool) != HWKV_OK) {
         blk.no_compress = true;
         return;
       }
@@ -774,16 +961,17 @@ void BlockStore::compact(int32_t b) {
   }
 }
 
-void BlockStore::compact_all() {
+void BlockStore::compact_all(ThreadPool* pool) {
   if (!has_codec()) return;
   for (int32_t b = 0; b < block_id_limit(); ++b)
-    if (blocks_[b].live) compact(b);
+    if (blocks_[b].live) compact(b, pool);
 }
 
-hwkv_status BlockStore::prepare_layer(int32_t layer) {
+hwkv_status BlockStore::prepare_layer(int32_t layer, ThreadPool* pool) {
   if (!has_codec()) return HWKV_OK;
   ++dec_epoch_;
   int64_t total = 0;
+  std::vector<Chunk*> list;
   for (const Block& blk : blocks_) {
     if (!blk.live || blk.comp.empty()) continue;
     for (size_t p = 0; p < blk.pages.size(); ++p) {
@@ -793,22 +981,97 @@ hwkv_status BlockStore::prepare_layer(int32_t layer) {
       c.dec_epoch = dec_epoch_;
       c.dec_off = total;
       total += c.n_pages * layer_bytes_;
+      list.push_back(&c);
     }
   }
   if (total == 0) return HWKV_OK;
   if (dec_.size() < static_cast<size_t>(total)) dec_.resize(static_cast<size_t>(total));
-  ++dec_epoch_;
-  for (const Block& blk : blocks_) {
-    if (!blk.live || blk.comp.empty()) continue;
-    for (size_t p = 0; p < blk.pages.size(); ++p) {
-      if (blk.pages[p] >= 0) continue;
-      Chunk& c = *blk.comp[p].c;
-      if (c.dec_epoch == dec_epoch_) continue;
-      c.dec_epoch = dec_epoch_;
-      HWKV_TRY(decode_chunk(c, layer, dec_.data() + c.dec_off));
-    }
+  if (!aqua()) {
+    for (Chunk* c : list) HWKV_TRY(decode_chunk(*c, layer, dec_.data() + c->dec_off));
+    dec_layer_ = layer;
+    return HWKV_OK;
   }
+  // AQUA: one step of the predictor chain per chunk from the state of layer-1 (kept in aq_state_ between
+  // the calls of one forward); layer 0 starts a new state layout.
+  const int64_t Ck = int64_t(p_.n_kv_head) * p_.head_dim, Cv = int64_t(p_.n_kv_head) * p_.head_dim_v;
+  if (layer == 0) ++st_epoch_;
+  int64_t st_total = 0;
+  for (Chunk* c : list)
+    if (c->st_epoch == st_epoch_) st_total = std::max(st_total, c->st_off + int64_t(c->n_tok) * (Ck + Cv));
+  for (Chunk* c : list)
+    if (c->st_epoch != st_epoch_) {
+      c->st_epoch = st_epoch_;
+      c->st_off = st_total;
+      c->st_layer = -1;
+      st_total += int64_t(c->n_tok) * (Ck + Cv);
+    }
+  if (aq_state_.size() < static_cast<size_t>(st_total)) aq_state_.resize(static_cast<size_t>(st_total));
+  std::vector<hwkv_status> rc(list.size(), HWKV_OK);
+  auto one = [&](int64_t i, ThreadPool* mp) {
+    Chunk& c = *list[static_cast<size_t>(i)];
+    const int64_t n = c.n_tok;
+    float* sk = aq_state_.data() + c.st_off;
+    float* sv = sk + n * Ck;
+    thread_local std::vector<float> yk, yv;
+    yk.resize(size_t(n * Ck));
+    yv.resize(size_t(n * Cv));
+    hwkv_status st = HWKV_OK;
+    if (c.st_layer != layer) {
+      const int32_t from = c.st_layer == layer - 1 ? layer : 0;  // else: the chain from layer 0
+      for (int32_t l = from; l <= layer && st == HWKV_OK; ++l) {
+        st = aqua_layer(c, l, sk, sv, yk.data(), yv.data(), mp);
+        if (st == HWKV_OK) {
+          std::memcpy(sk, yk.data(), size_t(n * Ck) * 4);
+          std::memcpy(sv, yv.data(), size_t(n * Cv) * 4);
+        }
+      }
+      c.st_layer = st == HWKV_OK ? layer : -1;
+    }
+    if (st == HWKV_OK) {
+      std::memcpy(yk.data(), sk, size_t(n * Ck) * 4);
+      aqua_store(c, yk.data(), sv, dec_.data() + c.dec_off);
+    }
+    rc[static_cast<size_t>(i)] = st;
+  };
+  const int64_t nc = static_cast<int64_t>(list.size());
+  if (pool && pool->size() > 1 && nc > 1) {
+    pool->parallel_for(nc, [&](int64_t i, int) { one(i, nullptr); });
+  } else {
+    for (int64_t i = 0; i < nc; ++i) one(i, pool);
+  }
+  for (hwkv_status st : rc) HWKV_TRY(st);
   dec_layer_ = layer;
+  return HWKV_OK;
+}
+
+hwkv_status BlockStore::codec_chunk(int32_t b, int32_t token, int32_t layer, int32_t which, uint32_t* codes,
+                                    uint16_t* scales, uint16_t* zeros, int64_t* info) const {
+  const char* fn = "store_codec_chunk";
+  HWKV_TRY(check_block(fn, b));
+  HWKV_TRY(check_layer(fn, layer));
+  if (which != 0 && which != 1) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: which must be 0 (keys) or 1 (values), got %d", fn, which);
+  if (!info) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: info is NULL", fn);
+  const Block& blk = blocks_[b];
+  if (token < 0 || token >= blk.len)
+    return fail(HWKV_ERR_OUT_OF_RANGE, "%s: token %d is out of range (block %d holds %d tokens)", fn, token, b, blk.len);
+  const int32_t page = token / p_.page_tokens;
+  if (blk.pages[page] >= 0)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: token %d of block %d is not held compressed", fn, token, b);
+  const CompRef& r = blk.comp[page];
+  const Chunk& c = *r.c;
+  const Chunk::Layer& Ly = c.layers[layer];
+  const std::vector<uint32_t>& w = which ? Ly.vw : Ly.kw;
+  const std::vector<uint16_t>& s = which ? Ly.vs : Ly.ks;
+  const std::vector<uint16_t>& z = which ? Ly.vz : Ly.kz;
+  info[0] = int64_t(page - r.page) * p_.page_tokens;
+  info[1] = c.n_tok;
+  info[2] = static_cast<int64_t>(w.size());
+  info[3] = static_cast<int64_t>(s.size());
+  info[4] = static_cast<int64_t>(z.size());
+  info[5] = aqua() && layer == 0 && codec_.layer0_exact ? 1 : 0;
+  if (codes && !w.empty()) std::memcpy(codes, w.data(), w.size() * 4);
+  if (scales && !s.empty()) std::memcpy(scales, s.data(), s.size() * 2);
+  if (zeros && !z.empty()) std::memcpy(zeros, z.data(), z.size() * 2);
   return HWKV_OK;
 }
 
@@ -829,7 +1092,7 @@ void BlockStore::codec_stats(hwkv_store_codec_stats* out) const {
       }
     }
   }
-  out->bytes_scratch = static_cast<int64_t>(dec_.capacity());
+  out->bytes_scratch = static_cast<int64_t>(dec_.capacity()) + static_cast<int64_t>(aq_state_.capacity()) * 4;
   out->values_compressed = out->tokens_compressed * p_.n_layer * p_.n_kv_head * (int64_t(p_.head_dim) + p_.head_dim_v);
 }
 

@@ -19,7 +19,9 @@
 #include <memory>
 #include <vector>
 
+#include "../include/hwkv_quant.h"
 #include "common.h"
+#include "kernels/threadpool.h"
 #include "rope.h"
 
 namespace hwkv {
@@ -87,11 +89,18 @@ class BlockStore {
   bool has_codec() const { return codec_.type != HWKV_KV_EXACT; }
   // Encodes every chunk of block b that the policy allows (all layers), freeing its pages. Never fails:
   // a chunk the quantizer rejects (e.g. values beyond the fp16 range) stops compression of that block.
-  void compact(int32_t b);
-  void compact_all();
+  // pool (optional) runs the AQUA predictor products on the core's matmul kernels across threads.
+  void compact(int32_t b, ThreadPool* pool = nullptr);
+  void compact_all(ThreadPool* pool = nullptr);
   // Decodes layer `layer` of every compressed chunk of the live blocks into the scratch (once); page
   // accessors for compressed pages then point there. Must precede attention over compressed blocks.
-  hwkv_status prepare_layer(int32_t layer);
+  // AQUA: calling it for layers 0, 1, 2, ... in order (as a forward does) decodes each layer of a chunk
+  // from the previous one kept as scratch (one step of the predictor chain per layer); any other order
+  // re-runs the chain from layer 0 for that chunk. Chunks are spread over the pool's threads.
+  hwkv_status prepare_layer(int32_t layer, ThreadPool* pool = nullptr);
+  // hwkv_api.store_codec_chunk
+  hwkv_status codec_chunk(int32_t b, int32_t token, int32_t layer, int32_t which, uint32_t* codes, uint16_t* scales,
+                          uint16_t* zeros, int64_t* info) const;
   // Releases every free page (bytes_reserved drops to bytes_in_use).
   void trim();
 
@@ -124,7 +133,20 @@ class BlockStore {
   // compressed page, the decoded scratch (prepare_layer).
   const uint8_t* kptr(const Block& blk, int32_t page, int32_t layer, int32_t kv_head) const;
   const uint8_t* vptr(const Block& blk, int32_t page, int32_t layer, int32_t kv_head) const;
-  hwkv_status encode_chunk(const Block& blk, int32_t p0, std::shared_ptr<Chunk>* out);
+  hwkv_status encode_chunk(const Block& blk, int32_t p0, std::shared_ptr<Chunk>* out, ThreadPool* pool = nullptr);
+  // AQUA
+  struct AquaLayer {  // predictors of one layer >= 1 (nn.Linear layout [out, in])
+    std::vector<float> wk, bk, wvk, wvv, bv;  // Wk [Ck,Ck]; Wv split into [Cv,Ck] (K̂_l part) and [Cv,Cv] (V̂_{l-1})
+  };
+  hwkv_status aqua_init(const hwkv_store_codec& c);
+  bool aqua() const { return codec_.type == HWKV_KV_AQUA; }
+  // Pre-RoPE reconstructions of layer L of chunk c: yk[n, Ck], yv[n, Cv] from layer L-1's (pk, pv; unused for 0).
+  hwkv_status aqua_layer(const Chunk& c, int32_t L, const float* pk, const float* pv, float* yk, float* yv,
+                         ThreadPool* pool) const;
+  // Stores pre-RoPE reconstructions yk/yv of chunk c into out (one layer, chunk pages x layer_bytes_), keys
+  // rotated at the chunk's block-local positions.
+  void aqua_store(const Chunk& c, float* yk, const float* yv, uint8_t* out) const;
+  hwkv_status higgs_params_for(int32_t L, bool value, hwkv_higgs_params* hp, const float** grid) const;
   // Decodes one layer of a chunk into out laid out as chunk pages x one page layer (layer_bytes_ each).
   hwkv_status decode_chunk(const Chunk& c, int32_t layer, uint8_t* out) const;
   // Loads rows through the codec for read/merge (decoding a compressed page's layer into tmp if needed).
@@ -161,6 +183,10 @@ class BlockStore {
   std::vector<uint8_t> dec_;          // decoded scratch (grow-only)
   int32_t dec_layer_ = -1;
   uint64_t dec_epoch_ = 0;
+  std::vector<AquaLayer> aq_;         // [n_layer], entry 0 unused
+  Rope aq_rope_;
+  std::vector<float> aq_state_;       // AQUA chain state: one layer of pre-RoPE K̂/V̂ per compressed chunk
+  uint64_t st_epoch_ = 0;
 };
 
 // Validates the rope parameters against the store (head_dim must match) — used by the ABI layer.

@@ -25,12 +25,11 @@ import type { Model } from '../model/model.js';
 import { readSafetensorsHeader, readSafetensorsTensorData, writeSafetensors, type SafetensorsTensorInput } from '../formats/safetensors.js';
 import { gridByName } from './grids.js';
 import { defaultGroup, quantOf } from './quantizer.js';
+import { aquaGridFor } from './bits.js';
 import type { HiggsConfig, HiggsGrid, QuantOps } from './types.js';
 
 export const AQUA_PREDICTORS_FORMAT = 'hogwild-kv/aqua-predictors/1';
 
-/** Main grid per bit width (log2(n)/d bits per value). */
-const GRID_FOR_BITS: Record<number, string> = { 1: 'gauss-d8-n256', 2: 'gauss-d2-n16', 3: 'gauss-d2-n64', 4: 'gauss-d2-n256' };
 
 export interface CalibrateProgress {
   phase: 'capture' | 'fit';
@@ -115,7 +114,9 @@ function sha256(data: ArrayBufferView | string): string {
 }
 
 /** Identity of a model for predictor files: architecture and shapes, plus a hash of config + tensor names/shapes. */
-export function aquaModelIdentity(model: Model): Record<string, string> {
+export type ModelLike = Pick<Model, 'config'> & { source: Pick<Model['source'], 'tensors'> };
+
+export function aquaModelIdentity(model: ModelLike): Record<string, string> {
   const c = model.config;
   const cfg = {
     architecture: c.architecture,
@@ -327,8 +328,7 @@ export async function calibrateAquaKV(model: Model, opts: CalibrateOptions & { o
   const C = c.nKvHead * c.headDim;
   const q: QuantOps = quantOf(model.backend);
   const bits = opts.bits ?? 2;
-  const gridName = opts.grid ?? GRID_FOR_BITS[bits];
-  if (!gridName) throw new InvalidArgumentError(`bits must be 1..4 (or pass grid), got ${String(bits)}`);
+  const gridName = opts.grid ?? aquaGridFor(bits, C).name;
   const grid = gridByName(gridName);
   const layer0 = opts.layer0 ?? 'gauss-d2-n256';
   const grid0 = layer0 === 'exact' ? null : gridByName(layer0);
@@ -548,7 +548,7 @@ function f32(bytes: Uint8Array): Float32Array {
 }
 
 /** Loads a predictor file and checks it was made for `model` (ModelFormatError naming the mismatch). */
-export function loadAquaPredictors(file: string, model: Model): AquaPredictors {
+export function loadAquaPredictors(file: string, model: ModelLike): AquaPredictors {
   const h = readSafetensorsHeader(file);
   const md = (h.metadata ?? {}) as Record<string, string>;
   if (md['format'] !== AQUA_PREDICTORS_FORMAT) {

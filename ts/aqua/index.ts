@@ -14,3 +14,6 @@ export type {
 export { defaultGroup, quantOf, higgsEncode, higgsDecode, uniformEncode, uniformDecode, ridgeFit } from './quantizer.js';
 export { gaussianGrid, gridByName, listGrids } from './grids.js';
 export type { GridInfo } from './grids.js';
+export { aquaGridFor, higgsBitsPerValue } from './bits.js';
+export { resolveKvCache, checkAquaPredictors } from './cache.js';
+export type { KvCacheOption } from './cache.js';

@@ -12,9 +12,11 @@ import type {
   AttentionBatch,
   Backend,
   BackendName,
+  CodecChunk,
   CodecStats,
   KvCodec,
   KvStore,
+  AquaPredictorTables,
   RopeParams,
   StoreParams,
   StoreStats,
@@ -258,12 +260,12 @@ export class CoreKvStore implements KvStore {
     sp[5] = params.dtype === 'f16' ? 1 : 0;
     sp[6] = params.maxBytes;
     const out: RawStore[] = [];
-    const codec = encodeCodec(params.codec, params.pageTokens);
+    const codec = encodeCodec(params.codec, params.pageTokens, params);
     if (codec === null) {
       be.check(be.raw.storeCreate(sp, out));
     } else {
       if (!be.raw.storeCreateCodec) throw errorFromStatus(4, `the ${be.name} backend has no compressed KV cache (codec '${params.codec.type}')`);
-      be.check(be.raw.storeCreateCodec(sp, codec.cd, codec.grid, codec.grid0, out));
+      be.check(be.raw.storeCreateCodec(sp, codec.cd, codec.grid, codec.grid0, out, codec.rope, codec.predictors));
     }
     this.handle = out[0]!;
     this.be = be;
@@ -315,6 +317,20 @@ export class CoreKvStore implements KvStore {
       bytesScratch: out[4]!,
       bitsPerValue: out[2]! > 0 ? (8 * out[0]!) / out[2]! : NaN,
     };
+  }
+
+  codecChunk(block: number, token: number, layer: number, which: 'k' | 'v'): CodecChunk {
+    const raw = this.be.raw;
+    if (!raw.storeCodecChunk) throw errorFromStatus(4, `the ${this.be.name} backend cannot export codec chunks`);
+    if (which !== 'k' && which !== 'v') throw new InvalidArgumentError(`which must be 'k' or 'v', got ${String(which)}`);
+    const info = new Float64Array(6);
+    const args = [this.h(), requireBlock('block', block), requireInt('token', token), requireInt('layer', layer), which === 'k' ? 0 : 1] as const;
+    this.be.check(raw.storeCodecChunk(...args, null, null, null, info));
+    const codes = new Uint32Array(info[2]!);
+    const scales = new Uint16Array(info[3]!);
+    const zeros = new Uint16Array(info[4]!);
+    this.be.check(raw.storeCodecChunk(...args, codes, scales, zeros, info));
+    return { start: info[0]!, nTok: info[1]!, codes, scales, zeros, exact: info[5] === 1 };
   }
 
   createBlock(): number {
@@ -451,8 +467,38 @@ function gridOf(name: string, g: unknown): HiggsGrid {
   return gg;
 }
 
+/** Flat predictor weights in the core's layout (hwkv_store_codec.predictors): per layer l >= 1, Wk [Ck, Ck] (nn.Linear
+ *  [out, in]), bk [Ck], Wv [Cv, Ck+Cv], bv [Cv]; from W [(in+1), out] (x·W, last row the bias). */
+function flattenPredictors(p: AquaPredictorTables, nLayer: number, Ck: number, Cv: number): Float32Array {
+  if (p === null || typeof p !== 'object' || !Array.isArray(p.k) || !Array.isArray(p.v)) {
+    throw new InvalidArgumentError('codec.predictors must be { nLayer, k: Float32Array[], v: Float32Array[] } (see ts/aqua)');
+  }
+  if (p.nLayer !== nLayer) throw new InvalidArgumentError(`codec.predictors are for ${p.nLayer} layers, the store has ${nLayer}`);
+  const per = Ck * Ck + Ck + Cv * (Ck + Cv) + Cv;
+  const out = new Float32Array(Math.max(0, nLayer - 1) * per);
+  let o = 0;
+  const put = (w: Float32Array | null | undefined, inDim: number, outDim: number, what: string) => {
+    if (!(w instanceof Float32Array) || w.length !== (inDim + 1) * outDim) {
+      throw new InvalidArgumentError(`codec.predictors.${what} must be a Float32Array of ${(inDim + 1) * outDim} floats [(${inDim}+1), ${outDim}], got ${w instanceof Float32Array ? w.length : typeof w}`);
+    }
+    for (let j = 0; j < outDim; j++) for (let i = 0; i < inDim; i++) out[o + j * inDim + i] = w[i * outDim + j]!;
+    o += inDim * outDim;
+    out.set(w.subarray(inDim * outDim, (inDim + 1) * outDim), o);
+    o += outDim;
+  };
+  for (let l = 1; l < nLayer; l++) {
+    put(p.k[l], Ck, Ck, `k[${l}]`);
+    put(p.v[l], Ck + Cv, Cv, `v[${l}]`);
+  }
+  return out;
+}
+
 /** Validates a KvCodec and encodes it for storeCreateCodec; null = exact store. */
-export function encodeCodec(c: KvCodec, pageTokens: number): { cd: Float64Array; grid: Float32Array | null; grid0: Float32Array | null } | null {
+export function encodeCodec(
+  c: KvCodec,
+  pageTokens: number,
+  shape?: { nLayer: number; nKvHead: number; headDim: number; headDimV: number },
+): { cd: Float64Array; grid: Float32Array | null; grid0: Float32Array | null; rope: Float64Array | null; predictors: Float32Array | null } | null {
   if (c === null || typeof c !== 'object') throw new InvalidArgumentError('codec must be an object');
   const type = CODEC_TYPES[c.type as keyof typeof CODEC_TYPES];
   if (type === undefined) throw new InvalidArgumentError(`codec.type must be 'none', 'uniform', 'higgs' or 'aqua', got ${JSON.stringify(c.type)}`);
@@ -462,7 +508,9 @@ export function encodeCodec(c: KvCodec, pageTokens: number): { cd: Float64Array;
   const chunk = requireInt('codec.chunkTokens', c.chunkTokens ?? Math.ceil(Math.max(64, pageTokens) / pageTokens) * pageTokens, 1);
   if (chunk % pageTokens !== 0) throw new InvalidArgumentError(`codec.chunkTokens (${chunk}) must be a multiple of pageTokens (${pageTokens})`);
   const seed = requireInt('codec.seed', c.seed ?? 0, 0);
-  const cd = new Float64Array(10);
+  const cd = new Float64Array(11);
+  let rope: Float64Array | null = null;
+  let predictors: Float32Array | null = null;
   cd[0] = type;
   cd[2] = sinks;
   cd[3] = buffer;
@@ -474,16 +522,27 @@ export function encodeCodec(c: KvCodec, pageTokens: number): { cd: Float64Array;
     const bits = requireInt('codec.bits', c.bits ?? 2, 1);
     if (bits > 8) throw new InvalidArgumentError(`codec.bits must be in 1..8 for 'uniform', got ${bits}`);
     cd[1] = bits;
-  } else if (c.type === 'higgs') {
+  } else if (c.type === 'higgs' || c.type === 'aqua') {
     let g: HiggsGrid;
     if (c.grid !== undefined) {
       g = gridOf('grid', c.grid);
+    } else if (c.type === 'aqua') {
+      throw new InvalidArgumentError("codec.grid is required for 'aqua' (resolveKvCache in ts/aqua picks it from bits)");
     } else {
       const bits = requireInt('codec.bits', c.bits ?? 2, 2);
       if (bits > 4) throw new InvalidArgumentError(`codec.bits must be 2, 3 or 4 for 'higgs' (or pass codec.grid), got ${bits}`);
       g = gaussianGrid(2, 1 << (2 * bits));
     }
-    const g0 = c.layer0Grid === undefined ? (g.points.length / g.dim >= 256 && g.dim === 2 ? null : gaussianGrid(2, 256)) : c.layer0Grid === null ? null : gridOf('layer0Grid', c.layer0Grid);
+    const g0 = c.type === 'aqua' && c.layer0Exact ? null : c.layer0Grid === undefined ? (g.points.length / g.dim >= 256 && g.dim === 2 ? null : gaussianGrid(2, 256)) : c.layer0Grid === null ? null : gridOf('layer0Grid', c.layer0Grid);
+    if (c.type === 'aqua') {
+      if (!shape) throw new InvalidArgumentError("an 'aqua' codec needs the store shape");
+      if (c.rope === undefined || c.rope === null) throw new InvalidArgumentError("codec.rope (the model's RoPE) is required for 'aqua': keys are compressed before RoPE");
+      rope = encodeRope(c.rope);
+      if (rope[0] !== shape.headDim) throw new InvalidArgumentError(`codec.rope.headDim (${rope[0]}) must equal the store's headDim (${shape.headDim})`);
+      if (c.predictors === undefined) throw new InvalidArgumentError("codec.predictors are required for 'aqua' (calibrateAquaKV / loadAquaPredictors)");
+      predictors = flattenPredictors(c.predictors, shape.nLayer, shape.nKvHead * shape.headDim, shape.nKvHead * shape.headDimV);
+      if (c.layer0Exact) cd[10] = 1;
+    }
     grid = g.points;
     cd[5] = g.dim;
     cd[6] = g.points.length / g.dim;
@@ -493,5 +552,5 @@ export function encodeCodec(c: KvCodec, pageTokens: number): { cd: Float64Array;
       cd[8] = g0.points.length / g0.dim;
     }
   }
-  return { cd, grid, grid0 };
+  return { cd, grid, grid0, rope, predictors };
 }

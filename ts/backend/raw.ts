@@ -132,8 +132,29 @@ export interface RawApi {
   storeFree(s: RawStore): void;
   storeStats(s: RawStore, out: Float64Array): number;
   /** KV codec store (optional member: absent on builds without it). codec = [type, bits, sinks, buffer,
-   *  chunk_tokens, grid_dim, grid_n, grid0_dim, grid0_n, seed]; out[0] receives the handle. */
-  storeCreateCodec?(sp: Float64Array, codec: Float64Array, grid: Float32Array | null, grid0: Float32Array | null, out: RawStore[]): number;
+   *  chunk_tokens, grid_dim, grid_n, grid0_dim, grid0_n, seed, layer0_exact]; out[0] receives the handle;
+   *  rope and predictors for 'aqua' (hwkv_store_codec). */
+  storeCreateCodec?(
+    sp: Float64Array,
+    codec: Float64Array,
+    grid: Float32Array | null,
+    grid0: Float32Array | null,
+    out: RawStore[],
+    rope?: Float64Array | null,
+    predictors?: Float32Array | null,
+  ): number;
+  /** info = [start, n_tok, n_words, n_scales, n_zeros, exact]; buffers may be null (sizes only). */
+  storeCodecChunk?(
+    s: RawStore,
+    block: number,
+    token: number,
+    layer: number,
+    which: number,
+    codes: Uint32Array | null,
+    scales: Uint16Array | null,
+    zeros: Uint16Array | null,
+    info: Float64Array,
+  ): number;
   /** out = [bytes_compressed, tokens_compressed, values_compressed, chunks, bytes_scratch] */
   storeCodecStats?(s: RawStore, out: Float64Array): number;
 

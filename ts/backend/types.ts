@@ -69,14 +69,24 @@ export interface StoreParams {
  *   higgs:   HIGGS vector quantization (Hadamard rotation + Gaussian grid). `bits` 2/3/4 picks the grid
  *            gauss-d2-n16/n64/n256 (or pass `grid`); layer 0 uses `layer0Grid` (default gauss-d2-n256,
  *            null = the same grid).
- *   aqua:    reserved for AQUA-KV predictors (UNSUPPORTED for now).
+ *   aqua:    AQUA-KV: keys (before RoPE) and values predicted from the previous layer's reconstructions by
+ *            `predictors` (layer l >= 1: K from K̂_{l-1}; V from [K̂_l, V̂_{l-1}]), only the residual HIGGS-
+ *            quantized with `grid` (or the grid of `bits`, see aquaGridFor in ts/aqua/cache.ts); layer 0 with
+ *            `layer0Grid` (default gauss-d2-n256) or fp16 with `layer0Exact`. Needs `rope` (the model's).
+ *            Usually built from a kvCache option by ts/aqua/cache.ts (resolveKvCache), not by hand.
  */
 export interface KvCodec {
   type: 'none' | 'uniform' | 'higgs' | 'aqua';
-  /** uniform: 1..8 (default 2); higgs: 2, 3 or 4 (default 2) when no grid is given. */
+  /** uniform: 1..8 (default 2); higgs: 2, 3 or 4 (default 2) when no grid is given; aqua: target bits per value incl. scales. */
   bits?: number;
   grid?: HiggsGrid;
   layer0Grid?: HiggsGrid | null;
+  /** aqua: layer 0 stored as fp16 instead of layer0Grid. */
+  layer0Exact?: boolean;
+  /** aqua: predictor weights, per layer l >= 1: k[l] W [(Ck+1), Ck], v[l] W [(Ck+Cv+1), Cv] (x·W, last row bias). */
+  predictors?: AquaPredictorTables;
+  /** aqua: the model's RoPE (keys are un-rotated before encoding and rotated back on decode). */
+  rope?: RopeParams;
   /** Default 4. */
   sinks?: number;
   /** Default 128. */
@@ -85,6 +95,25 @@ export interface KvCodec {
   chunkTokens?: number;
   /** HIGGS sign seed. Default 0. */
   seed?: number;
+}
+
+/** The weights an 'aqua' codec needs (a subset of ts/aqua's AquaPredictors). */
+export interface AquaPredictorTables {
+  nLayer: number;
+  k: ReadonlyArray<Float32Array | null>;
+  v: ReadonlyArray<Float32Array | null>;
+}
+
+/** The stored codes of one compressed chunk of one layer (KvStore.codecChunk; tests and tools). */
+export interface CodecChunk {
+  /** block-local position of the chunk's first token */
+  start: number;
+  nTok: number;
+  codes: Uint32Array;
+  /** HIGGS norms / uniform scales (fp16 bits); layer-0 fp16 values when `exact` */
+  scales: Uint16Array;
+  zeros: Uint16Array;
+  exact: boolean;
 }
 
 /** Memory held by compressed chunks (codes + fp16 scales/zeros). */
@@ -121,6 +150,8 @@ export interface KvStore {
   stats(): StoreStats;
   /** Compressed-cache memory (all zero without a codec). */
   codecStats(): CodecStats;
+  /** The codes of the compressed chunk holding `token` of `block`, one layer, keys or values. */
+  codecChunk?(block: number, token: number, layer: number, which: 'k' | 'v'): CodecChunk;
   createBlock(): number;
   freeBlock(block: number): void;
   blockLength(block: number): number;

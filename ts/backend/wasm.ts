@@ -43,7 +43,8 @@ export interface HwkvWasmModule {
   _hwkv_wasm_store_create(sp: number, outSlot: number): number;
   _hwkv_wasm_store_free(s: number): void;
   _hwkv_wasm_store_stats(s: number, out: number): number;
-  _hwkv_wasm_store_create_codec(sp: number, cd: number, grid: number, grid0: number, outSlot: number): number;
+  _hwkv_wasm_store_create_codec(sp: number, cd: number, grid: number, grid0: number, outSlot: number, rp: number, preds: number, nPred: number): number;
+  _hwkv_wasm_store_codec_chunk(s: number, block: number, token: number, layer: number, which: number, codes: number, scales: number, zeros: number, info: number): number;
   _hwkv_wasm_store_codec_stats(s: number, out: number): number;
   _hwkv_wasm_block_create(s: number, out: number): number;
   _hwkv_wasm_block_free(s: number, block: number): number;
@@ -407,18 +408,50 @@ class WasmRaw implements RawApi {
     return this.call('store_stats', 0, (p) => this.m._hwkv_wasm_store_stats(s as number, p[0]!));
   }
 
-  storeCreateCodec(sp: Float64Array, codec: Float64Array, grid: Float32Array | null, grid0: Float32Array | null, out: RawStore[]): number {
+  storeCreateCodec(
+    sp: Float64Array,
+    codec: Float64Array,
+    grid: Float32Array | null,
+    grid0: Float32Array | null,
+    out: RawStore[],
+    rope: Float64Array | null = null,
+    predictors: Float32Array | null = null,
+  ): number {
+    const cd = new Float64Array(11);
+    cd.set(codec.subarray(0, Math.min(11, codec.length)));
     this.add(sp, IN);
-    this.add(codec, IN);
+    this.add(cd, IN);
     this.add(grid, IN);
     this.add(grid0, IN);
+    this.add(rope, IN);
+    this.add(predictors, IN);
     return this.call(
       'store_create_codec',
       4,
-      (p) => this.m._hwkv_wasm_store_create_codec(p[0]!, p[1]!, p[2]!, p[3]!, p[4]!),
+      (p) => this.m._hwkv_wasm_store_create_codec(p[0]!, p[1]!, p[2]!, p[3]!, p[6]!, p[4]!, p[5]!, predictors ? predictors.length : 0),
       (p) => {
-        out[0] = this.u32(p[4]!);
+        out[0] = this.u32(p[6]!);
       },
+    );
+  }
+
+  storeCodecChunk(
+    s: RawStore,
+    block: number,
+    token: number,
+    layer: number,
+    which: number,
+    codes: Uint32Array | null,
+    scales: Uint16Array | null,
+    zeros: Uint16Array | null,
+    info: Float64Array,
+  ): number {
+    this.add(codes, OUT);
+    this.add(scales, OUT);
+    this.add(zeros, OUT);
+    this.add(info, OUT);
+    return this.call('store_codec_chunk', 0, (p) =>
+      this.m._hwkv_wasm_store_codec_chunk(s as number, block, token, layer, which, p[0]!, p[1]!, p[2]!, p[3]!),
     );
   }
 

@@ -4,7 +4,7 @@
 import cliProgress from 'cli-progress';
 import { InvalidArgumentError } from '../errors.js';
 import type { BackendChoice } from '../backend/types.js';
-import { loadModel, type Model } from '../model/model.js';
+import { loadModel, type KvCacheOption, type Model } from '../model/model.js';
 
 export interface ModelCliOptions {
   model: string;
@@ -12,6 +12,35 @@ export interface ModelCliOptions {
   threads?: string;
   tokenizer?: string;
   json?: boolean;
+  /** --kv: f32 | f16 | uniform:BITS | higgs:BITS | aqua[:BITS] */
+  kv?: string;
+  /** --predictors FILE (for --kv aqua) */
+  predictors?: string;
+}
+
+/**
+ * The KV cache of --kv / --predictors: 'f32', 'f16', 'uniform:2', 'higgs:3', 'aqua:2' (BITS optional for aqua:
+ * the predictor file's grid). --predictors is required for aqua and rejected for the others.
+ */
+export function kvCacheOption(kv: string | undefined, predictors: string | undefined): KvCacheOption | undefined {
+  if (kv === undefined) {
+    if (predictors !== undefined) throw new InvalidArgumentError('--predictors needs --kv aqua[:BITS]');
+    return undefined;
+  }
+  const m = /^(f32|f16|uniform|higgs|aqua)(?::(\d+(?:\.\d+)?))?$/.exec(kv.trim());
+  if (!m) throw new InvalidArgumentError(`--kv must be f32, f16, uniform:BITS, higgs:BITS or aqua[:BITS], got '${kv}'`);
+  const type = m[1] as 'f32' | 'f16' | 'uniform' | 'higgs' | 'aqua';
+  const bits = m[2] !== undefined ? Number(m[2]) : undefined;
+  if (type === 'aqua') {
+    if (!predictors) throw new InvalidArgumentError('--kv aqua needs --predictors FILE (made by `hogwild calibrate`)');
+    return { type, predictors, ...(bits !== undefined ? { bits } : {}) };
+  }
+  if (predictors !== undefined) throw new InvalidArgumentError(`--predictors is only used with --kv aqua (got --kv ${kv})`);
+  if (type === 'f32' || type === 'f16') {
+    if (bits !== undefined) throw new InvalidArgumentError(`--kv ${type} takes no bits`);
+    return { type };
+  }
+  return { type, bits: bits ?? 2 };
 }
 
 export function intOption(name: string, v: string | undefined, min = 0): number | undefined {
@@ -50,8 +79,10 @@ export async function loadWithProgress(o: ModelCliOptions, signal?: AbortSignal)
     : null;
   let started = false;
   try {
+    const kvCache = kvCacheOption(o.kv, o.predictors);
     return await loadModel(o.model, {
       backend: o.backend as BackendChoice | undefined,
+      ...(kvCache ? { kvCache } : {}),
       threads: intOption('threads', o.threads, 1),
       tokenizer: o.tokenizer,
       signal,

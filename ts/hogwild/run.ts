@@ -10,7 +10,8 @@
  */
 import { AbortError, InvalidArgumentError, TokenizerError, UnsupportedError } from '../errors.js';
 import type { CoreKvStore } from '../backend/backend.js';
-import type { KvCodec, StoreParams } from '../backend/types.js';
+import type { StoreParams } from '../backend/types.js';
+import { resolveKvCache, type KvCacheOption } from '../aqua/cache.js';
 import { Sampler, argmax, validateSampling, type SamplingOptions } from '../engine/sampling.js';
 import type { Model } from '../model/model.js';
 import type { Tokenizer, TokenStreamDecoder } from '../tokenizer/types.js';
@@ -89,9 +90,7 @@ export interface HogwildOptions {
    * model's store (which carries loadModel's kvCache, compressed or not). 'uniform' / 'higgs' take the
    * KvCodec fields (bits, sinks, buffer, chunkTokens, ...) and `dtype` for the exact pages.
    */
-  kvCache?:
-    | { type?: 'f32' | 'f16'; pageTokens?: number; maxBytes?: number }
-    | ({ type: 'uniform' | 'higgs' | 'aqua'; dtype?: 'f32' | 'f16'; pageTokens?: number; maxBytes?: number } & Omit<KvCodec, 'type'>);
+  kvCache?: { type?: 'f32' | 'f16'; pageTokens?: number; maxBytes?: number } | (KvCacheOption & { pageTokens?: number; maxBytes?: number });
   /** Tokens per prefill call. Defaults to 256. */
   prefillChunk?: number;
   /** Override token choice (constrained decoding, tests). Return a token id. */
@@ -292,7 +291,7 @@ export class HogwildRun {
         nLayer: c.nLayer,
         nKvHead: c.nKvHead,
         headDim: c.headDim,
-        ...kvStoreOf(options.kvCache),
+        ...kvStoreOf(options.kvCache, model),
       }) as CoreKvStore;
     } else {
       this.store = null;
@@ -646,10 +645,9 @@ export class HogwildRun {
 }
 
 /** Store parameters of a run's own kvCache option (exact element type, or a codec over exact pages). */
-function kvStoreOf(k: NonNullable<HogwildOptions['kvCache']>): Pick<StoreParams, 'dtype' | 'pageTokens' | 'maxBytes' | 'codec'> {
-  const { type, pageTokens, maxBytes, ...rest } = k as { type?: string; pageTokens?: number; maxBytes?: number; dtype?: 'f32' | 'f16' } & Record<string, unknown>;
+function kvStoreOf(k: NonNullable<HogwildOptions['kvCache']>, model: Model): Pick<StoreParams, 'dtype' | 'pageTokens' | 'maxBytes' | 'codec'> {
+  const { pageTokens, maxBytes, ...rest } = k as { type?: string; pageTokens?: number; maxBytes?: number } & Record<string, unknown>;
   const base = { pageTokens: pageTokens ?? 64, maxBytes: maxBytes ?? 0 };
-  if (type === undefined || type === 'f32' || type === 'f16') return { ...base, dtype: (type as 'f32' | 'f16' | undefined) ?? 'f32' };
-  const { dtype, ...codec } = rest as { dtype?: 'f32' | 'f16' } & Omit<KvCodec, 'type'>;
-  return { ...base, dtype: dtype ?? 'f32', codec: { ...codec, type } as KvCodec };
+  const r = resolveKvCache({ ...rest, type: rest.type ?? 'f32' } as KvCacheOption, model);
+  return { ...base, dtype: r.dtype ?? 'f32', ...(r.codec ? { codec: r.codec } : {}) };
 }

@@ -17,6 +17,10 @@ import type { ModelConfig } from './config.js';
 import { loadModelSource, type ModelSource } from './loader.js';
 import { ModelRuntime, type LoadProgress, type ModelInfo } from './runtime.js';
 import { HogwildRun, type HogwildOptions } from '../hogwild/run.js';
+import { resolveKvCache, type KvCacheOption } from '../aqua/cache.js';
+import type { CoreKvStore } from '../backend/backend.js';
+
+export type { KvCacheOption } from '../aqua/cache.js';
 
 export type { LoadProgress } from './runtime.js';
 
@@ -59,6 +63,8 @@ export interface GenerateOptions extends SamplingOptions {
   stopOnEog?: boolean;
   /** Tokens per prefill call. Defaults to 256. */
   prefillChunk?: number;
+  /** A KV cache for this generation only (default: the model's, from loadModel). */
+  kvCache?: KvCacheOption;
 }
 
 export interface GenerateChunk {
@@ -100,6 +106,8 @@ export interface PerplexityOptions {
   prefillChunk?: number;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
+  /** A KV cache for this run only (default: the model's, from loadModel). */
+  kvCache?: KvCacheOption;
 }
 
 export interface PerplexityResult {
@@ -261,24 +269,44 @@ export class Model {
   }
 
   /** Logits at every position of `tokenIds` (one sequence): Float32Array [tokens x vocab]. */
-  async logits(tokenIds: ArrayLike<number>, options: { signal?: AbortSignal; chunk?: number } = {}): Promise<Float32Array> {
+  async logits(tokenIds: ArrayLike<number>, options: { signal?: AbortSignal; chunk?: number; kvCache?: KvCacheOption; store?: CoreKvStore } = {}): Promise<Float32Array> {
     this.live();
     const ids = this.promptIds(tokenIds, false);
     if (ids.length === 0) return new Float32Array(0);
     const V = this.config.nVocab;
     const out = new Float32Array(ids.length * V);
-    const block = await this.runtime.createBlock();
+    const own = options.store === undefined && options.kvCache !== undefined ? this.runStore(options.kvCache) : null;
+    const store = options.store ?? own ?? this.runtime.store;
     try {
-      const chunk = options.chunk ?? 256;
-      for (let i = 0; i < ids.length; i += chunk) {
-        const part = ids.slice(i, i + chunk);
-        const l = await this.runtime.forward([{ view: [block], tokens: part }], 'all', options.signal);
-        out.set(l, i * V);
+      const block = await this.runtime.exclusive(() => store.createBlock());
+      try {
+        const chunk = options.chunk ?? 256;
+        for (let i = 0; i < ids.length; i += chunk) {
+          const part = ids.slice(i, i + chunk);
+          const l = await this.runtime.forward([{ view: [block], tokens: part }], 'all', options.signal, store);
+          out.set(l, i * V);
+        }
+      } finally {
+        await this.runtime.exclusive(() => store.freeBlock(block)).catch(() => undefined);
       }
     } finally {
-      await this.runtime.freeBlock(block);
+      if (own) await this.runtime.exclusive(() => own.dispose()).catch(() => own.dispose());
     }
     return out;
+  }
+
+  /** @internal A private store for one run's kvCache option (same backend, shape and page size as the model's). */
+  runStore(kv: KvCacheOption): CoreKvStore {
+    const r = resolveKvCache(kv, this);
+    const c = this.config;
+    return this.runtime.backend.createStore({
+      nLayer: c.nLayer,
+      nKvHead: c.nKvHead,
+      headDim: c.headDim,
+      pageTokens: this.runtime.store.params.pageTokens,
+      dtype: r.dtype ?? 'f32',
+      ...(r.codec ? { codec: r.codec } : {}),
+    }) as CoreKvStore;
   }
 
   /** Stream a completion of a text prompt, a chat (messages) or token ids. */
@@ -313,7 +341,15 @@ export class Model {
     options: GenerateOptions,
     emit: (c: GenerateChunk) => void,
   ): Promise<GenerateResult> {
-    const block = await this.runtime.createBlock();
+    const own = options.kvCache !== undefined ? this.runStore(options.kvCache) : null;
+    const store = own ?? this.runtime.store;
+    let block: number;
+    try {
+      block = await this.runtime.exclusive(() => store.createBlock());
+    } catch (e) {
+      own?.dispose();
+      throw e;
+    }
     const signal = options.signal;
     const stopOnEog = options.stopOnEog ?? true;
     const decoder = this.tokenizer?.createDecoder();
@@ -331,7 +367,7 @@ export class Model {
       for (let i = 0; i < ids.length; i += chunk) {
         const part = ids.slice(i, i + chunk);
         const last = i + chunk >= ids.length;
-        logits = await this.runtime.forward([{ view: [block], tokens: part }], last ? 'last' : 'none', signal);
+        logits = await this.runtime.forward([{ view: [block], tokens: part }], last ? 'last' : 'none', signal, store);
       }
       prefillMs = now() - t0;
       const tDecode = now();
@@ -364,7 +400,7 @@ export class Model {
         emittedChars = safe;
         emit({ tokens: [next], text: piece });
         if (generated.length >= maxTokens) break;
-        logits = await this.runtime.forward([{ view: [block], tokens: [next] }], 'last', signal);
+        logits = await this.runtime.forward([{ view: [block], tokens: [next] }], 'last', signal, store);
       }
       if (stopReason !== 'stop' && decoder) {
         text += decoder.flush();
@@ -388,7 +424,8 @@ export class Model {
         },
       };
     } finally {
-      await this.runtime.freeBlock(block);
+      await this.runtime.exclusive(() => store.freeBlock(block)).catch(() => undefined);
+      if (own) await this.runtime.exclusive(() => own.dispose()).catch(() => own.dispose());
     }
   }
 
@@ -433,10 +470,12 @@ export class Model {
     const V = this.config.nVocab;
     let nll = 0;
     let count = 0;
+    const runStore = options.kvCache !== undefined ? this.runStore(options.kvCache) : null;
+    try {
     for (let c = 0; c < use.length; c++) {
       const ids = use[c]!;
       if (ids.length < 2) continue;
-      const logits = await this.logits(ids, { signal: options.signal, chunk: options.prefillChunk });
+      const logits = await this.logits(ids, { signal: options.signal, chunk: options.prefillChunk, ...(runStore ? { store: runStore } : {}) });
       for (let i = 0; i + 1 < ids.length; i++) {
         const row = logits.subarray(i * V, (i + 1) * V);
         let m = -Infinity;
@@ -447,6 +486,9 @@ export class Model {
         count++;
       }
       options.onProgress?.(c + 1, use.length);
+    }
+    } finally {
+      if (runStore) await this.runtime.exclusive(() => runStore.dispose()).catch(() => runStore.dispose());
     }
     const meanNll = count > 0 ? nll / count : NaN;
     return { tokens: count, chunks: use.length, meanNll, perplexity: Math.exp(meanNll) };
@@ -463,16 +505,9 @@ export class Model {
   }
 }
 
-/** The model's KV cache: exact ('f32' | 'f16') or compressed ('uniform' | 'higgs'; 'aqua' reserved). */
-export type KvCacheOption =
-  | { type: 'f32' | 'f16' }
-  | ({ type: 'uniform' | 'higgs' | 'aqua'; dtype?: 'f32' | 'f16' } & Omit<KvCodec, 'type'>);
-
-function kvCacheStore(k: KvCacheOption | undefined): { kvDtype?: 'f32' | 'f16'; kvCodec?: KvCodec } {
-  if (k === undefined) return {};
-  if (k.type === 'f32' || k.type === 'f16') return { kvDtype: k.type };
-  const { dtype, ...codec } = k as { type: 'uniform' | 'higgs' | 'aqua'; dtype?: 'f32' | 'f16' } & Omit<KvCodec, 'type'>;
-  return { kvDtype: dtype, kvCodec: codec as KvCodec };
+function kvCacheStore(k: KvCacheOption | undefined, source: ModelSource): { kvDtype?: 'f32' | 'f16'; kvCodec?: KvCodec } {
+  const r = resolveKvCache(k, { config: source.config, source });
+  return { kvDtype: r.dtype, kvCodec: r.codec };
 }
 
 function validateLoadOptions(o: LoadModelOptions): void {
@@ -511,7 +546,7 @@ export async function loadModel(pathOrFolder: string, options: LoadModelOptions 
     threads: options.threads,
     onProgress: options.onProgress,
     signal: options.signal,
-    ...kvCacheStore(options.kvCache),
+    ...kvCacheStore(options.kvCache, source),
     pageTokens: options.pageTokens,
   });
   return new Model(source, runtime, tokenizer);

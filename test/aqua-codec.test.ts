@@ -1,0 +1,425 @@
+/**
+ * AQUA-KV cache (the 'aqua' codec: linear inter-layer predictors + HIGGS of the residual, keys before RoPE):
+ *  - store level, on fresh random K/V, predictors and RoPE each run: every compressed chunk read back equals
+ *    a float64 TypeScript reference of "predict + dequantize, then RoPE at the block-local position", computed
+ *    from the codes the store holds (exported with codecChunk) — layer 0 on its grid or exact fp16; exact
+ *    tokens stay bit-identical; bytes / bits per value match the formula; attention (the per-forward decode
+ *    chain, layers in order and out of order) equals attention over an exact store holding the decoded rows;
+ *  - model level (stories260K, visible SKIP if absent): predictors calibrated on a slice of TinyStories; the
+ *    aqua cache gives bit-identical logits while no chunk is encoded, in plain decoding and in a Hogwild! run
+ *    of two workers; after compression it is closer to the exact cache (KL) than HIGGS with the same grid and
+ *    no predictors;
+ *  - bad predictors: files made for another model, not predictor files, wrong shapes, wrong objects, missing
+ *    rope, non-finite weights -> typed errors.
+ */
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { loadModel, type Model } from '../ts/index.ts';
+import type { Backend, KvCodec, RopeParams } from '../ts/index.ts';
+import { InvalidArgumentError, ModelFormatError } from '../ts/errors.ts';
+import { HogwildCache, type LayoutSpec } from '../ts/hogwild/index.ts';
+import { argmax } from '../ts/engine/sampling.ts';
+import { gaussianGrid } from '../ts/aqua/grids.ts';
+import { aquaGridFor, higgsBitsPerValue } from '../ts/aqua/bits.ts';
+import { calibrateAquaKV, loadAquaPredictors, type AquaPredictors } from '../ts/aqua/calibrate.ts';
+import { resolveKvCache } from '../ts/aqua/cache.ts';
+import { writeSafetensors } from '../ts/formats/safetensors.ts';
+import type { HiggsGrid } from '../ts/aqua/types.ts';
+import { backendsUnderTest, skipLine } from './helpers/backends.ts';
+import { expectThrows, seededTest } from './helpers/harness.ts';
+import type { Rng } from './helpers/rng.ts';
+import { refUnpack } from './ref/bits.ts';
+import { halfToNumber, refHiggsDecode } from './ref/quant.ts';
+import { refRopeApply } from './ref/rope.ts';
+
+const SHARED = process.env.HOGWILD_SHARED ?? path.resolve('..', 'shared');
+const STORIES = path.join(SHARED, 'models', 'stories260K', 'stories260K.gguf');
+const CORPUS = path.join(SHARED, 'corpora', 'tinystories_val.txt');
+const FIXTURE = path.join('test', 'fixtures', 'hf', 'llama');
+
+async function cpuBackends() {
+  return (await backendsUnderTest()).filter((b) => b.name !== 'cuda');
+}
+
+const s = suite('aqua-codec');
+
+const G = { nLayer: 3, nKvHead: 2, headDim: 16, pageTokens: 16 };
+const C = G.nKvHead * G.headDim;
+
+function randomPredictors(rng: Rng, nLayer: number, Ck: number, Cv: number): AquaPredictors & { metadata: Record<string, string> } {
+  const k: (Float32Array | null)[] = [null];
+  const v: (Float32Array | null)[] = [null];
+  for (let l = 1; l < nLayer; l++) {
+    k.push(rng.f32((Ck + 1) * Ck, 0.6 / Math.sqrt(Ck)));
+    v.push(rng.f32((Ck + Cv + 1) * Cv, 0.6 / Math.sqrt(Ck + Cv)));
+  }
+  return { nLayer, channels: Ck, group: 32, grid: gaussianGrid(2, 16), grid0: gaussianGrid(2, 256), k, v, metadata: {} };
+}
+
+/** x[n, p] · W[(p+1), q] + bias row, in float64. */
+function refLinear(x: ArrayLike<number>, w: Float32Array, n: number, p: number, q: number): Float64Array {
+  const y = new Float64Array(n * q);
+  for (let r = 0; r < n; r++)
+    for (let j = 0; j < q; j++) {
+      let a = w[p * q + j]!;
+      for (let i = 0; i < p; i++) a += x[r * p + i]! * w[i * q + j]!;
+      y[r * q + j] = a;
+    }
+  return y;
+}
+
+/** Float64 reference of one chunk's reconstruction (keys rotated at their block-local positions). */
+function refChunk(
+  chunk: (layer: number, which: 'k' | 'v') => { start: number; nTok: number; codes: Uint32Array; scales: Uint16Array; exact: boolean },
+  preds: AquaPredictors,
+  grid: HiggsGrid,
+  grid0: HiggsGrid | null,
+  seed: number,
+  rope: RopeParams,
+): { start: number; k: Float64Array[]; v: Float64Array[] } {
+  let pk: Float64Array | null = null;
+  let pv: Float64Array | null = null;
+  const outK: Float64Array[] = [];
+  const outV: Float64Array[] = [];
+  let start = 0;
+  for (let l = 0; l < G.nLayer; l++) {
+    const rec: Float64Array[] = [];
+    for (const which of ['k', 'v'] as const) {
+      const ch = chunk(l, which);
+      start = ch.start;
+      const n = ch.nTok;
+      let y: Float64Array;
+      if (ch.exact) {
+        y = Float64Array.from(ch.scales, (h) => halfToNumber(h));
+      } else {
+        const g = l === 0 && grid0 ? grid0 : grid;
+        const np = g.points.length / g.dim;
+        const codes = refUnpack(ch.codes, Math.log2(np), (n * C) / g.dim);
+        const scales = Float64Array.from(ch.scales, (h) => halfToNumber(h));
+        y = refHiggsDecode({ channels: C, group: 32, dim: g.dim, grid: g.points, signs: true, seed: seed + (which === 'v' ? 1 : 0) }, codes, scales, n);
+      }
+      if (l > 0) {
+        const pred =
+          which === 'k'
+            ? refLinear(pk!, preds.k[l]!, n, C, C)
+            : refLinear(
+                (() => {
+                  const x = new Float64Array(n * 2 * C);
+                  for (let t = 0; t < n; t++) {
+                    x.set(rec[0]!.subarray(t * C, (t + 1) * C), t * 2 * C);
+                    x.set(pv!.subarray(t * C, (t + 1) * C), t * 2 * C + C);
+                  }
+                  return x;
+                })(),
+                preds.v[l]!,
+                n,
+                2 * C,
+                C,
+              );
+        for (let i = 0; i < y.length; i++) y[i] = y[i]! + pred[i]!;
+      }
+      rec.push(y);
+    }
+    pk = rec[0]!;
+    pv = rec[1]!;
+    const n = pk.length / C;
+    outK.push(refRopeApply(rope, pk, n, G.nKvHead, Array.from({ length: n }, (_, t) => start + t)));
+    outV.push(pv);
+  }
+  return { start, k: outK, v: outV };
+}
+
+function maxRel(a: ArrayLike<number>, b: ArrayLike<number>, off: number, n: number): number {
+  let e = 0;
+  let m = 0;
+  for (let i = 0; i < n; i++) {
+    e = Math.max(e, Math.abs(a[off + i]! - b[i]!));
+    m = Math.max(m, Math.abs(b[i]!));
+  }
+  return e / Math.max(m, 1e-30);
+}
+
+const ROPE: RopeParams = { headDim: G.headDim, style: 'normal', theta: 10000 };
+
+seededTest(s, 'aqua-codec', 'store: decode equals the float64 reference of predict + dequantize (+ RoPE); bytes match the formula', async (rng) => {
+  for (const { name, backend } of await cpuBackends()) {
+    for (const layer0Exact of [false, true]) {
+      const preds = randomPredictors(rng, G.nLayer, C, C);
+      const grid = gaussianGrid(2, 16);
+      const grid0 = layer0Exact ? null : gaussianGrid(2, 256);
+      const seed = rng.int(0, 1000);
+      const rope: RopeParams = { ...ROPE, style: rng.bool() ? 'normal' : 'neox', theta: [10000, 500000][rng.int(0, 1)]! };
+      const codec: KvCodec = { type: 'aqua', grid, layer0Grid: grid0, layer0Exact, predictors: preds, rope, sinks: 4, buffer: 32, chunkTokens: 32, seed };
+      const st = backend.createStore({ ...G, codec });
+      const ex = backend.createStore({ ...G });
+      const label = `${name} layer0 ${layer0Exact ? 'exact' : 'd2-n256'}`;
+      try {
+        const n = 120;
+        // layer-correlated data (what predictors are for): x_l = 0.7 x_{l-1} + noise, keys with a per-channel offset
+        const k = new Float32Array(G.nLayer * n * C);
+        const v = new Float32Array(G.nLayer * n * C);
+        for (let l = 0; l < G.nLayer; l++)
+          for (let i = 0; i < n * C; i++) {
+            const j = l * n * C + i;
+            k[j] = (l ? 0.7 * k[j - n * C]! : 1.5 * Math.sin(i % C)) + rng.normal();
+            v[j] = (l ? 0.5 * v[j - n * C]! : 0) + rng.normal();
+          }
+        const b = st.createBlock();
+        const e = ex.createBlock();
+        st.append(b, n, k, v, rope);
+        ex.append(e, n, k, v, rope);
+        // sink page [0,16); chunks [16,48) and [48,80) end <= 120 - 32 = 88
+        const cs = st.codecStats();
+        assert.is(cs.chunks, 2, `${label}: chunks`);
+        assert.is(cs.tokensCompressed, 64, `${label}: tokens`);
+        const per = (g: HiggsGrid | null, l0: boolean) =>
+          l0 ? 2 * 32 * 2 * C : 2 * (4 * Math.ceil((32 * (C / g!.dim) * Math.log2(g!.points.length / g!.dim)) / 32) + 2 * 32 * (C / 32));
+        const expectBytes = 2 * (per(grid0 ?? grid, layer0Exact) + (G.nLayer - 1) * per(grid, false));
+        assert.is(cs.bytesCompressed, expectBytes, `${label}: bytes`);
+        const bitsExpected = (layer0Exact ? 16 : higgsBitsPerValue(grid0!, C)) / G.nLayer + ((G.nLayer - 1) * higgsBitsPerValue(grid, C)) / G.nLayer;
+        assert.ok(Math.abs(cs.bitsPerValue - bitsExpected) < 1e-9, `${label}: bits/value ${cs.bitsPerValue} vs ${bitsExpected}`);
+        const got = Array.from({ length: G.nLayer }, (_, l) => st.read(b, l));
+        const ref = Array.from({ length: G.nLayer }, (_, l) => ex.read(e, l));
+        let worst = 0;
+        for (const t0 of [16, 48]) {
+          const r = refChunk((l, w) => st.codecChunk!(b, t0 + 5, l, w), preds, grid, grid0, seed, rope);
+          assert.is(r.start, t0, `${label}: chunk start`);
+          for (let l = 0; l < G.nLayer; l++) {
+            const ek = maxRel(got[l]!.k, r.k[l]!, t0 * C, 32 * C);
+            const ev = maxRel(got[l]!.v, r.v[l]!, t0 * C, 32 * C);
+            worst = Math.max(worst, ek, ev);
+            assert.ok(ek < 2e-5 && ev < 2e-5, `${label}: chunk ${t0} layer ${l} vs float64 reference: K ${ek.toExponential(2)} V ${ev.toExponential(2)}`);
+          }
+        }
+        // exact tokens (sink page, buffer) bit-identical; compressed ones close to the inputs
+        for (let l = 0; l < G.nLayer; l++) {
+          for (const [a, z] of [[0, 16], [80, 120]] as const)
+            for (let i = a * C; i < z * C; i++) if (got[l]!.k[i] !== ref[l]!.k[i] || got[l]!.v[i] !== ref[l]!.v[i]) assert.unreachable(`${label}: exact row ${i / C} differs`);
+          let err = 0;
+          let nrm = 0;
+          for (let i = 16 * C; i < 80 * C; i++) {
+            err += (got[l]!.k[i]! - ref[l]!.k[i]!) ** 2;
+            nrm += ref[l]!.k[i]! ** 2;
+          }
+          assert.ok(err / nrm < 0.2, `${label}: layer ${l} key relMSE ${err / nrm}`);
+        }
+        console.log(`  ${label}: ${cs.bytesCompressed} B, ${cs.bitsPerValue.toFixed(4)} bits/value; max rel. error vs float64 reference ${worst.toExponential(2)}`);
+
+        // attention through the per-forward decode chain equals attention over an exact store holding the decoded rows
+        const dec = backend.createStore({ ...G });
+        try {
+          const d = dec.createBlock();
+          const kk = new Float32Array(G.nLayer * n * C);
+          const vv = new Float32Array(G.nLayer * n * C);
+          for (let l = 0; l < G.nLayer; l++) {
+            kk.set(got[l]!.k, l * n * C);
+            vv.set(got[l]!.v, l * n * C);
+          }
+          dec.append(d, n, kk, vv, null);
+          const nHead = 4;
+          const q = rng.f32(3 * nHead * G.headDim);
+          const batch = { views: [[b]], positions: [[119, 60, 30]] };
+          const batchD = { views: [[d]], positions: [[119, 60, 30]] };
+          for (const order of [[0, 1, 2], [2, 0, 1, 1]]) {
+            for (const l of order) {
+              const a1 = st.attention(l, rope, batch, q, nHead, 0.25);
+              const a2 = dec.attention(l, rope, batchD, q, nHead, 0.25);
+              const err = maxRel(a1.out, a2.out, 0, a2.out.length);
+              assert.ok(err < 1e-5, `${label}: attention layer ${l} (order ${order.join(',')}) vs decoded rows: ${err}`);
+            }
+          }
+        } finally {
+          dec.dispose();
+        }
+      } finally {
+        st.dispose();
+        ex.dispose();
+      }
+    }
+  }
+});
+
+seededTest(s, 'aqua-codec', 'store: invalid aqua codecs are typed errors', async (rng) => {
+  for (const { name, backend } of await cpuBackends()) {
+    const preds = randomPredictors(rng, G.nLayer, C, C);
+    const base: KvCodec = { type: 'aqua', grid: gaussianGrid(2, 16), predictors: preds, rope: ROPE };
+    backend.createStore({ ...G, codec: base }).dispose();
+    expectThrows(() => backend.createStore({ ...G, codec: { ...base, rope: undefined } }), InvalidArgumentError, `${name} no rope`, /rope/);
+    expectThrows(() => backend.createStore({ ...G, codec: { ...base, predictors: undefined } }), InvalidArgumentError, `${name} no predictors`, /predictors/);
+    expectThrows(() => backend.createStore({ ...G, codec: { ...base, predictors: { ...preds, nLayer: 4 } } }), InvalidArgumentError, `${name} layers`, /layers/);
+    const short = { ...preds, k: [null, preds.k[1]!.subarray(1), preds.k[2]!] };
+    expectThrows(() => backend.createStore({ ...G, codec: { ...base, predictors: short } }), InvalidArgumentError, `${name} shape`, /k\[1\]/);
+    const bad = preds.v[2]!.slice();
+    bad[7] = NaN;
+    expectThrows(
+      () => backend.createStore({ ...G, codec: { ...base, predictors: { ...preds, v: [null, preds.v[1]!, bad] } } }),
+      InvalidArgumentError,
+      `${name} NaN`,
+      /not finite/,
+    );
+    expectThrows(() => backend.createStore({ ...G, codec: { ...base, rope: { ...ROPE, headDim: 8 } } }), InvalidArgumentError, `${name} rope dim`, /headDim/);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------------
+// model level (stories260K)
+// ---------------------------------------------------------------------------------------------------
+
+function kl(a: Float32Array, b: Float32Array, V: number, from: number): number {
+  const n = a.length / V;
+  let sum = 0;
+  for (let r = from; r < n; r++) {
+    const x = b.subarray(r * V, (r + 1) * V);
+    const y = a.subarray(r * V, (r + 1) * V);
+    let mx = -Infinity;
+    let my = -Infinity;
+    for (let j = 0; j < V; j++) (mx = Math.max(mx, x[j]!)), (my = Math.max(my, y[j]!));
+    let sx = 0;
+    let sy = 0;
+    for (let j = 0; j < V; j++) (sx += Math.exp(x[j]! - mx)), (sy += Math.exp(y[j]! - my));
+    const lx = mx + Math.log(sx);
+    const ly = my + Math.log(sy);
+    for (let j = 0; j < V; j++) sum += Math.exp(x[j]! - lx) * (x[j]! - lx - (y[j]! - ly));
+  }
+  return sum / (n - from);
+}
+
+const SHARED_PROMPT: LayoutSpec = { name: 'shared-prompt', mergeFinishedSteps: false, views: (n) => Array.from({ length: n }, () => ['common', 'self']) };
+
+async function hogwildRows(model: Model, prompt: number[], steps: number): Promise<Float32Array[]> {
+  const cache = new HogwildCache(model.runtime, { workers: 2, layout: SHARED_PROMPT });
+  try {
+    await cache.prefill(prompt, {});
+    const rows: Float32Array[] = [];
+    let feed = [[prompt[0]!], [prompt[1]!]];
+    const V = model.config.nVocab;
+    for (let i = 0; i < steps; i++) {
+      const l = await cache.step(feed);
+      rows.push(l.slice());
+      feed = [[argmax(l.subarray(0, V))], [argmax(l.subarray(V, 2 * V))]];
+    }
+    return rows;
+  } finally {
+    cache.dispose();
+  }
+}
+
+let calibrated: { dir: string; file: string; preds: AquaPredictors } | null = null;
+async function storiesPredictors(m: Model): Promise<{ dir: string; file: string; preds: AquaPredictors }> {
+  if (calibrated) return calibrated;
+  const { readFileSync } = await import('node:fs');
+  const text = readFileSync(CORPUS, 'utf8').slice(300000, 330000);
+  const dir = mkdtempSync(path.join(tmpdir(), 'aqua-codec-'));
+  const file = path.join(dir, 'p2.safetensors');
+  const preds = await calibrateAquaKV(m, { text, bits: 2, out: file });
+  calibrated = { dir, file, preds };
+  return calibrated;
+}
+
+seededTest(s, 'aqua-codec', 'model: aqua equals the exact cache before any chunk is encoded (plain and Hogwild!), beats HIGGS with the same grid after (stories260K)', async (rng) => {
+  if (!existsSync(STORIES) || !existsSync(CORPUS)) {
+    skipLine('aqua-codec model test', `${STORIES} or ${CORPUS} not found`);
+    return;
+  }
+  for (const { name, backend } of await cpuBackends()) {
+    const exact = await loadModel(STORIES, { backend });
+    try {
+      const { file, preds } = await storiesPredictors(exact);
+      const V = exact.config.nVocab;
+      const aqua = await loadModel(STORIES, { backend, kvCache: { type: 'aqua', predictors: file } });
+      try {
+        const ids = Array.from({ length: 400 }, () => 1 + rng.int(0, V - 2));
+        // pageTokens 64: sink page [0,64), buffer 128, chunk 64 -> nothing is encoded before 256 tokens
+        const short = ids.slice(0, 255);
+        const r0 = await exact.logits(short, { chunk: 64 });
+        const a0 = await aqua.logits(short, { chunk: 64 });
+        assert.ok(a0.every((x, i) => x === r0[i]), `${name}: aqua logits bit-identical before any chunk is encoded`);
+        const prompt = ids.slice(0, 150);
+        const ha = await hogwildRows(exact, prompt, 10);
+        const hb = await hogwildRows(aqua, prompt, 10);
+        for (let i = 0; i < ha.length; i++) assert.ok(ha[i]!.every((x, j) => x === hb[i]![j]), `${name}: Hogwild! step ${i} bit-identical with the aqua cache`);
+        assert.is(aqua.runtime.store.codecStats().chunks, 0);
+        // after compression: per-run caches on the same model; aqua vs HIGGS with the same grid, no predictors
+        const text = (await import('node:fs')).readFileSync(CORPUS, 'utf8').slice(0, 1400);
+        const tids = exact.tokenize(text).slice(0, 400);
+        const ref = await exact.logits(tids, { chunk: 32 });
+        const ga = await exact.logits(tids, { chunk: 32, kvCache: { type: 'aqua', predictors: preds } });
+        const gh = await exact.logits(tids, { chunk: 32, kvCache: { type: 'higgs', grid: preds.grid, layer0Grid: preds.grid0 } });
+        const from = 256;
+        const kA = kl(ga, ref, V, from);
+        const kH = kl(gh, ref, V, from);
+        console.log(`  ${name}: grid ${preds.grid.name}, KL to exact over rows ${from}..${tids.length - 1}: aqua ${kA.toExponential(3)}, higgs (same grid) ${kH.toExponential(3)}`);
+        assert.ok(kA > 0 && kA < kH, `${name}: aqua KL ${kA} < higgs KL ${kH}`);
+      } finally {
+        aqua.dispose();
+      }
+    } finally {
+      exact.dispose();
+    }
+  }
+});
+
+s('predictors: bad files and objects are typed errors', async () => {
+  if (!existsSync(STORIES) || !existsSync(CORPUS)) {
+    skipLine('aqua-codec predictor-file test', `${STORIES} or ${CORPUS} not found`);
+    return;
+  }
+  const backend = (await cpuBackends())[0]!.backend as Backend;
+  const stories = await loadModel(STORIES, { backend });
+  const fixture = await loadModel(FIXTURE, { backend });
+  try {
+    const { dir, file, preds } = await storiesPredictors(stories);
+    // made for another model
+    const e1 = expectThrows(() => resolveKvCache({ type: 'aqua', predictors: file }, fixture), ModelFormatError, 'other model file', /another model|layers/);
+    assert.is(e1.code, 'FORMAT_UNSUPPORTED_MODEL');
+    expectThrows(() => resolveKvCache({ type: 'aqua', predictors: preds }, fixture), ModelFormatError, 'other model object', /layers|another model/);
+    // not a predictor file (a model checkpoint)
+    const e2 = expectThrows(() => loadAquaPredictors(path.join(FIXTURE, 'model.safetensors'), stories), ModelFormatError, 'model file', /not an AQUA-KV predictor file/);
+    assert.is(e2.code, 'FORMAT_INVALID');
+    // a tensor missing / a wrong shape
+    const md = { ...preds.metadata };
+    const miss = path.join(dir, 'missing.safetensors');
+    writeSafetensors(miss, [['grid', { dtype: 'F32', shape: [preds.grid.points.length / preds.grid.dim, preds.grid.dim], data: preds.grid.points }]], md);
+    const e3 = expectThrows(() => loadAquaPredictors(miss, stories), ModelFormatError, 'missing tensor', /k\.1\.weight/);
+    assert.is(e3.code, 'FORMAT_MISSING_TENSOR');
+    const wrong = path.join(dir, 'wrong.safetensors');
+    const Cs = preds.channels;
+    const tensors: [string, { dtype: 'F32'; shape: number[]; data: Float32Array }][] = [];
+    for (let l = 1; l < preds.nLayer; l++) {
+      tensors.push([`k.${l}.weight`, { dtype: 'F32', shape: l === 2 ? [Cs, Cs + 1] : [Cs, Cs], data: new Float32Array(l === 2 ? Cs * (Cs + 1) : Cs * Cs) }]);
+      tensors.push([`k.${l}.bias`, { dtype: 'F32', shape: [Cs], data: new Float32Array(Cs) }]);
+      tensors.push([`v.${l}.weight`, { dtype: 'F32', shape: [Cs, 2 * Cs], data: new Float32Array(2 * Cs * Cs) }]);
+      tensors.push([`v.${l}.bias`, { dtype: 'F32', shape: [Cs], data: new Float32Array(Cs) }]);
+    }
+    writeSafetensors(wrong, tensors, md);
+    expectThrows(() => loadAquaPredictors(wrong, stories), ModelFormatError, 'wrong shape', /k\.2\.weight/);
+    // not a file at all / garbage
+    const junk = path.join(dir, 'junk.safetensors');
+    writeFileSync(junk, 'not safetensors');
+    expectThrows(() => resolveKvCache({ type: 'aqua', predictors: junk }, stories), ModelFormatError, 'junk file');
+    // no predictors / a wrong object
+    expectThrows(() => resolveKvCache({ type: 'aqua' } as never, stories), InvalidArgumentError, 'no predictors', /predictors/);
+    expectThrows(() => resolveKvCache({ type: 'aqua', predictors: 42 } as never, stories), InvalidArgumentError, 'number', /predictors/);
+    assert.is(resolveKvCache({ type: 'aqua', predictors: preds, bits: 3 }, stories).codec!.grid!.dim, aquaGridFor(3, 32).dim);
+  } finally {
+    stories.dispose();
+    fixture.dispose();
+    if (calibrated) rmSync(calibrated.dir, { recursive: true, force: true });
+    calibrated = null;
+  }
+});
+
+s('bits: aquaGridFor counts the fp16 scales', () => {
+  // C = 32: one fp16 norm per 32 values = 0.5 bits; C = 1024: 0.016 bits
+  assert.is(aquaGridFor(2, 32).name, 'gauss-d8-n4096'); // 1.5 + 0.5
+  assert.is(aquaGridFor(3, 32).name, 'gauss-d4-n256'); // 2 + 0.5 (ties with d2-n16: lower MSE)
+  assert.is(aquaGridFor(2, 1024).name, 'gauss-d4-n256');
+  assert.is(aquaGridFor(4, 1024).name, 'gauss-d2-n256');
+  assert.ok(Math.abs(higgsBitsPerValue(gaussianGrid(2, 16), 32) - 2.5) < 1e-12);
+  assert.throws(() => aquaGridFor(0.2, 32), /no stored grid/);
+});
+
+s.run();
