@@ -6,7 +6,7 @@
  * their pair in `tokenizer.ggml.merges` (lowest rank first; ties: leftmost) until no pair has a rank.
  */
 
-import { Heap } from './heap.ts';
+import { mergePairs } from './merge.ts';
 import { preTokenizerFor, type PreTokenizer } from './pretokenize.ts';
 import { utf8Encode } from './utf8.ts';
 import type { GgufVocab } from './vocab.ts';
@@ -33,15 +33,6 @@ export function bytesToBpeChars(bytes: Uint8Array): string {
   for (const b of bytes) s += BYTE_TO_CHAR[b];
   return s;
 }
-
-interface Candidate {
-  left: number;
-  right: number;
-  rank: number;
-  length: number;
-}
-
-const before = (a: Candidate, b: Candidate): boolean => a.rank < b.rank || (a.rank === b.rank && a.left < b.left);
 
 const CACHE_LIMIT = 20000;
 
@@ -81,38 +72,9 @@ export class BpeEncoder {
       if (whole !== undefined) return [whole];
     }
     // Byte-alphabet characters are all in the BMP: one symbol per UTF-16 unit.
-    const n = word.length;
-    const sym = word.split('');
-    const next = new Int32Array(n);
-    const prev = new Int32Array(n);
-    for (let i = 0; i < n; i++) {
-      prev[i] = i - 1;
-      next[i] = i + 1 < n ? i + 1 : -1;
-    }
-    const queue = new Heap<Candidate>(before);
-    const consider = (left: number, right: number): void => {
-      if (left < 0 || right < 0) return;
-      const rank = this.ranks.get(sym[left]! + '\u0000' + sym[right]!);
-      if (rank === undefined) return;
-      queue.push({ left, right, rank, length: sym[left]!.length + sym[right]!.length });
-    };
-    for (let i = 1; i < n; i++) consider(i - 1, i);
-    while (queue.size > 0) {
-      const c = queue.pop()!;
-      const l = sym[c.left]!;
-      const r = sym[c.right]!;
-      if (l.length === 0 || r.length === 0 || l.length + r.length !== c.length) continue;
-      sym[c.left] = l + r;
-      sym[c.right] = '';
-      const after = next[c.right]!;
-      next[c.left] = after;
-      if (after >= 0) prev[after] = c.left;
-      consider(prev[c.left]!, c.left);
-      consider(c.left, after);
-    }
+    const merged = mergePairs(word.split(''), (l, r) => this.ranks.get(l + '\u0000' + r));
     const out: number[] = [];
-    for (let i = n > 0 ? 0 : -1; i !== -1; i = next[i]!) {
-      const s = sym[i]!;
+    for (const s of merged) {
       const id = vocabIds.get(s);
       if (id !== undefined) {
         out.push(id);
