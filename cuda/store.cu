@@ -239,7 +239,14 @@ hwkv_status store_create_codec(const hwkv_store_params* p, const hwkv_store_code
   if (codec && codec->type != HWKV_KV_EXACT) {
     const char* fn = "store_create_codec";
     return guarded(fn, [&]() -> hwkv_status {
-      return fail(HWKV_ERR_UNSUPPORTED, "%s: the CUDA backend has no compressed KV cache (codec type %d)", fn, codec->type);
+      return fail(HWKV_ERR_UNSUPPORTED,
+                  "%s: the CUDA backend has no compressed KV cache yet (codec type %d = %s); use an exact f32/f16 "
+                  "cache on CUDA, or the native/WASM backends for uniform, HIGGS and AQUA-KV",
+                  fn, codec->type,
+                  codec->type == HWKV_KV_UNIFORM ? "uniform"
+                  : codec->type == HWKV_KV_HIGGS ? "HIGGS"
+                  : codec->type == HWKV_KV_AQUA  ? "AQUA"
+                                                 : "unknown");
     });
   }
   return store_create(p, out);
