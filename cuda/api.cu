@@ -14,13 +14,14 @@
 #include <string>
 
 #include "common.cuh"
+#include "core_host.cuh"
 #include "ops.cuh"
 
 namespace hwkv_cuda {
 
-namespace {
+thread_local cudaStream_t g_stream_override = nullptr;
 
-thread_local char g_last_error[1024] = {0};
+namespace {
 
 int g_device = 0;
 std::string g_build_info = "{\"backend\":\"cuda\"}";
@@ -49,7 +50,7 @@ std::string json_escape(const char* s) {
   return o;
 }
 
-const char* api_last_error() { return g_last_error; }
+const char* api_last_error() { return hwkv::last_error(); }
 const char* api_build_info() { return g_build_info.c_str(); }
 
 const hwkv_api kTable = {
@@ -167,8 +168,8 @@ void init() {
   char buf[1024];
   std::snprintf(buf, sizeof buf,
                 "{\"backend\":\"cuda\",\"device\":\"%s\",\"device_index\":%d,\"cc\":\"%d.%d\",\"sm_count\":%d,"
-                "\"memory_bytes\":%llu,\"driver\":%d,\"runtime\":%d,\"store_dtypes\":[\"f32\"],"
-                "\"f16\":\"unsupported\",\"abi\":%d}",
+                "\"memory_bytes\":%llu,\"driver\":%d,\"runtime\":%d,\"store_dtypes\":[\"f32\",\"f16\"],"
+                "\"abi\":%d}",
                 json_escape(prop.name).c_str(), dev, prop.major, prop.minor, prop.multiProcessorCount,
                 static_cast<unsigned long long>(prop.totalGlobalMem), drv, rt, HWKV_ABI_VERSION);
   g_build_info = buf;
@@ -178,15 +179,18 @@ void init() {
 
 }  // namespace
 
+// One thread-local message buffer for the whole library: the CPU core's (core/src/errors.cpp, compiled in),
+// which the shared host code (core/src/rope_freq.cpp, model_params.cpp) writes through hwkv::fail.
 hwkv_status fail(hwkv_status st, const char* fmt, ...) {
+  char buf[1024];
   va_list ap;
   va_start(ap, fmt);
-  std::vsnprintf(g_last_error, sizeof g_last_error, fmt, ap);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
-  return st;
+  return hwkv::fail(st, "%s", buf);
 }
 
-const char* last_error() { return g_last_error; }
+const char* last_error() { return hwkv::last_error(); }
 
 hwkv_status cuda_fail(cudaError_t e, const char* fn, const char* what) {
   (void)cudaGetLastError();  // clear a non-sticky error so later checks do not see it again

@@ -16,6 +16,7 @@
 //   lse = M + log d (natural log), -inf and out = 0 when nothing is visible.
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <cmath>
 #include <unordered_map>
 #include <vector>
@@ -33,16 +34,6 @@ constexpr int kKT = 32;        // keys per shared-memory tile (one per lane)
 constexpr int kThreads = 256;  // 8 warps
 constexpr int kWarps = kThreads / 32;
 
-struct WorkItem {
-  int32_t pairs_off;  // offset of this block's pair list in blk_pairs
-  int32_t n_rows;     // rows of this block (pairs * gqa)
-  int32_t row0;       // first row of this CTA
-  int32_t key_start;  // chunk [key_start, key_end) of the block
-  int32_t key_end;
-  int32_t page_off;   // offset of this block's page pointers
-  int32_t chunk;      // chunk index (slot = pair_slot + chunk)
-  int32_t pad;
-};
 
 struct AttnArgs {
   PageGeo geo;
@@ -102,6 +93,7 @@ __global__ void __launch_bounds__(kThreads) attn_partial_kernel(AttnArgs a) {
   int32_t* slot_s = tab_s + R;
 
   const WorkItem it = a.items[blockIdx.x];
+  if (it.n_rows == 0) return;  // padding item
   const int32_t g = blockIdx.y;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int rows_here = min(R, it.n_rows - it.row0);
@@ -139,13 +131,13 @@ __global__ void __launch_bounds__(kThreads) attn_partial_kernel(AttnArgs a) {
       const int kk = i / D, dd = i - kk * D;
       const int32_t l = t0 + kk;
       const float* page = a.pages[it.page_off + l / T];
-      k_s[kk * a.kstride + dd] = page[geo.k_off(a.layer, g, l % T) + dd];
+      k_s[kk * a.kstride + dd] = kv_get(page, geo.k_off(a.layer, g, l % T) + dd, geo.f16);
     }
     for (int i = tid; i < nk * Dv; i += kThreads) {
       const int kk = i / Dv, dd = i - kk * Dv;
       const int32_t l = t0 + kk;
       const float* page = a.pages[it.page_off + l / T];
-      v_s[kk * Dv + dd] = page[geo.v_off(a.layer, g, l % T) + dd];
+      v_s[kk * Dv + dd] = kv_get(page, geo.v_off(a.layer, g, l % T) + dd, geo.f16);
     }
     __syncthreads();
 
@@ -195,38 +187,338 @@ __global__ void __launch_bounds__(kThreads) attn_partial_kernel(AttnArgs a) {
   }
 }
 
-// One CTA per (query row, head): log-sum-exp merge of the row's slots.
+// ---- Decode kernel: the same work items as attn_partial_kernel, for head_dim = head_dim_v in {64, 128}
+// and at most kDecRows rows per CTA (a row = one query head of one (query, block) pair). 4 warps; warp w owns
+// rows w*R/4 .. (w+1)*R/4 - 1 (its queries rotated once into shared memory). The CTA walks the chunk in
+// 32-key tiles, double-buffered: while the warps score tile i, the K and V rows of tile i+1 are already on
+// their way into shared memory by 16-byte asynchronous copies (rows padded by 16 bytes so that one-key-per-
+// lane reads are conflict-free). Each warp scores one key per lane against its rows (queries read as float4
+// broadcasts), keeps an online softmax per row and accumulates P.V with the lane owning D/32 output dims, then
+// writes its rows' partial states to their slots. So every K/V byte of a chunk is read once per CTA for all of
+// its rows: all the workers and all the GQA heads that see the block.
+constexpr int kDecWarps = 4;
+constexpr int kDecThreads = kDecWarps * 32;
+constexpr int kDecRows = 16;
+
+__host__ __device__ constexpr int dec_row_bytes(int D, int es) { return D * es + 16; }
+
+__host__ __device__ inline size_t decode_smem_bytes(int R, int D, int es) {
+  return sizeof(float) * (static_cast<size_t>(R) * D + static_cast<size_t>(R) * 32) + sizeof(int32_t) * 5 * R +
+         static_cast<size_t>(2) * 2 * 32 * dec_row_bytes(D, es);
+}
+
+struct F8 {
+  float v[8];
+};
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const unsigned sa = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(gmem));
+}
+
+// 8 consecutive elements of a staged row as floats.
+template <bool F16>
+__device__ __forceinline__ F8 load8(const unsigned char* p) {
+  F8 r;
+  if (F16) {
+    const uint4 u = *reinterpret_cast<const uint4*>(p);
+    const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 f = __half22float2(h[i]);
+      r.v[2 * i] = f.x;
+      r.v[2 * i + 1] = f.y;
+    }
+  } else {
+    const float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
+    r.v[0] = a.x; r.v[1] = a.y; r.v[2] = a.z; r.v[3] = a.w;
+    r.v[4] = b.x; r.v[5] = b.y; r.v[6] = b.z; r.v[7] = b.w;
+  }
+  return r;
+}
+
+// N (2 or 4) consecutive elements of a staged row as floats.
+template <bool F16, int N>
+__device__ __forceinline__ void loadn(const unsigned char* p, float* out) {
+  if (F16) {
+    if (N == 4) {
+      const uint2 u = *reinterpret_cast<const uint2*>(p);
+      const __half2* h = reinterpret_cast<const __half2*>(&u);
+      const float2 a = __half22float2(h[0]), b = __half22float2(h[1]);
+      out[0] = a.x; out[1] = a.y; out[2] = b.x; out[3] = b.y;
+    } else {
+      const float2 a = __half22float2(*reinterpret_cast<const __half2*>(p));
+      out[0] = a.x; out[1] = a.y;
+    }
+  } else {
+    if (N == 4) {
+      const float4 a = *reinterpret_cast<const float4*>(p);
+      out[0] = a.x; out[1] = a.y; out[2] = a.z; out[3] = a.w;
+    } else {
+      const float2 a = *reinterpret_cast<const float2*>(p);
+      out[0] = a.x; out[1] = a.y;
+    }
+  }
+}
+
+template <bool F16, int R, int D>
+__global__ void __launch_bounds__(kDecThreads) attn_decode_kernel(AttnArgs a) {
+  constexpr int RW = R / kDecWarps;  // rows per warp
+  constexpr int DL = D / 32;         // output dims per lane
+  constexpr int ES = F16 ? 2 : 4;
+  constexpr int STRB = dec_row_bytes(D, ES);
+  constexpr int CH = D * ES / 16;  // 16-byte pieces per row
+  extern __shared__ __align__(16) float dec_smem[];
+  float* q_s = dec_smem;       // [R][D]
+  float* p_s = q_s + R * D;    // [R][32]
+  int32_t* loc_s = reinterpret_cast<int32_t*>(p_s + R * 32);
+  int32_t* head_s = loc_s + R;
+  int32_t* slot_s = head_s + R;
+  int32_t* qrow_s = slot_s + R;
+  int32_t* tab_s = qrow_s + R;
+  unsigned char* tiles = reinterpret_cast<unsigned char*>(tab_s + R);  // [2 buffers][K, V][32][STRB]
+
+  const PageGeo& geo = a.geo;
+  const WorkItem it = a.items[blockIdx.x];
+  if (it.n_rows == 0) return;  // padding item
+  const int32_t g = blockIdx.y;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int rows_here = min(R, it.n_rows - it.row0);
+
+  if (tid < R) {
+    if (tid < rows_here) {
+      const int32_t rr = it.row0 + tid;
+      const int32_t pp = a.blk_pairs[it.pairs_off + rr / a.gqa];
+      loc_s[tid] = a.pair_loc[pp];
+      head_s[tid] = g * a.gqa + rr % a.gqa;
+      slot_s[tid] = a.pair_slot[pp] + it.chunk;
+      qrow_s[tid] = a.pair_row[pp];
+      tab_s[tid] = a.pair_tab[pp];
+    } else {
+      loc_s[tid] = -1;  // padding row: sees nothing
+      head_s[tid] = 0;
+      slot_s[tid] = 0;
+      qrow_s[tid] = 0;
+      tab_s[tid] = 0;
+    }
+  }
+  __syncthreads();
+  const int r0 = warp * RW;  // this warp's first row
+  {
+    const int32_t units = rope_units(a.rd);
+#pragma unroll
+    for (int rr = 0; rr < RW; ++rr) {
+      const int r = r0 + rr;
+      float* dst = q_s + r * D;
+      if (r < rows_here) {
+        const float* src = a.q + static_cast<int64_t>(qrow_s[r]) * a.q_ld + static_cast<int64_t>(head_s[r]) * D;
+        for (int u = lane; u < units; u += 32)
+          rope_unit(a.rd, u, src, dst, a.tab + static_cast<int64_t>(tab_s[r]) * 2 * a.rd.half);
+      } else {
+        for (int d = lane; d < D; d += 32) dst[d] = 0.0f;
+      }
+    }
+  }
+  int32_t max_loc = -1;
+#pragma unroll
+  for (int r = 0; r < R; ++r) max_loc = max(max_loc, loc_s[r]);
+  const int32_t kend = min(it.key_end, max_loc + 1);
+  int32_t my_loc[RW];
+#pragma unroll
+  for (int rr = 0; rr < RW; ++rr) my_loc[rr] = loc_s[r0 + rr];
+  const bool warp_active = r0 < rows_here;
+
+  float m[RW], dsum[RW], acc[RW][DL];
+#pragma unroll
+  for (int r = 0; r < RW; ++r) {
+    m[r] = -INFINITY;
+    dsum[r] = 0.0f;
+#pragma unroll
+    for (int j = 0; j < DL; ++j) acc[r][j] = 0.0f;
+  }
+  const int T = geo.T;
+  float* pw = p_s + r0 * 32;
+
+  // K and V rows of tile starting at key t0 -> buffer b (all 128 threads; consecutive threads copy consecutive
+  // 16-byte pieces of a row).
+  auto stage = [&](int32_t t0, int b) {
+    const int nk = min(32, kend - t0);
+    unsigned char* kt = tiles + static_cast<size_t>(b) * 2 * 32 * STRB;
+    unsigned char* vt = kt + 32 * STRB;
+    for (int c = tid; c < nk * CH; c += kDecThreads) {
+      const int kk = c / CH, j = c - kk * CH;
+      const int32_t key = t0 + kk;
+      const unsigned char* page = reinterpret_cast<const unsigned char*>(a.pages[it.page_off + key / T]);
+      cp_async16(kt + kk * STRB + j * 16, page + geo.k_off(a.layer, g, key % T) * ES + j * 16);
+      cp_async16(vt + kk * STRB + j * 16, page + geo.v_off(a.layer, g, key % T) * ES + j * 16);
+    }
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+  };
+
+  const int32_t n_tiles = kend > it.key_start ? (kend - it.key_start + 31) / 32 : 0;
+  if (n_tiles > 0) stage(it.key_start, 0);
+  for (int32_t ti = 0; ti < n_tiles; ++ti) {
+    const int32_t t0 = it.key_start + ti * 32;
+    if (ti + 1 < n_tiles) {
+      stage(t0 + 32, (ti + 1) & 1);
+      asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+    } else {
+      asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+    }
+    __syncthreads();  // tile ti is in shared memory for every warp
+    if (warp_active) {
+      const unsigned char* kt = tiles + static_cast<size_t>(ti & 1) * 2 * 32 * STRB;
+      const unsigned char* vt = kt + 32 * STRB;
+      const int nk = min(32, kend - t0);
+      const int32_t key = t0 + lane;
+      const bool valid = lane < nk;
+      float s[RW];
+#pragma unroll
+      for (int r = 0; r < RW; ++r) s[r] = 0.0f;
+      if (valid) {
+        const unsigned char* krow = kt + lane * STRB;
+#pragma unroll 4
+        for (int d0 = 0; d0 < D; d0 += 8) {
+          const F8 k = load8<F16>(krow + d0 * ES);
+#pragma unroll
+          for (int r = 0; r < RW; ++r) {
+            const float4 qa = *reinterpret_cast<const float4*>(q_s + (r0 + r) * D + d0);
+            const float4 qb = *reinterpret_cast<const float4*>(q_s + (r0 + r) * D + d0 + 4);
+            float x = s[r];
+            x = fmaf(qa.x, k.v[0], x);
+            x = fmaf(qa.y, k.v[1], x);
+            x = fmaf(qa.z, k.v[2], x);
+            x = fmaf(qa.w, k.v[3], x);
+            x = fmaf(qb.x, k.v[4], x);
+            x = fmaf(qb.y, k.v[5], x);
+            x = fmaf(qb.z, k.v[6], x);
+            x = fmaf(qb.w, k.v[7], x);
+            s[r] = x;
+          }
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < RW; ++r) {
+        const float sc = (valid && key <= my_loc[r]) ? s[r] * a.scale : -INFINITY;
+        const float mx = warp_max(sc);
+        const float m_new = fmaxf(m[r], mx);
+        float p = 0.0f;
+        if (m_new != -INFINITY) {  // warp-uniform
+          const float alpha = m[r] == -INFINITY ? 0.0f : expf(m[r] - m_new);
+          p = sc == -INFINITY ? 0.0f : expf(sc - m_new);
+          dsum[r] = dsum[r] * alpha + warp_sum(p);
+          m[r] = m_new;
+#pragma unroll
+          for (int j = 0; j < DL; ++j) acc[r][j] *= alpha;
+        }
+        pw[r * 32 + lane] = p;
+      }
+      __syncwarp();
+      for (int kk = 0; kk < nk; ++kk) {
+        float v[DL];
+        loadn<F16, DL>(vt + kk * STRB + lane * DL * ES, v);
+#pragma unroll
+        for (int r = 0; r < RW; ++r) {
+          const float pr = pw[r * 32 + kk];
+#pragma unroll
+          for (int j = 0; j < DL; ++j) acc[r][j] = fmaf(pr, v[j], acc[r][j]);
+        }
+      }
+    }
+    __syncthreads();  // everyone is done with buffer ti & 1 before tile ti + 2 is staged into it
+  }
+
+  // This warp's rows -> their slots.
+#pragma unroll
+  for (int r = 0; r < RW; ++r) {
+    if (r0 + r >= rows_here) continue;
+    const int64_t o = static_cast<int64_t>(slot_s[r0 + r]) * a.n_head + head_s[r0 + r];
+#pragma unroll
+    for (int j = 0; j < DL; ++j) a.part_acc[o * D + lane * DL + j] = acc[r][j];
+    if (lane == 0) {
+      a.part_m[o] = m[r];
+      a.part_d[o] = dsum[r];
+    }
+  }
+}
+
+// One CTA per (query row, head): log-sum-exp merge of the row's slots. The slots' weights e^(m_s - M) are
+// formed in parallel into shared memory (kMergeCache at a time), so the per-dimension sums are independent
+// loads rather than a chain of dependent ones.
+constexpr int kMergeCache = 256;
 __global__ void attn_merge_kernel(int32_t n_head, int32_t Dv, const int32_t* __restrict__ row_slot,
                                   const float* __restrict__ part_m, const float* __restrict__ part_d,
                                   const float* __restrict__ part_acc, float* __restrict__ out,
                                   float* __restrict__ lse) {
+  __shared__ float w_s[kMergeCache];
+  __shared__ float red[32];
   const int64_t i = blockIdx.x;
   const int32_t h = blockIdx.y;
   const int32_t s0 = row_slot[i], s1 = row_slot[i + 1];
+  const int tid = threadIdx.x, nt = blockDim.x, lane = tid & 31, warp = tid >> 5, nw = (nt + 31) / 32;
+  // M = max over slots
   float M = -INFINITY;
-  for (int32_t sl = s0; sl < s1; ++sl) M = fmaxf(M, part_m[static_cast<int64_t>(sl) * n_head + h]);
+  for (int32_t sl = s0 + tid; sl < s1; sl += nt) M = fmaxf(M, part_m[static_cast<int64_t>(sl) * n_head + h]);
+  M = warp_max(M);
+  if (lane == 0) red[warp] = M;
+  __syncthreads();
+  M = -INFINITY;
+  for (int w = 0; w < nw; ++w) M = fmaxf(M, red[w]);
+  __syncthreads();
   float* o = out + (i * n_head + h) * Dv;
   if (M == -INFINITY) {
-    for (int dv = threadIdx.x; dv < Dv; dv += blockDim.x) o[dv] = 0.0f;
-    if (threadIdx.x == 0 && lse) lse[i * n_head + h] = -INFINITY;
+    for (int dv = tid; dv < Dv; dv += nt) o[dv] = 0.0f;
+    if (tid == 0 && lse) lse[i * n_head + h] = -INFINITY;
     return;
   }
+  // d = sum d_s e^(m_s - M)
   float dsum = 0.0f;
-  for (int32_t sl = s0; sl < s1; ++sl) {
+  for (int32_t sl = s0 + tid; sl < s1; sl += nt) {
     const int64_t k = static_cast<int64_t>(sl) * n_head + h;
     const float m = part_m[k];
     if (m != -INFINITY) dsum += part_d[k] * expf(m - M);
   }
-  for (int dv = threadIdx.x; dv < Dv; dv += blockDim.x) {
-    float x = 0.0f;
+  dsum = warp_sum(dsum);
+  if (lane == 0) red[warp] = dsum;
+  __syncthreads();
+  dsum = 0.0f;
+  for (int w = 0; w < nw; ++w) dsum += red[w];
+  float x[2] = {0.0f, 0.0f};  // dims tid and tid + nt (Dv <= 2 * nt)
+  for (int32_t c0 = s0; c0 < s1; c0 += kMergeCache) {
+    const int32_t cn = min(kMergeCache, s1 - c0);
+    __syncthreads();
+    for (int j = tid; j < cn; j += nt) {
+      const float m = part_m[static_cast<int64_t>(c0 + j) * n_head + h];
+      w_s[j] = m == -INFINITY ? 0.0f : expf(m - M);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+      const int dv = tid + q * nt;
+      if (dv >= Dv) continue;
+      float acc = x[q];
+#pragma unroll 4
+      for (int j = 0; j < cn; ++j) {
+        const float wj = w_s[j];
+        if (wj != 0.0f) acc = fmaf(part_acc[(static_cast<int64_t>(c0 + j) * n_head + h) * Dv + dv], wj, acc);
+      }
+      x[q] = acc;
+    }
+  }
+  for (int q = 0; q < 2; ++q) {
+    const int dv = tid + q * nt;
+    if (dv < Dv) o[dv] = x[q] / dsum;
+  }
+  for (int dv = tid + 2 * nt; dv < Dv; dv += nt) {  // Dv > 2 * nt: plain loop
+    float acc = 0.0f;
     for (int32_t sl = s0; sl < s1; ++sl) {
       const int64_t k = static_cast<int64_t>(sl) * n_head + h;
       const float m = part_m[k];
-      if (m != -INFINITY) x += part_acc[k * Dv + dv] * expf(m - M);
+      if (m != -INFINITY) acc += part_acc[k * Dv + dv] * expf(m - M);
     }
-    o[dv] = x / dsum;
+    o[dv] = acc / dsum;
   }
-  if (threadIdx.x == 0 && lse) lse[i * n_head + h] = M + logf(dsum);
+  if (tid == 0 && lse) lse[i * n_head + h] = M + logf(dsum);
 }
 
 int sm_count_cached() {
@@ -240,6 +532,51 @@ int sm_count_cached() {
     n.store(v, std::memory_order_relaxed);
   }
   return v;
+}
+
+
+size_t decode_smem_size(int rows, int D, bool f16) { return decode_smem_bytes(rows, D, f16 ? 2 : 4); }
+
+template <bool F16, int R, int D>
+hwkv_status decode_attr(const char* fn, size_t smem) {
+  static bool done = false;  // one device per process (hwkv_cuda_api picks it)
+  if (!done) {
+    HWKV_CU(cudaFuncSetAttribute(attn_decode_kernel<F16, R, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(smem)));
+    done = true;
+  }
+  return HWKV_OK;
+}
+
+template <bool F16, int R, int D>
+hwkv_status decode_go(const char* fn, const AttnPlan& p, dim3 grid, const AttnArgs& a) {
+  attn_decode_kernel<F16, R, D><<<grid, kDecThreads, p.smem, stream()>>>(a);
+  HWKV_CU_LAUNCH(attn_decode_kernel);
+  return HWKV_OK;
+}
+
+
+hwkv_status set_smem_attr(const char* fn, const AttnPlan& plan, bool f16) {
+  if (plan.kind == 0) {
+    HWKV_CU(cudaFuncSetAttribute(attn_partial_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(plan.smem)));
+    return HWKV_OK;
+  }
+  if (f16) {
+    if (plan.D == 64) return plan.rows == 4 ? decode_attr<true, 4, 64>(fn, plan.smem) : plan.rows == 8 ? decode_attr<true, 8, 64>(fn, plan.smem) : decode_attr<true, 16, 64>(fn, plan.smem);
+    return plan.rows == 4 ? decode_attr<true, 4, 128>(fn, plan.smem) : plan.rows == 8 ? decode_attr<true, 8, 128>(fn, plan.smem) : decode_attr<true, 16, 128>(fn, plan.smem);
+  }
+  if (plan.D == 64) return plan.rows == 4 ? decode_attr<false, 4, 64>(fn, plan.smem) : plan.rows == 8 ? decode_attr<false, 8, 64>(fn, plan.smem) : decode_attr<false, 16, 64>(fn, plan.smem);
+  return plan.rows == 4 ? decode_attr<false, 4, 128>(fn, plan.smem) : plan.rows == 8 ? decode_attr<false, 8, 128>(fn, plan.smem) : decode_attr<false, 16, 128>(fn, plan.smem);
+}
+
+hwkv_status launch_decode(const char* fn, const AttnPlan& plan, bool f16, dim3 grid, const AttnArgs& a) {
+  if (f16) {
+    if (plan.D == 64) return plan.rows == 4 ? decode_go<true, 4, 64>(fn, plan, grid, a) : plan.rows == 8 ? decode_go<true, 8, 64>(fn, plan, grid, a) : decode_go<true, 16, 64>(fn, plan, grid, a);
+    return plan.rows == 4 ? decode_go<true, 4, 128>(fn, plan, grid, a) : plan.rows == 8 ? decode_go<true, 8, 128>(fn, plan, grid, a) : decode_go<true, 16, 128>(fn, plan, grid, a);
+  }
+  if (plan.D == 64) return plan.rows == 4 ? decode_go<false, 4, 64>(fn, plan, grid, a) : plan.rows == 8 ? decode_go<false, 8, 64>(fn, plan, grid, a) : decode_go<false, 16, 64>(fn, plan, grid, a);
+  return plan.rows == 4 ? decode_go<false, 4, 128>(fn, plan, grid, a) : plan.rows == 8 ? decode_go<false, 8, 128>(fn, plan, grid, a) : decode_go<false, 16, 128>(fn, plan, grid, a);
 }
 
 }  // namespace
@@ -311,44 +648,54 @@ hwkv_status attn_plan_build(const char* fn, const hwkv_store* s, const RopeHost&
     for (int32_t p = 0; p < n_pairs; ++p) blk_pairs[fill[pair_blk[p]]++] = p;
   }
 
-  // ---- rows per CTA from shared memory ----
-  int dev = device_id();
   HWKV_TRY(use_device(fn));
-  int smem_optin = 0;
-  HWKV_CU(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  const int kstride = D | 1;
-  int rows = 0;
+  // ---- kernel and rows per CTA ----
   int max_rows_needed = 1;
   for (int32_t b = 0; b < n_blk; ++b)
     max_rows_needed = std::max(max_rows_needed, (blk_pair_ptr[b + 1] - blk_pair_ptr[b]) * gqa);
-  for (int cand = 64; cand >= 1; cand /= 2) {
-    if (attn_smem_bytes(cand, D, Dv, kstride) <= 100 * 1024) {
-      rows = cand;
-      break;
+  const bool decode = D == Dv && (D == 64 || D == 128);
+  int rows = 0;
+  const int kstride = D | 1;
+  if (decode) {
+    rows = max_rows_needed <= 4 ? 4 : (max_rows_needed <= 8 ? 8 : kDecRows);
+    plan->kind = 1;
+    plan->smem = decode_smem_size(rows, D, s->geo.f16 != 0);
+  } else {
+    static int smem_optin = 0;
+    if (smem_optin == 0) HWKV_CU(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device_id()));
+    for (int cand = 64; cand >= 1; cand /= 2) {
+      if (attn_smem_bytes(cand, D, Dv, kstride) <= 100 * 1024) {
+        rows = cand;
+        break;
+      }
     }
+    if (rows == 0 && attn_smem_bytes(1, D, Dv, kstride) <= static_cast<size_t>(smem_optin)) rows = 1;
+    if (rows == 0)
+      return fail(HWKV_ERR_UNSUPPORTED, "%s: head_dim %d / head_dim_v %d need more shared memory than the device has",
+                  fn, D, Dv);
+    while (rows > 8 && rows / 2 >= max_rows_needed) rows /= 2;
+    plan->kind = 0;
+    plan->smem = attn_smem_bytes(rows, D, Dv, kstride);
   }
-  if (rows == 0 && attn_smem_bytes(1, D, Dv, kstride) <= static_cast<size_t>(smem_optin)) rows = 1;
-  if (rows == 0)
-    return fail(HWKV_ERR_UNSUPPORTED, "%s: head_dim %d / head_dim_v %d need more shared memory than the device has",
-                fn, D, Dv);
-  while (rows > 8 && rows / 2 >= max_rows_needed) rows /= 2;
   plan->rows = rows;
   plan->kstride = kstride;
-  plan->smem = attn_smem_bytes(rows, D, Dv, kstride);
 
   // ---- split-K chunking ----
-  int64_t base_ctas = 0;
+  // One chunk length for every block, chosen so that all (chunk, row group, kv head) CTAs together number
+  // about 4 per SM: the work is the keys each CTA streams, so a long shared block is cut into as many chunks
+  // as it needs however many short blocks the views also hold. Chunks are whole 32-key tiles, >= 64 keys.
+  const int64_t min_chunk = 64;
+  int64_t key_ctas = 0;  // sum over blocks of len * row groups * n_kv
   for (int32_t b = 0; b < n_blk; ++b)
-    base_ctas += ceil_div(static_cast<int64_t>(blk_pair_ptr[b + 1] - blk_pair_ptr[b]) * gqa, rows) * n_kv;
+    key_ctas += static_cast<int64_t>(s->blocks[blk_ids[b]].len) *
+                ceil_div(static_cast<int64_t>(blk_pair_ptr[b + 1] - blk_pair_ptr[b]) * gqa, rows) * n_kv;
   const int64_t target = 4LL * sm_count_cached();
   std::vector<int32_t> chunk_keys(static_cast<size_t>(n_blk)), n_chunk(static_cast<size_t>(n_blk));
-  auto plan_chunks = [&](int64_t splits) {
+  auto plan_chunks = [&](int64_t chunk) {
     int64_t slots = 0;
     for (int32_t b = 0; b < n_blk; ++b) {
       const int32_t len = s->blocks[blk_ids[b]].len;
-      int64_t ck = ceil_div(len, splits);
-      ck = ceil_div(ck, kKT) * kKT;
-      if (ck < 64) ck = 64;
+      int64_t ck = std::max<int64_t>(ceil_div(chunk, kKT) * kKT, min_chunk);
       if (ck > len) ck = len;
       chunk_keys[b] = static_cast<int32_t>(ck);
       n_chunk[b] = static_cast<int32_t>(ceil_div(len, ck));
@@ -356,12 +703,14 @@ hwkv_status attn_plan_build(const char* fn, const hwkv_store* s, const RopeHost&
     }
     return slots;
   };
-  int64_t splits = (base_ctas == 0 || base_ctas >= target) ? 1 : ceil_div(target, base_ctas);
-  int64_t n_slots = plan_chunks(splits);
+  int64_t chunk = std::max<int64_t>(ceil_div(key_ctas, target), 1);
+  int64_t n_slots = plan_chunks(chunk);
   const int64_t part_budget = 256LL << 20;
-  while (splits > 1 && n_slots * n_head * (Dv + 2) * 4 > part_budget) {
-    splits = splits / 2;
-    n_slots = plan_chunks(splits);
+  while (n_slots * n_head * (Dv + 2) * 4 > part_budget) {
+    chunk *= 2;
+    const int64_t before = n_slots;
+    n_slots = plan_chunks(chunk);
+    if (n_slots == before) break;
   }
 
   // ---- slots (pair order => each row's slots are contiguous) ----
@@ -405,39 +754,107 @@ hwkv_status attn_plan_build(const char* fn, const hwkv_store* s, const RopeHost&
   if (n_head > 65535) return fail(HWKV_ERR_UNSUPPORTED, "%s: n_head %d too large for one launch", fn, n_head);
   plan->n_items = static_cast<int64_t>(items.size());
 
-  // ---- device buffers ----
-  const size_t ms_bytes = static_cast<size_t>(run) * n_head * sizeof(float);
-  HWKV_TRY(plan->items.alloc(fn, items.size() * sizeof(WorkItem)));
-  HWKV_TRY(plan->blk_pairs.alloc(fn, blk_pairs.size() * sizeof(int32_t)));
-  HWKV_TRY(plan->prow.alloc(fn, pair_row.size() * sizeof(int32_t)));
-  HWKV_TRY(plan->ploc.alloc(fn, pair_loc.size() * sizeof(int32_t)));
-  HWKV_TRY(plan->ptab.alloc(fn, pair_tab.size() * sizeof(int32_t)));
-  HWKV_TRY(plan->pslot.alloc(fn, pair_slot.size() * sizeof(int32_t)));
-  HWKV_TRY(plan->rslot.alloc(fn, row_slot.size() * sizeof(int32_t)));
-  HWKV_TRY(plan->ptrs.alloc(fn, ptrs.size() * sizeof(float*)));
-  HWKV_TRY(plan->tab.alloc(fn, tab.size() * sizeof(float)));
-  HWKV_TRY(plan->m.alloc(fn, ms_bytes));
-  HWKV_TRY(plan->d.alloc(fn, ms_bytes));
-  HWKV_TRY(plan->acc.alloc(fn, ms_bytes * Dv));
-  HWKV_TRY(h2d(fn, plan->items.ptr(), items.data(), items.size() * sizeof(WorkItem)));
-  HWKV_TRY(h2d(fn, plan->blk_pairs.ptr(), blk_pairs.data(), blk_pairs.size() * sizeof(int32_t)));
-  HWKV_TRY(h2d(fn, plan->prow.ptr(), pair_row.data(), pair_row.size() * sizeof(int32_t)));
-  HWKV_TRY(h2d(fn, plan->ploc.ptr(), pair_loc.data(), pair_loc.size() * sizeof(int32_t)));
-  HWKV_TRY(h2d(fn, plan->ptab.ptr(), pair_tab.data(), pair_tab.size() * sizeof(int32_t)));
-  HWKV_TRY(h2d(fn, plan->pslot.ptr(), pair_slot.data(), pair_slot.size() * sizeof(int32_t)));
-  HWKV_TRY(h2d(fn, plan->rslot.ptr(), row_slot.data(), row_slot.size() * sizeof(int32_t)));
-  HWKV_TRY(h2d(fn, plan->ptrs.ptr(), ptrs.data(), ptrs.size() * sizeof(float*)));
-  HWKV_TRY(h2d(fn, plan->tab.ptr(), tab.data(), tab.size() * sizeof(float)));
-  if (plan->n_items > 0)
-    HWKV_CU(cudaFuncSetAttribute(attn_partial_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 static_cast<int>(plan->smem)));
+  plan->h_items.swap(items);
+  plan->h_blk_pairs.swap(blk_pairs);
+  plan->h_prow.swap(pair_row);
+  plan->h_ploc.swap(pair_loc);
+  plan->h_ptab.swap(pair_tab);
+  plan->h_pslot.swap(pair_slot);
+  plan->h_rslot.swap(row_slot);
+  plan->h_ptrs.swap(ptrs);
+  plan->h_tab.swap(tab);
+  if (plan->n_items > 0) HWKV_TRY(set_smem_attr(fn, *plan, s->geo.f16 != 0));
+  return HWKV_OK;
+}
+
+AttnCaps attn_plan_needs(const AttnPlan& p) {
+  AttnCaps c;
+  c.items = p.h_items.size();
+  c.pairs = p.h_prow.size();
+  c.rslot = p.h_rslot.size();
+  c.ptrs = p.h_ptrs.size();
+  c.tab = p.h_tab.size();
+  c.slots = static_cast<size_t>(p.n_slots);
+  return c;
+}
+
+AttnCaps attn_caps_headroom(const AttnCaps& n) {
+  auto g = [](size_t v) { return v + v / 4 + 64; };
+  AttnCaps c;
+  c.items = g(n.items);
+  c.pairs = g(n.pairs);
+  c.rslot = n.rslot;
+  c.ptrs = g(n.ptrs);
+  c.tab = g(n.tab);
+  c.slots = g(n.slots);
+  return c;
+}
+
+bool attn_caps_fit(const AttnCaps& need, const AttnCaps& cap) {
+  return need.items <= cap.items && need.pairs <= cap.pairs && need.rslot == cap.rslot && need.ptrs <= cap.ptrs &&
+         need.tab <= cap.tab && need.slots <= cap.slots;
+}
+
+size_t attn_plan_layout(AttnPlan* plan, const AttnCaps& cap, std::vector<unsigned char>& hb) {
+  auto put = [&hb](const void* src, size_t bytes, size_t cap_bytes) {
+    const size_t off = (hb.size() + 15) & ~static_cast<size_t>(15);
+    hb.resize(off + cap_bytes);  // zero-filled past the data (padding work items have n_rows = 0)
+    if (bytes) std::memcpy(hb.data() + off, src, bytes);
+    if (cap_bytes > bytes) std::memset(hb.data() + off + bytes, 0, cap_bytes - bytes);
+    return off;
+  };
+  const size_t start = hb.size();
+  plan->o_items = put(plan->h_items.data(), plan->h_items.size() * sizeof(WorkItem), cap.items * sizeof(WorkItem));
+  const size_t pb = cap.pairs * sizeof(int32_t);
+  plan->o_bp = put(plan->h_blk_pairs.data(), plan->h_blk_pairs.size() * sizeof(int32_t), pb);
+  plan->o_row = put(plan->h_prow.data(), plan->h_prow.size() * sizeof(int32_t), pb);
+  plan->o_loc = put(plan->h_ploc.data(), plan->h_ploc.size() * sizeof(int32_t), pb);
+  plan->o_tab = put(plan->h_ptab.data(), plan->h_ptab.size() * sizeof(int32_t), pb);
+  plan->o_slot = put(plan->h_pslot.data(), plan->h_pslot.size() * sizeof(int32_t), pb);
+  plan->o_rslot = put(plan->h_rslot.data(), plan->h_rslot.size() * sizeof(int32_t), cap.rslot * sizeof(int32_t));
+  plan->o_ptrs = put(plan->h_ptrs.data(), plan->h_ptrs.size() * sizeof(float*), cap.ptrs * sizeof(float*));
+  plan->o_ftab = put(plan->h_tab.data(), plan->h_tab.size() * sizeof(float), cap.tab * sizeof(float));
+  plan->grid_items = static_cast<int64_t>(cap.items);
+  return hb.size() - start;
+}
+
+size_t attn_part_bytes(const AttnPlan& plan, size_t slots) {
+  const size_t ms = (slots * plan.n_head * sizeof(float) + 15) & ~static_cast<size_t>(15);
+  return ms * (2 + static_cast<size_t>(plan.Dv));
+}
+
+void attn_plan_bind(AttnPlan* plan, const unsigned char* base, void* part, size_t slots) {
+  plan->d_items = reinterpret_cast<const WorkItem*>(base + plan->o_items);
+  plan->d_blk_pairs = reinterpret_cast<const int32_t*>(base + plan->o_bp);
+  plan->d_prow = reinterpret_cast<const int32_t*>(base + plan->o_row);
+  plan->d_ploc = reinterpret_cast<const int32_t*>(base + plan->o_loc);
+  plan->d_ptab = reinterpret_cast<const int32_t*>(base + plan->o_tab);
+  plan->d_pslot = reinterpret_cast<const int32_t*>(base + plan->o_slot);
+  plan->d_rslot = reinterpret_cast<const int32_t*>(base + plan->o_rslot);
+  plan->d_ptrs = reinterpret_cast<const float* const*>(base + plan->o_ptrs);
+  plan->d_tab = reinterpret_cast<const float*>(base + plan->o_ftab);
+  const size_t ms = (slots * plan->n_head * sizeof(float) + 15) & ~static_cast<size_t>(15);
+  unsigned char* pb = static_cast<unsigned char*>(part);
+  plan->d_m = reinterpret_cast<float*>(pb);
+  plan->d_d = reinterpret_cast<float*>(pb + ms);
+  plan->d_acc = reinterpret_cast<float*>(pb + 2 * ms);
+}
+
+hwkv_status attn_plan_upload(const char* fn, AttnPlan* plan) {
+  const AttnCaps cap = attn_plan_needs(*plan);
+  plan->host.clear();
+  attn_plan_layout(plan, cap, plan->host);
+  HWKV_TRY(plan->blob.alloc(fn, plan->host.size()));
+  HWKV_TRY(h2d(fn, plan->blob.ptr(), plan->host.data(), plan->host.size()));
+  HWKV_TRY(plan->part.alloc(fn, attn_part_bytes(*plan, cap.slots)));
+  attn_plan_bind(plan, plan->blob.as<unsigned char>(), plan->part.ptr(), cap.slots);
   return HWKV_OK;
 }
 
 hwkv_status attn_plan_run(const char* fn, const hwkv_store* s, const AttnPlan& plan, int32_t layer, const float* q,
                           int64_t q_ld, float scale, float* out, float* lse) {
   if (plan.n_q == 0) return HWKV_OK;
-  if (plan.n_items > 0) {
+  if (plan.grid_items > 0) {
     AttnArgs a;
     a.geo = s->geo;
     a.rd = plan.rd;
@@ -448,27 +865,31 @@ hwkv_status attn_plan_run(const char* fn, const hwkv_store* s, const AttnPlan& p
     a.kstride = plan.kstride;
     a.scale = scale;
     a.q_ld = q_ld;
-    a.items = plan.items.as<WorkItem>();
-    a.blk_pairs = plan.blk_pairs.as<int32_t>();
-    a.pair_row = plan.prow.as<int32_t>();
-    a.pair_loc = plan.ploc.as<int32_t>();
-    a.pair_tab = plan.ptab.as<int32_t>();
-    a.pair_slot = plan.pslot.as<int32_t>();
-    a.pages = plan.ptrs.as<const float*>();
-    a.tab = plan.tab.as<float>();
+    a.items = plan.d_items;
+    a.blk_pairs = plan.d_blk_pairs;
+    a.pair_row = plan.d_prow;
+    a.pair_loc = plan.d_ploc;
+    a.pair_tab = plan.d_ptab;
+    a.pair_slot = plan.d_pslot;
+    a.pages = plan.d_ptrs;
+    a.tab = plan.d_tab;
     a.q = q;
-    a.part_m = plan.m.as<float>();
-    a.part_d = plan.d.as<float>();
-    a.part_acc = plan.acc.as<float>();
-    const dim3 grid(static_cast<unsigned>(plan.n_items), static_cast<unsigned>(plan.n_kv));
-    attn_partial_kernel<<<grid, kThreads, plan.smem, stream()>>>(a);
-    HWKV_CU_LAUNCH(attn_partial_kernel);
+    a.part_m = plan.d_m;
+    a.part_d = plan.d_d;
+    a.part_acc = plan.d_acc;
+    const dim3 grid(static_cast<unsigned>(plan.grid_items), static_cast<unsigned>(plan.n_kv));
+    if (plan.kind == 1) {
+      HWKV_TRY(launch_decode(fn, plan, s->geo.f16 != 0, grid, a));
+    } else {
+      attn_partial_kernel<<<grid, kThreads, plan.smem, stream()>>>(a);
+      HWKV_CU_LAUNCH(attn_partial_kernel);
+    }
   }
   const int32_t Dv = plan.Dv;
   const dim3 mgrid(static_cast<unsigned>(plan.n_q), static_cast<unsigned>(plan.n_head));
   const int mthreads = Dv >= 128 ? 128 : 32 * static_cast<int>(ceil_div(Dv, 32));
-  attn_merge_kernel<<<mgrid, mthreads, 0, stream()>>>(plan.n_head, Dv, plan.rslot.as<int32_t>(), plan.m.as<float>(),
-                                                      plan.d.as<float>(), plan.acc.as<float>(), out, lse);
+  attn_merge_kernel<<<mgrid, mthreads, 0, stream()>>>(plan.n_head, Dv, plan.d_rslot, plan.d_m, plan.d_d, plan.d_acc,
+                                                      out, lse);
   HWKV_CU_LAUNCH(attn_merge_kernel);
   return HWKV_OK;
 }
@@ -531,6 +952,7 @@ hwkv_status attn_views(hwkv_store_t* s, int32_t layer, const hwkv_rope_params* r
 
     AttnPlan plan;
     HWKV_TRY(attn_plan_build(fn, s, r, bt, n_head, &plan));
+    HWKV_TRY(attn_plan_upload(fn, &plan));
     const int32_t D = s->geo.D, Dv = s->geo.Dv;
     const size_t q_bytes = static_cast<size_t>(n_q) * n_head * D * sizeof(float);
     const size_t out_bytes = static_cast<size_t>(n_q) * n_head * Dv * sizeof(float);

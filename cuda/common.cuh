@@ -50,11 +50,13 @@ hwkv_status use_device(const char* fn);
 // Checks a kernel launch (configuration errors and earlier asynchronous faults).
 #define HWKV_CU_LAUNCH(name) HWKV_CU(cudaGetLastError())
 
+#ifndef HWKV_TRY  // same definition as core/src/common.h (the core's host code is compiled in too)
 #define HWKV_TRY(expr)                        \
   do {                                        \
     hwkv_status hwkv_st_ = (expr);            \
     if (hwkv_st_ != HWKV_OK) return hwkv_st_; \
   } while (0)
+#endif
 
 // Runs f() (returning hwkv_status) so that no C++ exception escapes.
 template <class F>
@@ -72,8 +74,20 @@ hwkv_status guarded(const char* fn, F&& f) noexcept {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// The stream every call works on.
-inline cudaStream_t stream() { return cudaStreamPerThread; }
+// The stream every call works on: cudaStreamPerThread, or, while a StreamScope is alive on this thread, the
+// stream it names (the model engine runs each forward on its own stream so that it can capture CUDA graphs).
+extern thread_local cudaStream_t g_stream_override;
+inline cudaStream_t stream() { return g_stream_override ? g_stream_override : cudaStreamPerThread; }
+class StreamScope {
+ public:
+  explicit StreamScope(cudaStream_t s) : prev_(g_stream_override) { g_stream_override = s; }
+  ~StreamScope() { g_stream_override = prev_; }
+  StreamScope(const StreamScope&) = delete;
+  StreamScope& operator=(const StreamScope&) = delete;
+
+ private:
+  cudaStream_t prev_;
+};
 
 // Temporary device memory, stream-ordered; freed (asynchronously, in stream order) by the destructor.
 class Scratch {

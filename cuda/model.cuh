@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "attn.cuh"
 #include "blas.cuh"
 #include "common.cuh"
 #include "hwkv_model.h"
@@ -83,15 +84,40 @@ struct hwkv_model {
   int64_t arena_bytes = 0;
   float* vec_arena = nullptr;
   int64_t vec_floats = 0;
-  bool prepared = false;  // vectors widened (redone after an upload touches a vector)
+  bool prepared = false;
+  bool force_gemm = false;  // HWKV_CUDA_FORCE_GEMM=1: cuBLAS GEMMs for decode too (no GEMV; for comparisons)  // vectors widened (redone after an upload touches a vector)
   const hwkv_cuda::Blas* blas = nullptr;
   hwkv_cuda::cublasHandle_t handle = nullptr;
 
-  // scratch (grow-only)
-  hwkv_cuda::DevBuf x, h, qkv, att, ff, act16, logits, tokens, wpage, wrow, ktab, rows;
+  // scratch (grow-only). `step` holds every per-step input the kernels read (tokens, write pages and rows,
+  // cos/sin of the new keys, logits rows, the attention plan), uploaded once per forward; `part` the
+  // attention's partial states.
+  hwkv_cuda::DevBuf x, h, qkv, att, ff, act16, logits, step, part;
   std::vector<int32_t> i_old_len, i_write, i_qpos, i_rows, i_stamp, i_wrow;
   std::vector<float*> i_wpage;
   std::vector<float> i_ktab;
+  std::vector<unsigned char> i_step;
+  void* hlogits = nullptr;  // pinned staging for the logits rows (grow-only)
+  size_t hlogits_cap = 0;
+
+  // The model's own stream (every forward runs on it) and the captured decode step (see model_forward.cu).
+  cudaStream_t stream = nullptr;
+  bool use_graphs = true;  // HWKV_CUDA_GRAPHS=0 turns capture off
+  bool all_gemv = false;   // every matrix is F16/BF16 with GEMV-friendly shapes (set by model_prepare)
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t gexec = nullptr;
+  int64_t g_n_tok = 0, g_n_seq = 0, g_rows_out = 0;
+  const hwkv_store* g_store = nullptr;
+  int32_t g_kind = 0, g_attn_rows = 0;
+  size_t g_smem = 0;
+  hwkv_cuda::AttnCaps g_caps{};
+  int64_t graph_captures = 0, graph_launches = 0;
+  void drop_graph() {
+    if (gexec) (void)cudaGraphExecDestroy(gexec);
+    if (graph) (void)cudaGraphDestroy(graph);
+    gexec = nullptr;
+    graph = nullptr;
+  }
 
   int64_t weight_bytes() const;
   int64_t scratch_bytes() const;

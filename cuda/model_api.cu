@@ -7,12 +7,14 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <string>
 
+#include "core_host.cuh"
 #include "model.cuh"
 
 namespace hwkv_cuda {
@@ -61,34 +63,11 @@ const char* wtype_name(int32_t type) {
 }
 
 hwkv_status check_params(const hwkv_model_params* p) {
+  // The CPU core's checks and wording (core/src/model_params.cpp, compiled into this library) ...
+  HWKV_TRY(hwkv::model::check_params(p));
+  // ... plus: cuBLAS takes int dimensions, so every GEMM dimension must fit.
   const char* fn = "model_create";
-  if (!p) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: params is NULL", fn);
-  struct {
-    const char* name;
-    int32_t v;
-  } pos[] = {{"n_layer", p->n_layer}, {"n_embd", p->n_embd}, {"n_head", p->n_head},   {"n_kv_head", p->n_kv_head},
-             {"head_dim", p->head_dim}, {"n_ff", p->n_ff},   {"n_vocab", p->n_vocab}};
-  for (const auto& e : pos)
-    if (e.v < 1) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: %s must be >= 1, got %d", fn, e.name, e.v);
-  if (p->n_head % p->n_kv_head != 0)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_head (%d) must be a multiple of n_kv_head (%d)", fn, p->n_head,
-                p->n_kv_head);
-  if (p->flags & ~7u) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: unknown flags 0x%x", fn, p->flags & ~7u);
-  if (!(p->rms_norm_eps > 0) || !std::isfinite(p->rms_norm_eps))
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: rms_norm_eps must be finite and > 0, got %g", fn, p->rms_norm_eps);
-  if (!std::isfinite(p->attn_factor) || p->attn_factor < 0)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: attn_factor must be finite and >= 0 (0 = 1), got %g", fn,
-                p->attn_factor);
-  if (!std::isfinite(p->attn_scale) || p->attn_scale < 0)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: attn_scale must be finite and >= 0 (0 = 1/sqrt(head_dim)), got %g",
-                fn, p->attn_scale);
-  if (p->rope.head_dim != p->head_dim)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: rope.head_dim (%d) must equal head_dim (%d)", fn, p->rope.head_dim,
-                p->head_dim);
   const int64_t big = int64_t(1) << 31;
-  if (int64_t(p->n_head) * p->head_dim >= big || int64_t(p->n_vocab) * p->n_embd >= (int64_t(1) << 40))
-    return fail(HWKV_ERR_OUT_OF_RANGE, "%s: model dimensions too large", fn);
-  // cuBLAS takes int dimensions: every GEMM dimension must fit.
   const int64_t dims[] = {p->n_embd, int64_t(p->n_head) * p->head_dim, int64_t(p->n_kv_head) * p->head_dim * 2 +
                           int64_t(p->n_head) * p->head_dim, int64_t(p->n_ff) * 2, p->n_vocab};
   for (int64_t d : dims)
@@ -278,7 +257,11 @@ void destroy(hwkv_model* m) {
   if (!m) return;
   if (use_device("model_free") == HWKV_OK) {
     (void)cudaStreamSynchronize(stream());
+    if (m->stream) (void)cudaStreamSynchronize(m->stream);
+    m->drop_graph();
     if (m->handle && m->blas) (void)m->blas->destroy(m->handle);
+    if (m->stream) (void)cudaStreamDestroy(m->stream);
+    if (m->hlogits) (void)cudaFreeHost(m->hlogits);
     if (m->arena) (void)cudaFree(m->arena);
     if (m->vec_arena) (void)cudaFree(m->vec_arena);
     (void)cudaGetLastError();
@@ -305,6 +288,12 @@ hwkv_status create(const hwkv_model_params* p, const hwkv_tensor_desc* descs, in
   m->p = *p;
   m->p.n_threads = 1;
   m->mode = mode;
+  {
+    const char* fg = std::getenv("HWKV_CUDA_FORCE_GEMM");
+    m->force_gemm = fg && fg[0] == '1';
+    const char* gr = std::getenv("HWKV_CUDA_GRAPHS");
+    m->use_graphs = !(gr && gr[0] == '0');
+  }
   HWKV_TRY(rope_prepare(fn, &p->rope, &m->rope));
   m->attn_factor = p->attn_factor == 0.0f ? static_cast<float>(m->rope.attention_factor) : p->attn_factor;
   m->attn_scale = p->attn_scale == 0.0f ? static_cast<float>(1.0 / std::sqrt(static_cast<double>(p->head_dim)))
@@ -534,7 +523,7 @@ int64_t hwkv_model::weight_bytes() const {
 
 int64_t hwkv_model::scratch_bytes() const {
   int64_t s = 0;
-  for (const hwkv_cuda::DevBuf* b : {&x, &h, &qkv, &att, &ff, &act16, &logits, &tokens, &wpage, &wrow, &ktab, &rows})
+  for (const hwkv_cuda::DevBuf* b : {&x, &h, &qkv, &att, &ff, &act16, &logits, &step, &part})
     s += static_cast<int64_t>(b->cap());
   return s;
 }

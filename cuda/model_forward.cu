@@ -57,23 +57,39 @@ __device__ __forceinline__ double warp_sum_d(double v) {
   return v;
 }
 
-// One CTA per row: out = x / sqrt(mean(x^2) + eps) * w (sum of squares in double, as the CPU core).
-constexpr int kNormThreads = 256;
+// One CTA per row: out = x / sqrt(mean(x^2) + eps) * w (sum of squares in double, as the CPU core). 1024
+// threads, each keeping its (up to kNormCache) elements in registers between the two passes: a decode step's
+// norms are single rows, so their latency, not their bytes, is what counts.
+constexpr int kNormThreads = 1024;
+constexpr int kNormCache = 8;
 __global__ void __launch_bounds__(kNormThreads) rmsnorm_kernel(const float* __restrict__ x, int64_t ldx,
                                                                const float* __restrict__ w, int32_t n, float eps,
                                                                float* __restrict__ out, int64_t ldo) {
   __shared__ double red[kNormThreads / 32];
   const float* xr = x + blockIdx.x * ldx;
   float* o = out + blockIdx.x * ldo;
+  float v[kNormCache];
   double ss = 0.0;
-  for (int i = threadIdx.x; i < n; i += kNormThreads) ss += static_cast<double>(xr[i]) * xr[i];
+#pragma unroll
+  for (int j = 0; j < kNormCache; ++j) {
+    const int i = threadIdx.x + j * kNormThreads;
+    v[j] = i < n ? xr[i] : 0.0f;
+    ss += static_cast<double>(v[j]) * v[j];
+  }
+  for (int i = threadIdx.x + kNormCache * kNormThreads; i < n; i += kNormThreads) ss += static_cast<double>(xr[i]) * xr[i];
   ss = warp_sum_d(ss);
   if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
   __syncthreads();
   double tot = 0.0;
   for (int i = 0; i < kNormThreads / 32; ++i) tot += red[i];
   const float s = static_cast<float>(1.0 / sqrt(tot / static_cast<double>(n) + static_cast<double>(eps)));
-  for (int i = threadIdx.x; i < n; i += kNormThreads) o[i] = __fmul_rn(__fmul_rn(xr[i], s), w[i]);
+#pragma unroll
+  for (int j = 0; j < kNormCache; ++j) {
+    const int i = threadIdx.x + j * kNormThreads;
+    if (i < n) o[i] = __fmul_rn(__fmul_rn(v[j], s), w[i]);
+  }
+  for (int i = threadIdx.x + kNormCache * kNormThreads; i < n; i += kNormThreads)
+    o[i] = __fmul_rn(__fmul_rn(xr[i], s), w[i]);
 }
 
 struct QkvPostArgs {
@@ -147,13 +163,19 @@ __global__ void __launch_bounds__(kPostWarps * 32) qkv_post_kernel(QkvPostArgs a
   if (kind == 0) {
     for (int d = lane; d < hd; d += 32) src[d] = buf[d];
   } else if (kind == 1) {
-    float* dst = a.wpage[t] + a.geo.k_off(a.layer, g, a.wrow[t]);
+    float* page = a.wpage[t];
+    const int64_t o = a.geo.k_off(a.layer, g, a.wrow[t]);
+    const int32_t f16 = a.geo.f16;
     const float* tab = a.ktab + static_cast<int64_t>(t) * 2 * a.rd.half;
     const int32_t units = rope_units(a.rd);
-    for (int u = lane; u < units; u += 32) rope_unit(a.rd, u, buf, dst, tab);
+    for (int u = lane; u < units; u += 32)
+      rope_unit_fn(
+          a.rd, u, [buf](int32_t i) { return buf[i]; },
+          [page, o, f16](int32_t i, float x) { kv_set(page, o + i, x, f16); }, tab);
   } else {
-    float* dst = a.wpage[t] + a.geo.v_off(a.layer, g, a.wrow[t]);
-    for (int d = lane; d < hd; d += 32) dst[d] = buf[d];
+    float* page = a.wpage[t];
+    const int64_t o = a.geo.v_off(a.layer, g, a.wrow[t]);
+    for (int d = lane; d < hd; d += 32) kv_set(page, o + d, buf[d], a.geo.f16);
   }
 }
 
@@ -189,13 +211,163 @@ __global__ void gather_rows_kernel(const float* __restrict__ src, int64_t lds, c
   }
 }
 
+// ---- GEMV for the decode step (n_tok <= kGemvMaxTok rows): F16/BF16 weights streamed once with 16-byte loads,
+// float32 activations (not rounded: more accurate than the GEMM path, which rounds them to the weight type)
+// and float32 accumulation. A CTA of 4 warps owns kGemvRows output rows; the warps split the input dimension
+// (warp w takes the 256-element steps w, w + 4, ...), each lane 8 consecutive inputs per step for all rows,
+// so every activation load serves kGemvRows rows; the 4 partial sums meet in shared memory (fixed order:
+// deterministic). n_out / 4 CTAs keep even the 4096-row projections spread over every SM.
+// y = beta * y + x W^T.
+constexpr int kGemvMaxTok = 8;
+constexpr int kGemvRows = 4;
+constexpr int kGemvWarps = 4;
+
+template <bool BF16>
+__device__ __forceinline__ void widen8(const uint4& u, float* f) {
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    if (BF16) {
+      f[2 * i] = __uint_as_float(w[i] << 16);
+      f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    } else {
+      const float2 h = __half22float2(*reinterpret_cast<const __half2*>(&w[i]));
+      f[2 * i] = h.x;
+      f[2 * i + 1] = h.y;
+    }
+  }
+}
+
+__device__ __forceinline__ float warp_sum_f(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// GLU (the FFN's gate|up GEMV with SwiGLU fused into its epilogue): W holds the gate rows [0, n_out) followed
+// by the up rows [n_out, 2 n_out); CTA c computes gate and up rows 2c, 2c + 1 and writes
+// y[t, i] = silu(gate_i) * up_i (the swiglu_kernel arithmetic) for i = 2c, 2c + 1.
+template <int NT, bool BF16, bool GLU>
+__global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const uint16_t* __restrict__ W, int64_t n_out,
+                                                                int64_t n_in, const float* __restrict__ x,
+                                                                int64_t ldx, float* __restrict__ y, int64_t ldy,
+                                                                float beta) {
+  constexpr int RW = kGemvRows;
+  __shared__ float part[kGemvWarps][RW][NT];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * (GLU ? RW / 2 : RW);
+  float acc[RW][NT];
+#pragma unroll
+  for (int r = 0; r < RW; ++r)
+#pragma unroll
+    for (int t = 0; t < NT; ++t) acc[r][t] = 0.0f;
+  const uint16_t* wr[RW];
+#pragma unroll
+  for (int r = 0; r < RW; ++r) {
+    // rows past n_out: computed, not stored
+    const int64_t row = GLU ? min(row0 + (r % (RW / 2)), n_out - 1) + (r < RW / 2 ? 0 : n_out) : min(row0 + r, n_out - 1);
+    wr[r] = W + row * n_in;
+  }
+#pragma unroll 2
+  for (int64_t i0 = (static_cast<int64_t>(warp) * 32 + lane) * 8; i0 < n_in; i0 += kGemvWarps * 256) {
+    uint4 wv[RW];
+#pragma unroll
+    for (int r = 0; r < RW; ++r) wv[r] = __ldg(reinterpret_cast<const uint4*>(wr[r] + i0));
+    float xv[NT][8];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      const float4 a = __ldg(reinterpret_cast<const float4*>(x + t * ldx + i0));
+      const float4 b = __ldg(reinterpret_cast<const float4*>(x + t * ldx + i0 + 4));
+      xv[t][0] = a.x; xv[t][1] = a.y; xv[t][2] = a.z; xv[t][3] = a.w;
+      xv[t][4] = b.x; xv[t][5] = b.y; xv[t][6] = b.z; xv[t][7] = b.w;
+    }
+#pragma unroll
+    for (int r = 0; r < RW; ++r) {
+      float wf[8];
+      widen8<BF16>(wv[r], wf);
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        float s = acc[r][t];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) s = fmaf(wf[j], xv[t][j], s);
+        acc[r][t] = s;
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < RW; ++r)
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      const float v = warp_sum_f(acc[r][t]);
+      if (lane == 0) part[warp][r][t] = v;
+    }
+  __syncthreads();
+  if (GLU) {
+    constexpr int H = RW / 2;
+    if (threadIdx.x < H * NT) {
+      const int r = threadIdx.x / NT, t = threadIdx.x % NT;
+      if (row0 + r < n_out) {
+        float gt = part[0][r][t], up = part[0][H + r][t];
+#pragma unroll
+        for (int w = 1; w < kGemvWarps; ++w) {
+          gt += part[w][r][t];
+          up += part[w][H + r][t];
+        }
+        y[t * ldy + row0 + r] = __fmul_rn(__fdiv_rn(gt, __fadd_rn(1.0f, expf(-gt))), up);
+      }
+    }
+  } else if (threadIdx.x < RW * NT) {
+    const int r = threadIdx.x / NT, t = threadIdx.x % NT;
+    if (row0 + r < n_out) {
+      float v = part[0][r][t];
+#pragma unroll
+      for (int w = 1; w < kGemvWarps; ++w) v += part[w][r][t];
+      float* o = y + t * ldy + row0 + r;
+      *o = beta == 0.0f ? v : beta * *o + v;
+    }
+  }
+}
+
+template <bool BF16, bool GLU>
+void gemv_launch(int64_t n_tok, const uint16_t* W, int64_t n_out, int64_t n_in, const float* x, int64_t ldx, float* y,
+                 int64_t ldy, float beta) {
+  const unsigned grid = static_cast<unsigned>(ceil_div(n_out, GLU ? kGemvRows / 2 : kGemvRows));
+#define HWKV_GEMV(NT) \
+  gemv_kernel<NT, BF16, GLU><<<grid, kGemvWarps * 32, 0, stream()>>>(W, n_out, n_in, x, ldx, y, ldy, beta)
+  switch (n_tok) {
+    case 1: HWKV_GEMV(1); break;
+    case 2: HWKV_GEMV(2); break;
+    case 3: HWKV_GEMV(3); break;
+    case 4: HWKV_GEMV(4); break;
+    case 5: HWKV_GEMV(5); break;
+    case 6: HWKV_GEMV(6); break;
+    case 7: HWKV_GEMV(7); break;
+    default: HWKV_GEMV(8); break;
+  }
+#undef HWKV_GEMV
+}
+
 constexpr int kThreads = 256;
+
+bool gemv_ok(const hwkv_model* m, const void* W, int32_t wtype, const float* x, int64_t ldx, int64_t n_tok,
+             int64_t n_in) {
+  return (wtype == HWKV_WTYPE_BF16 || wtype == HWKV_WTYPE_F16) && n_tok <= kGemvMaxTok && n_in % 8 == 0 &&
+         ldx % 4 == 0 && (reinterpret_cast<uintptr_t>(W) & 15) == 0 && (reinterpret_cast<uintptr_t>(x) & 15) == 0 &&
+         !m->force_gemm;
+}
 
 // y[n_tok, n_out] (row stride ldy) = beta * y + x[n_tok, n_in] (row stride ldx) . W[n_out, n_in]^T.
 // W points at n_out consecutive rows of one type (a fused group may span several tensors).
 hwkv_status linear(hwkv_model* m, const char* fn, const void* W, int32_t wtype, int64_t n_out, const float* x,
                    int64_t ldx, int64_t n_tok, int64_t n_in, float* y, int64_t ldy, float beta) {
   if (n_tok == 0) return HWKV_OK;
+  if (gemv_ok(m, W, wtype, x, ldx, n_tok, n_in)) {
+    if (wtype == HWKV_WTYPE_BF16)
+      gemv_launch<true, false>(n_tok, static_cast<const uint16_t*>(W), n_out, n_in, x, ldx, y, ldy, beta);
+    else
+      gemv_launch<false, false>(n_tok, static_cast<const uint16_t*>(W), n_out, n_in, x, ldx, y, ldy, beta);
+    HWKV_CU_LAUNCH(gemv_kernel);
+    return HWKV_OK;
+  }
   const float alpha = 1.0f;
   const void* B = x;
   int64_t ldb = ldx;
@@ -263,6 +435,17 @@ hwkv_status model_prepare(hwkv_model* m, const char* fn) {
     HWKV_CU_LAUNCH(widen_kernel);
   }
   HWKV_TRY(sync(fn));
+  // Graph capture needs every projection of a decode step to be a GEMV (no cuBLAS workspace, no allocation).
+  {
+    const hwkv_model_params& P = m->p;
+    const int64_t qd = static_cast<int64_t>(P.n_head) * P.head_dim;
+    bool ok = P.n_embd % 8 == 0 && qd % 8 == 0 && P.n_ff % 8 == 0 && !m->force_gemm;
+    for (const DevTensor& t : m->tensors)
+      if (!t.is_vector && t.name != "tok_embd" && t.type != HWKV_WTYPE_BF16 && t.type != HWKV_WTYPE_F16) ok = false;
+    const DevTensor* out = m->output;
+    if (out->type != HWKV_WTYPE_BF16 && out->type != HWKV_WTYPE_F16) ok = false;
+    m->all_gemv = ok;
+  }
   m->prepared = true;
   return HWKV_OK;
 }
@@ -343,6 +526,12 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
                 static_cast<long long>(n_tok));
   HWKV_TRY(use_device(fn));
   HWKV_TRY(model_prepare(m, fn));
+  if (!m->stream) {
+    cudaStream_t cs = nullptr;
+    HWKV_CU(cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking));
+    m->stream = cs;
+  }
+  StreamScope on_model_stream(m->stream);
   {
     const cublasStatus_t bs = m->blas->set_stream(m->handle, stream());
     if (bs != 0) return blas_fail(m->blas, bs, fn, "cublasSetStream");
@@ -401,36 +590,6 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
   for (int64_t r = 0; r < n_rows_out; ++r)
     m->i_rows[r] = b->logits_mode == HWKV_LOGITS_ALL ? static_cast<int32_t>(r) : b->tok_indptr[r + 1] - 1;
 
-  // Scratch.
-  const size_t f4 = sizeof(float);
-  HWKV_TRY(m->x.ensure(fn, n_tok * D * f4));
-  HWKV_TRY(m->h.ensure(fn, n_tok * D * f4));
-  HWKV_TRY(m->qkv.ensure(fn, n_tok * ldqkv * f4));
-  HWKV_TRY(m->att.ensure(fn, n_tok * qd * f4));
-  HWKV_TRY(m->ff.ensure(fn, n_tok * 2 * F * f4));
-  HWKV_TRY(m->act16.ensure(fn, static_cast<size_t>(n_tok * std::max(D, std::max(qd, F))) * 2));
-  HWKV_TRY(m->tokens.ensure(fn, n_tok * sizeof(int32_t)));
-  HWKV_TRY(m->wpage.ensure(fn, n_tok * sizeof(float*)));
-  HWKV_TRY(m->wrow.ensure(fn, n_tok * sizeof(int32_t)));
-  HWKV_TRY(m->ktab.ensure(fn, m->i_ktab.size() * f4));
-  HWKV_TRY(m->rows.ensure(fn, static_cast<size_t>(n_rows_out) * sizeof(int32_t)));
-  HWKV_TRY(m->logits.ensure(fn, static_cast<size_t>(n_rows_out * P.n_vocab) * f4));
-  HWKV_TRY(h2d(fn, m->tokens.as<void>(), b->tokens, n_tok * sizeof(int32_t)));
-  HWKV_TRY(h2d(fn, m->wpage.as<void>(), m->i_wpage.data(), n_tok * sizeof(float*)));
-  HWKV_TRY(h2d(fn, m->wrow.as<void>(), m->i_wrow.data(), n_tok * sizeof(int32_t)));
-  HWKV_TRY(h2d(fn, m->ktab.as<void>(), m->i_ktab.data(), m->i_ktab.size() * f4));
-  HWKV_TRY(h2d(fn, m->rows.as<void>(), m->i_rows.data(), static_cast<size_t>(n_rows_out) * sizeof(int32_t)));
-  float* x = m->x.as<float>();
-  float* h = m->h.as<float>();
-  float* qkv = m->qkv.as<float>();
-  float* att = m->att.as<float>();
-  float* ff = m->ff.as<float>();
-
-  // Embedding lookup.
-  embed_kernel<<<grid_for(n_tok * D, kThreads), kThreads, 0, stream()>>>(m->tok_embd->dev, m->tok_embd->type, D,
-                                                                         m->tokens.as<int32_t>(), n_tok, x);
-  HWKV_CU_LAUNCH(embed_kernel);
-
   // One attention plan for the step (block lengths are final: the write blocks were grown above).
   AttnPlan plan;
   {
@@ -442,6 +601,67 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
     ab.q_pos = m->i_qpos.data();
     HWKV_TRY(attn_plan_build(fn, st, rope, ab, P.n_head, &plan));
   }
+
+  // A decode-sized step whose every projection is a GEMV (16-bit weights, <= kGemvMaxTok rows) replays a
+  // captured CUDA graph: all its inputs live in the step buffer at offsets fixed by the capacities below, so
+  // a later step with the same shape (sequences, tokens, logits rows, attention kernel) and room in every
+  // region only uploads the buffer and launches the graph. Anything else re-captures (or, without graphs,
+  // launches the kernels one by one).
+  const bool graphable = m->use_graphs && m->all_gemv && n_tok <= kGemvMaxTok;
+  const AttnCaps need = attn_plan_needs(plan);
+  bool replay = graphable && m->gexec && m->g_n_tok == n_tok && m->g_n_seq == n_seq && m->g_rows_out == n_rows_out &&
+                m->g_store == st && m->g_kind == plan.kind && m->g_attn_rows == plan.rows &&
+                m->g_smem == plan.smem && attn_caps_fit(need, m->g_caps);
+  const AttnCaps caps = replay ? m->g_caps : (graphable ? attn_caps_headroom(need) : need);
+
+  // The step buffer: tokens | write pages | write rows | key cos/sin | logits rows | attention plan.
+  std::vector<unsigned char>& hb = m->i_step;
+  hb.clear();
+  auto put = [&hb](const void* src, size_t bytes) {
+    const size_t off = (hb.size() + 15) & ~static_cast<size_t>(15);
+    hb.resize(off + bytes);
+    if (bytes) std::memcpy(hb.data() + off, src, bytes);
+    return off;
+  };
+  const size_t o_tok = put(b->tokens, n_tok * sizeof(int32_t));
+  const size_t o_wpage = put(m->i_wpage.data(), n_tok * sizeof(float*));
+  const size_t o_wrow = put(m->i_wrow.data(), n_tok * sizeof(int32_t));
+  const size_t o_ktab = put(m->i_ktab.data(), m->i_ktab.size() * sizeof(float));
+  const size_t o_rows = put(m->i_rows.data(), static_cast<size_t>(n_rows_out) * sizeof(int32_t));
+  {
+    const size_t o_plan = (hb.size() + 15) & ~static_cast<size_t>(15);
+    hb.resize(o_plan);
+    attn_plan_layout(&plan, caps, hb);
+  }
+
+  // Device buffers (grow-only; a reallocation changes addresses, which forces a re-capture).
+  const size_t f4 = sizeof(float);
+  const void* before[8] = {m->x.as<void>(), m->h.as<void>(), m->qkv.as<void>(), m->att.as<void>(),
+                           m->ff.as<void>(), m->logits.as<void>(), m->step.as<void>(), m->part.as<void>()};
+  HWKV_TRY(m->x.ensure(fn, n_tok * D * f4));
+  HWKV_TRY(m->h.ensure(fn, n_tok * D * f4));
+  HWKV_TRY(m->qkv.ensure(fn, n_tok * ldqkv * f4));
+  HWKV_TRY(m->att.ensure(fn, n_tok * qd * f4));
+  HWKV_TRY(m->ff.ensure(fn, n_tok * 2 * F * f4));
+  HWKV_TRY(m->act16.ensure(fn, static_cast<size_t>(n_tok * std::max(D, std::max(qd, F))) * 2));
+  HWKV_TRY(m->logits.ensure(fn, static_cast<size_t>(n_rows_out * P.n_vocab) * f4));
+  HWKV_TRY(m->step.ensure(fn, hb.size()));
+  HWKV_TRY(m->part.ensure(fn, attn_part_bytes(plan, caps.slots)));
+  const void* after[8] = {m->x.as<void>(), m->h.as<void>(), m->qkv.as<void>(), m->att.as<void>(),
+                          m->ff.as<void>(), m->logits.as<void>(), m->step.as<void>(), m->part.as<void>()};
+  if (std::memcmp(before, after, sizeof before) != 0) replay = false;
+  unsigned char* sb = m->step.as<unsigned char>();
+  // attn_plan_layout recorded offsets from hb's start, so the step buffer's base binds them.
+  attn_plan_bind(&plan, sb, m->part.as<void>(), caps.slots);
+  HWKV_TRY(h2d(fn, sb, hb.data(), hb.size()));
+
+  const int32_t* d_tokens = reinterpret_cast<const int32_t*>(sb + o_tok);
+  const int32_t* d_rows = reinterpret_cast<const int32_t*>(sb + o_rows);
+  float* x = m->x.as<float>();
+  float* h = m->h.as<float>();
+  float* qkv = m->qkv.as<float>();
+  float* att = m->att.as<float>();
+  float* ff = m->ff.as<float>();
 
   QkvPostArgs pa;
   pa.qkv = qkv;
@@ -455,68 +675,140 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
   pa.af = m->attn_factor;
   pa.rd = rope_dev(&rope, P.head_dim);
   pa.geo = st->geo;
-  pa.wpage = m->wpage.as<float*>();
-  pa.wrow = m->wrow.as<int32_t>();
-  pa.ktab = m->ktab.as<float>();
+  pa.wpage = reinterpret_cast<float* const*>(sb + o_wpage);
+  pa.wrow = reinterpret_cast<const int32_t*>(sb + o_wrow);
+  pa.ktab = reinterpret_cast<const float*>(sb + o_ktab);
   const int64_t post_rows = n_tok * (P.n_head + 2 * P.n_kv_head);
   const size_t post_smem = static_cast<size_t>(kPostWarps) * hd * f4;
   if (post_smem > 48 * 1024)
     HWKV_CU(cudaFuncSetAttribute(qkv_post_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  static_cast<int>(post_smem)));
 
-  int64_t n_act = n_tok;
-  for (int32_t l = 0; l < P.n_layer; ++l) {
-    const DevLayer& L = m->layers[l];
-    HWKV_TRY(rmsnorm(fn, x, D, L.attn_norm->f32, n_tok, D, P.rms_norm_eps, h, D));
-    if (L.qkv_fused) {
-      HWKV_TRY(linear(m, fn, L.wq->dev, L.wq->type, ldqkv, h, D, n_tok, D, qkv, ldqkv, 0.0f));
-    } else {
-      HWKV_TRY(linear_t(m, fn, L.wq, h, D, n_tok, qkv, ldqkv, 0.0f));
-      HWKV_TRY(linear_t(m, fn, L.wk, h, D, n_tok, qkv + qd, ldqkv, 0.0f));
-      HWKV_TRY(linear_t(m, fn, L.wv, h, D, n_tok, qkv + qd + kvd, ldqkv, 0.0f));
-    }
-    pa.layer = l;
-    pa.bq = L.bq ? L.bq->f32 : nullptr;
-    pa.bk = L.bk ? L.bk->f32 : nullptr;
-    pa.bv = L.bv ? L.bv->f32 : nullptr;
-    pa.qn = L.q_norm ? L.q_norm->f32 : nullptr;
-    pa.kn = L.k_norm ? L.k_norm->f32 : nullptr;
-    qkv_post_kernel<<<static_cast<unsigned>(ceil_div(post_rows, kPostWarps)), kPostWarps * 32, post_smem, stream()>>>(pa);
-    HWKV_CU_LAUNCH(qkv_post_kernel);
-    HWKV_TRY(attn_plan_run(fn, st, plan, l, qkv, ldqkv, m->attn_scale, att, nullptr));
+  // Every launch of the step, in order (no allocation, copy from the host or synchronisation in here, so
+  // that it can be captured).
+  auto enqueue = [&]() -> hwkv_status {
+    embed_kernel<<<grid_for(n_tok * D, kThreads), kThreads, 0, stream()>>>(m->tok_embd->dev, m->tok_embd->type, D,
+                                                                           d_tokens, n_tok, x);
+    HWKV_CU_LAUNCH(embed_kernel);
+    int64_t n_act = n_tok;
+    for (int32_t l = 0; l < P.n_layer; ++l) {
+      const DevLayer& L = m->layers[l];
+      HWKV_TRY(rmsnorm(fn, x, D, L.attn_norm->f32, n_tok, D, P.rms_norm_eps, h, D));
+      if (L.qkv_fused) {
+        HWKV_TRY(linear(m, fn, L.wq->dev, L.wq->type, ldqkv, h, D, n_tok, D, qkv, ldqkv, 0.0f));
+      } else {
+        HWKV_TRY(linear_t(m, fn, L.wq, h, D, n_tok, qkv, ldqkv, 0.0f));
+        HWKV_TRY(linear_t(m, fn, L.wk, h, D, n_tok, qkv + qd, ldqkv, 0.0f));
+        HWKV_TRY(linear_t(m, fn, L.wv, h, D, n_tok, qkv + qd + kvd, ldqkv, 0.0f));
+      }
+      QkvPostArgs pl = pa;
+      pl.layer = l;
+      pl.bq = L.bq ? L.bq->f32 : nullptr;
+      pl.bk = L.bk ? L.bk->f32 : nullptr;
+      pl.bv = L.bv ? L.bv->f32 : nullptr;
+      pl.qn = L.q_norm ? L.q_norm->f32 : nullptr;
+      pl.kn = L.k_norm ? L.k_norm->f32 : nullptr;
+      qkv_post_kernel<<<static_cast<unsigned>(ceil_div(post_rows, kPostWarps)), kPostWarps * 32, post_smem, stream()>>>(pl);
+      HWKV_CU_LAUNCH(qkv_post_kernel);
+      HWKV_TRY(attn_plan_run(fn, st, plan, l, qkv, ldqkv, m->attn_scale, att, nullptr));
 
-    if (l == P.n_layer - 1 && n_rows_out < n_tok) {
-      // Only the rows that produce logits matter after the last attention: compact them.
-      n_act = n_rows_out;
-      if (n_act == 0) break;
-      gather_rows_kernel<<<grid_for(n_act * D, kThreads), kThreads, 0, stream()>>>(x, D, m->rows.as<int32_t>(), n_act,
-                                                                                  D, h, D);
-      HWKV_CU_LAUNCH(gather_rows_kernel);
-      HWKV_CU(cudaMemcpyAsync(x, h, n_act * D * f4, cudaMemcpyDeviceToDevice, stream()));
-      gather_rows_kernel<<<grid_for(n_act * qd, kThreads), kThreads, 0, stream()>>>(att, qd, m->rows.as<int32_t>(),
-                                                                                   n_act, qd, qkv, qd);
-      HWKV_CU_LAUNCH(gather_rows_kernel);
-      HWKV_CU(cudaMemcpyAsync(att, qkv, n_act * qd * f4, cudaMemcpyDeviceToDevice, stream()));
+      if (l == P.n_layer - 1 && n_rows_out < n_tok) {
+        // Only the rows that produce logits matter after the last attention: compact them.
+        n_act = n_rows_out;
+        if (n_act == 0) break;
+        gather_rows_kernel<<<grid_for(n_act * D, kThreads), kThreads, 0, stream()>>>(x, D, d_rows, n_act, D, h, D);
+        HWKV_CU_LAUNCH(gather_rows_kernel);
+        HWKV_CU(cudaMemcpyAsync(x, h, n_act * D * f4, cudaMemcpyDeviceToDevice, stream()));
+        gather_rows_kernel<<<grid_for(n_act * qd, kThreads), kThreads, 0, stream()>>>(att, qd, d_rows, n_act, qd, qkv,
+                                                                                     qd);
+        HWKV_CU_LAUNCH(gather_rows_kernel);
+        HWKV_CU(cudaMemcpyAsync(att, qkv, n_act * qd * f4, cudaMemcpyDeviceToDevice, stream()));
+      }
+      HWKV_TRY(linear_t(m, fn, L.wo, att, qd, n_act, x, D, 1.0f));
+      HWKV_TRY(rmsnorm(fn, x, D, L.ffn_norm->f32, n_act, D, P.rms_norm_eps, h, D));
+      if (L.gu_fused && F % 2 == 0 && gemv_ok(m, L.gate->dev, L.gate->type, h, D, n_act, D)) {
+        // one GEMV for gate|up with SwiGLU in its epilogue: ff[t, 0..F) = silu(gate) * up
+        if (L.gate->type == HWKV_WTYPE_BF16)
+          gemv_launch<true, true>(n_act, reinterpret_cast<const uint16_t*>(L.gate->dev), F, D, h, D, ff, F, 0.0f);
+        else
+          gemv_launch<false, true>(n_act, reinterpret_cast<const uint16_t*>(L.gate->dev), F, D, h, D, ff, F, 0.0f);
+        HWKV_CU_LAUNCH(gemv_kernel);
+        HWKV_TRY(linear_t(m, fn, L.down, ff, F, n_act, x, D, 1.0f));
+        continue;
+      }
+      if (L.gu_fused) {
+        HWKV_TRY(linear(m, fn, L.gate->dev, L.gate->type, 2 * F, h, D, n_act, D, ff, 2 * F, 0.0f));
+      } else {
+        HWKV_TRY(linear_t(m, fn, L.gate, h, D, n_act, ff, 2 * F, 0.0f));
+        HWKV_TRY(linear_t(m, fn, L.up, h, D, n_act, ff + F, 2 * F, 0.0f));
+      }
+      swiglu_kernel<<<grid_for(n_act * F, kThreads), kThreads, 0, stream()>>>(ff, n_act, F);
+      HWKV_CU_LAUNCH(swiglu_kernel);
+      HWKV_TRY(linear_t(m, fn, L.down, ff, 2 * F, n_act, x, D, 1.0f));
     }
-    HWKV_TRY(linear_t(m, fn, L.wo, att, qd, n_act, x, D, 1.0f));
-    HWKV_TRY(rmsnorm(fn, x, D, L.ffn_norm->f32, n_act, D, P.rms_norm_eps, h, D));
-    if (L.gu_fused) {
-      HWKV_TRY(linear(m, fn, L.gate->dev, L.gate->type, 2 * F, h, D, n_act, D, ff, 2 * F, 0.0f));
-    } else {
-      HWKV_TRY(linear_t(m, fn, L.gate, h, D, n_act, ff, 2 * F, 0.0f));
-      HWKV_TRY(linear_t(m, fn, L.up, h, D, n_act, ff + F, 2 * F, 0.0f));
+    if (n_rows_out > 0) {
+      HWKV_TRY(rmsnorm(fn, x, D, m->output_norm->f32, n_rows_out, D, P.rms_norm_eps, h, D));
+      HWKV_TRY(linear_t(m, fn, m->output, h, D, n_rows_out, m->logits.as<float>(), P.n_vocab, 0.0f));
     }
-    swiglu_kernel<<<grid_for(n_act * F, kThreads), kThreads, 0, stream()>>>(ff, n_act, F);
-    HWKV_CU_LAUNCH(swiglu_kernel);
-    HWKV_TRY(linear_t(m, fn, L.down, ff, 2 * F, n_act, x, D, 1.0f));
+    return HWKV_OK;
+  };
+
+  if (!graphable) {
+    HWKV_TRY(enqueue());
+  } else {
+    if (!replay) {
+      m->drop_graph();
+      HWKV_CU(cudaStreamBeginCapture(stream(), cudaStreamCaptureModeThreadLocal));
+      const hwkv_status es = enqueue();
+      cudaGraph_t g = nullptr;
+      const cudaError_t ee = cudaStreamEndCapture(stream(), &g);
+      if (es != HWKV_OK) {
+        if (g) (void)cudaGraphDestroy(g);
+        (void)cudaGetLastError();
+        return es;
+      }
+      if (ee != cudaSuccess) return cuda_fail(ee, fn, "cudaStreamEndCapture");
+      m->graph = g;
+      cudaGraphExec_t ge = nullptr;
+      HWKV_CU(cudaGraphInstantiate(&ge, g, 0));
+      m->gexec = ge;
+      m->g_n_tok = n_tok;
+      m->g_n_seq = n_seq;
+      m->g_rows_out = n_rows_out;
+      m->g_store = st;
+      m->g_kind = plan.kind;
+      m->g_attn_rows = plan.rows;
+      m->g_smem = plan.smem;
+      m->g_caps = caps;
+      ++m->graph_captures;
+    }
+    HWKV_CU(cudaGraphLaunch(m->gexec, stream()));
+    ++m->graph_launches;
   }
 
-  if (n_rows_out > 0) {
-    HWKV_TRY(rmsnorm(fn, x, D, m->output_norm->f32, n_rows_out, D, P.rms_norm_eps, h, D));
-    HWKV_TRY(linear_t(m, fn, m->output, h, D, n_rows_out, m->logits.as<float>(), P.n_vocab, 0.0f));
-    HWKV_TRY(d2h(fn, logits, m->logits.as<void>(), static_cast<size_t>(n_rows_out * P.n_vocab) * f4));
+  // Logits: device -> pinned staging (a full-speed DMA) -> the caller's buffer.
+  const size_t lbytes = static_cast<size_t>(n_rows_out * P.n_vocab) * f4;
+  if (lbytes > m->hlogits_cap) {
+    if (m->hlogits) (void)cudaFreeHost(m->hlogits);
+    m->hlogits = nullptr;
+    m->hlogits_cap = 0;
+    void* hp = nullptr;
+    if (cudaMallocHost(&hp, lbytes) == cudaSuccess) {
+      m->hlogits = hp;
+      m->hlogits_cap = lbytes;
+    } else {
+      (void)cudaGetLastError();  // no pinned memory: copy straight into the caller's (pageable) buffer
+    }
+  }
+  if (lbytes > 0) {
+    if (m->hlogits) {
+      HWKV_CU(cudaMemcpyAsync(m->hlogits, m->logits.as<void>(), lbytes, cudaMemcpyDeviceToHost, stream()));
+    } else {
+      HWKV_TRY(d2h(fn, logits, m->logits.as<void>(), lbytes));
+    }
   }
   HWKV_TRY(sync(fn));
+  if (lbytes > 0 && m->hlogits) std::memcpy(logits, m->hlogits, lbytes);
   rb.armed = false;
   return HWKV_OK;
 }

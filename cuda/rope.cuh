@@ -49,10 +49,11 @@ inline RopeDev rope_dev(const RopeHost* r, int32_t head_dim) {
 
 __host__ __device__ inline int32_t rope_units(const RopeDev& r) { return r.head_dim - r.half; }
 
-// Rotates/copies unit u of one row: reads src (head_dim floats), writes dst (may alias src).
-// tab = cos/sin row (ignored when r.half == 0).
-__device__ __forceinline__ void rope_unit(const RopeDev& r, int32_t u, const float* src, float* dst,
-                                          const float* tab) {
+// Rotates/copies unit u of one row through accessors: ld(i) reads element i of the source row (float),
+// st(i, x) writes element i of the destination row (which may be the source). tab = cos/sin row (ignored
+// when r.half == 0). The page accessors of the block store (kv_get / kv_set) plug in here.
+template <class Ld, class St>
+__device__ __forceinline__ void rope_unit_fn(const RopeDev& r, int32_t u, Ld ld, St st, const float* tab) {
   if (u < r.half) {
     int32_t i0, i1;
     if (r.style == HWKV_ROPE_NEOX) {
@@ -63,25 +64,33 @@ __device__ __forceinline__ void rope_unit(const RopeDev& r, int32_t u, const flo
       i1 = 2 * u + 1;
     }
     const float c = tab[u], s = tab[r.half + u];
-    const float x0 = src[i0], x1 = src[i1];
-    dst[i0] = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
-    dst[i1] = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
+    const float x0 = ld(i0), x1 = ld(i1);
+    st(i0, __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)));
+    st(i1, __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c)));
   } else {
     const int32_t i = u + r.half;
-    dst[i] = src[i];
+    st(i, ld(i));
   }
 }
 
-// Copies unit u of one row unchanged (the same elements rope_unit would write).
-__device__ __forceinline__ void rope_copy_unit(const RopeDev& r, int32_t u, const float* src, float* dst) {
+// Copies unit u of one row unchanged (the same elements rope_unit_fn would write).
+template <class Ld, class St>
+__device__ __forceinline__ void rope_copy_unit_fn(const RopeDev& r, int32_t u, Ld ld, St st) {
   if (u < r.half) {
     const int32_t i0 = r.style == HWKV_ROPE_NEOX ? u : 2 * u;
     const int32_t i1 = r.style == HWKV_ROPE_NEOX ? u + r.half : 2 * u + 1;
-    dst[i0] = src[i0];
-    dst[i1] = src[i1];
+    st(i0, ld(i0));
+    st(i1, ld(i1));
   } else {
-    dst[u + r.half] = src[u + r.half];
+    st(u + r.half, ld(u + r.half));
   }
+}
+
+// Float rows: reads src (head_dim floats), writes dst (may alias src).
+__device__ __forceinline__ void rope_unit(const RopeDev& r, int32_t u, const float* src, float* dst,
+                                          const float* tab) {
+  rope_unit_fn(
+      r, u, [src](int32_t i) { return src[i]; }, [dst](int32_t i, float x) { dst[i] = x; }, tab);
 }
 
 }  // namespace hwkv_cuda

@@ -78,20 +78,27 @@ __global__ void write_tokens_kernel(PageGeo geo, RopeDev rd, int32_t n, int32_t 
     const int32_t layer = static_cast<int32_t>(r / n);
     const int32_t pos = pos0 + t;
     float* dpage = dst_pages[pos / geo.T - dst_first];
-    const float* src;
+    const int32_t f16 = geo.f16;
     if (src_pages) {
       const float* spage = src_pages[t / geo.T];
-      src = spage + (is_k ? geo.k_off(layer, g, t % geo.T) : geo.v_off(layer, g, t % geo.T));
+      const int64_t so = is_k ? geo.k_off(layer, g, t % geo.T) : geo.v_off(layer, g, t % geo.T);
+      const int64_t dof = is_k ? geo.k_off(layer, g, pos % geo.T) : geo.v_off(layer, g, pos % geo.T);
+      auto ld = [spage, so, f16](int32_t i) { return kv_get(spage, so + i, f16); };
+      auto st = [dpage, dof, f16](int32_t i, float x) { kv_set(dpage, dof + i, x, f16); };
+      if (is_k)
+        rope_unit_fn(rd, e, ld, st, tab + static_cast<int64_t>(t) * tab_stride);
+      else
+        st(e, ld(e));
     } else {
-      src = is_k ? src_k + ((static_cast<int64_t>(layer) * n + t) * geo.n_kv + g) * geo.D
-                 : src_v + ((static_cast<int64_t>(layer) * n + t) * geo.n_kv + g) * geo.Dv;
-    }
-    if (is_k) {
-      float* dst = dpage + geo.k_off(layer, g, pos % geo.T);
-      rope_unit(rd, e, src, dst, tab + static_cast<int64_t>(t) * tab_stride);
-    } else {
-      float* dst = dpage + geo.v_off(layer, g, pos % geo.T);
-      dst[e] = src[e];
+      const float* src = is_k ? src_k + ((static_cast<int64_t>(layer) * n + t) * geo.n_kv + g) * geo.D
+                              : src_v + ((static_cast<int64_t>(layer) * n + t) * geo.n_kv + g) * geo.Dv;
+      const int64_t dof = is_k ? geo.k_off(layer, g, pos % geo.T) : geo.v_off(layer, g, pos % geo.T);
+      auto ld = [src](int32_t i) { return src[i]; };
+      auto st = [dpage, dof, f16](int32_t i, float x) { kv_set(dpage, dof + i, x, f16); };
+      if (is_k)
+        rope_unit_fn(rd, e, ld, st, tab + static_cast<int64_t>(t) * tab_stride);
+      else
+        st(e, ld(e));
     }
   }
 }
@@ -123,14 +130,17 @@ __global__ void gather_kernel(PageGeo geo, RopeDev rd, int is_v, int32_t layer, 
     const int32_t l = seg_src[j] + static_cast<int32_t>(o - seg_out[j]);
     const float* page = pages[seg_page[j] + l / geo.T];
     float* dst = out + (o * geo.n_kv + g) * width;
+    const int32_t f16 = geo.f16;
     if (is_v) {
-      dst[e] = page[geo.v_off(layer, g, l % geo.T) + e];
+      dst[e] = kv_get(page, geo.v_off(layer, g, l % geo.T) + e, f16);
     } else {
-      const float* src = page + geo.k_off(layer, g, l % geo.T);
+      const int64_t so = geo.k_off(layer, g, l % geo.T);
+      auto ld = [page, so, f16](int32_t i) { return kv_get(page, so + i, f16); };
+      auto st = [dst](int32_t i, float x) { dst[i] = x; };
       if (seg_tab[j] >= 0) {
-        rope_unit(rd, e, src, dst, tab + static_cast<int64_t>(seg_tab[j]) * 2 * rd.half);
+        rope_unit_fn(rd, e, ld, st, tab + static_cast<int64_t>(seg_tab[j]) * 2 * rd.half);
       } else {
-        rope_copy_unit(rd, e, src, dst);  // this segment is not rotated (offset 0, or no rope)
+        rope_copy_unit_fn(rd, e, ld, st);  // this segment is not rotated (offset 0, or no rope)
       }
     }
   }
@@ -229,7 +239,14 @@ hwkv_status store_create_codec(const hwkv_store_params* p, const hwkv_store_code
   if (codec && codec->type != HWKV_KV_EXACT) {
     const char* fn = "store_create_codec";
     return guarded(fn, [&]() -> hwkv_status {
-      return fail(HWKV_ERR_UNSUPPORTED, "%s: the CUDA backend has no compressed KV cache (codec type %d)", fn, codec->type);
+      return fail(HWKV_ERR_UNSUPPORTED,
+                  "%s: the CUDA backend has no compressed KV cache yet (codec type %d = %s); use an exact f32/f16 "
+                  "cache on CUDA, or the native/WASM backends for uniform, HIGGS and AQUA-KV",
+                  fn, codec->type,
+                  codec->type == HWKV_KV_UNIFORM ? "uniform"
+                  : codec->type == HWKV_KV_HIGGS ? "HIGGS"
+                  : codec->type == HWKV_KV_AQUA  ? "AQUA"
+                                                 : "unknown");
     });
   }
   return store_create(p, out);
@@ -258,8 +275,6 @@ hwkv_status store_create(const hwkv_store_params* p, hwkv_store_t** out) {
                   "%s: one page would take %.0f bytes (n_layer*n_kv_head*page_tokens*"
                   "(head_dim+head_dim_v)*elem_size); limit is 2^40",
                   fn, bytes);
-    if (p->dtype == HWKV_F16)
-      return fail(HWKV_ERR_UNSUPPORTED, "%s: dtype 1 (F16) is not supported by the CUDA backend yet (use 0, F32)", fn);
     HWKV_TRY(use_device(fn));
     hwkv_store* s = new (std::nothrow) hwkv_store();
     if (!s) return fail(HWKV_ERR_OUT_OF_MEMORY, "%s: out of host memory", fn);
@@ -269,9 +284,10 @@ hwkv_status store_create(const hwkv_store_params* p, hwkv_store_t** out) {
     s->geo.T = p->page_tokens;
     s->geo.D = p->head_dim;
     s->geo.Dv = p->head_dim_v;
+    s->geo.f16 = p->dtype == HWKV_F16 ? 1 : 0;
     s->geo.k_floats = static_cast<int64_t>(p->n_layer) * p->n_kv_head * p->page_tokens * p->head_dim;
     const int64_t v_floats = static_cast<int64_t>(p->n_layer) * p->n_kv_head * p->page_tokens * p->head_dim_v;
-    s->page_bytes = (s->geo.k_floats + v_floats) * static_cast<int64_t>(sizeof(float));
+    s->page_bytes = (s->geo.k_floats + v_floats) * (p->dtype == HWKV_F16 ? 2 : 4);
     {
       std::lock_guard<std::mutex> lock(registry_mutex());
       registry().insert(s);

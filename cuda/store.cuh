@@ -1,10 +1,12 @@
 // store.cuh — the CUDA block store: a device page pool plus a host-side block table.
 //
-// Page = page_tokens tokens of every layer and KV head, K then V (dtype F32):
+// Page = page_tokens tokens of every layer and KV head, K then V (dtype F32 or F16: elements of 4 or 2 bytes):
 //   K: [n_layer][n_kv_head][page_tokens][head_dim]      (k_floats floats)
 //   V: [n_layer][n_kv_head][page_tokens][head_dim_v]    (after K)
 // so one (layer, kv head) of a page is a contiguous [page_tokens][dim] tile, which is what attention
 // streams. Token l of a block lives in page pages[l / page_tokens] at row l % page_tokens.
+// Offsets below count elements of the store's dtype; device code reads and writes pages through kv_get /
+// kv_set (F16 rounds to nearest on store, like the CPU core; arithmetic is always float32).
 // Each page is one cudaMalloc; freed pages are kept for reuse (pages_free) until store_free.
 // The host mirrors the CPU core's bookkeeping exactly (ids, lengths, page counts, max_bytes).
 #ifndef HWKV_CUDA_STORE_CUH
@@ -13,6 +15,8 @@
 #include <cstdint>
 #include <vector>
 
+#include <cuda_fp16.h>
+
 #include "common.cuh"
 
 namespace hwkv_cuda {
@@ -20,7 +24,8 @@ namespace hwkv_cuda {
 // Device-side geometry of a page.
 struct PageGeo {
   int32_t n_layer, n_kv, T, D, Dv;
-  int64_t k_floats;  // n_layer * n_kv * T * D
+  int32_t f16;       // 1: elements are binary16 (HWKV_F16), 0: float32
+  int64_t k_floats;  // elements of K per page: n_layer * n_kv * T * D
 
   __host__ __device__ int64_t k_off(int32_t layer, int32_t g, int32_t t) const {
     return ((static_cast<int64_t>(layer) * n_kv + g) * T + t) * D;
@@ -29,6 +34,17 @@ struct PageGeo {
     return k_floats + ((static_cast<int64_t>(layer) * n_kv + g) * T + t) * Dv;
   }
 };
+
+// One element of a page (index in elements of the store's dtype).
+__device__ __forceinline__ float kv_get(const void* page, int64_t i, int32_t f16) {
+  return f16 ? __half2float(static_cast<const __half*>(page)[i]) : static_cast<const float*>(page)[i];
+}
+__device__ __forceinline__ void kv_set(void* page, int64_t i, float x, int32_t f16) {
+  if (f16)
+    static_cast<__half*>(page)[i] = __float2half_rn(x);
+  else
+    static_cast<float*>(page)[i] = x;
+}
 
 struct StoreBlock {
   bool live = false;

@@ -54,7 +54,9 @@ flags=(-O3 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden -I core/include
        -Xptxas -warn-spills)
 
 srcs=(cuda/api.cu cuda/rope.cu cuda/pack.cu cuda/fwht.cu cuda/store.cu cuda/attn.cu cuda/blas.cu cuda/model_api.cu
-      cuda/model_forward.cu)
+      cuda/model_forward.cu
+      # the CPU core's host-side code, shared instead of repeated (cuda/core_host.cuh)
+      core/src/errors.cpp core/src/rope_freq.cpp core/src/model_params.cpp)
 
 start=$(date +%s)
 echo "build-cuda: $("$nvcc" --version | tail -n 2 | head -n 1)"
@@ -62,7 +64,8 @@ echo "build-cuda: compiling ${#srcs[@]} files with $jobs jobs"
 pids=()
 fail=0
 for src in "${srcs[@]}"; do
-  o="$obj/$(basename "${src%.cu}").o"
+  base="$(basename "$src")"
+  o="$obj/${base%.*}.o"
   "$nvcc" "${flags[@]}" -c "$src" -o "$o" &
   pids+=($!)
   if (( ${#pids[@]} >= jobs )); then
@@ -77,7 +80,7 @@ if (( fail )); then
 fi
 
 objs=()
-for src in "${srcs[@]}"; do objs+=("$obj/$(basename "${src%.cu}").o"); done
+for src in "${srcs[@]}"; do base="$(basename "$src")"; objs+=("$obj/${base%.*}.o"); done
 "$nvcc" -shared -cudart static \
   -gencode arch=compute_80,code=compute_80 -gencode arch=compute_90a,code=sm_90a \
   -Xlinker --no-undefined -o "$out/libhwkv_cuda.so" "${objs[@]}" -ldl

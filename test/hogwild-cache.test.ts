@@ -42,8 +42,9 @@ function maxAbs(a: Float32Array, b: Float32Array): number {
 
 const SINGLE: LayoutSpec = { name: 'single', mergeFinishedSteps: false, views: [['common', 'self']] };
 
-async function cpuBackends() {
-  return (await backendsUnderTest()).filter((b) => b.name !== 'cuda');
+/** Every available backend (the CUDA one included where it exists). */
+async function allBackends() {
+  return backendsUnderTest();
 }
 
 /** Plain decoding: one block, prompt in one call, then one token per call; greedy. */
@@ -139,7 +140,7 @@ const S = suite('hogwild-cache');
 S('one worker, view [prompt, own]: greedy logits equal plain decoding for 256 steps (fixture, stories260K)', async () => {
   const report: string[] = [];
   const STEPS = 256;
-  for (const { name: bname, backend } of await cpuBackends()) {
+  for (const { name: bname, backend } of await allBackends()) {
     const models: [string, string, (m: Model) => number[]][] = [['llama', path.join(FIX, 'llama'), () => [1, 17, 250, 33, 401, 5, 90, 122, 7, 300]]];
     if (existsSync(STORIES)) models.push(['stories260K', STORIES, (m) => m.tokenize('Once upon a time, there was a little')]);
     else skipLine('hogwild stories260K', `${STORIES} not found`);
@@ -164,7 +165,7 @@ S('one worker, view [prompt, own]: greedy logits equal plain decoding for 256 st
 
 seededTest(S, 'hogwild-cache', 'query rotation equals the materialized view: random W, layouts, block lengths', async (rng) => {
   const report: string[] = [];
-  for (const { name: bname, backend } of await cpuBackends()) {
+  for (const { name: bname, backend } of await allBackends()) {
     for (const fx of fixtures) {
       const model = await loadModel(path.join(FIX, fx), { backend });
       const V = model.config.nVocab;
@@ -234,7 +235,7 @@ async function scripted(
 }
 
 seededTest(S, 'hogwild-cache', 'visibility and causality: a token fed to worker j at step n changes the others at step n, nothing before', async (rng) => {
-  for (const { name: bname, backend } of await cpuBackends()) {
+  for (const { name: bname, backend } of await allBackends()) {
     const model = await loadModel(path.join(FIX, 'llama'), { backend });
     const V = model.config.nVocab;
     try {
@@ -271,7 +272,7 @@ seededTest(S, 'hogwild-cache', 'visibility and causality: a token fed to worker 
  */
 seededTest(S, 'hogwild-cache', 'permuting worker order permutes the outputs (to float rounding; bit-exactness reported)', async (rng) => {
   const report: string[] = [];
-  for (const { name: bname, backend } of await cpuBackends()) {
+  for (const { name: bname, backend } of await allBackends()) {
     const model = await loadModel(path.join(FIX, 'llama'), { backend });
     const V = model.config.nVocab;
     try {
@@ -321,7 +322,7 @@ seededTest(S, 'hogwild-cache', 'permuting worker order permutes the outputs (to 
 
 seededTest(S, 'hogwild-cache', 'merge: a finished step moved into the common block equals writing it there', async (rng) => {
   const report: string[] = [];
-  for (const { name: bname, backend } of await cpuBackends()) {
+  for (const { name: bname, backend } of await allBackends()) {
     for (const fx of fixtures) {
       const model = await loadModel(path.join(FIX, fx), { backend });
       const V = model.config.nVocab;
@@ -367,7 +368,7 @@ seededTest(S, 'hogwild-cache', 'merge: a finished step moved into the common blo
 });
 
 S('empty blocks in a view change nothing; a disposed cache frees every block', async () => {
-  for (const { name: bname, backend } of await cpuBackends()) {
+  for (const { name: bname, backend } of await allBackends()) {
     const model = await loadModel(path.join(FIX, 'llama'), { backend });
     const rt = model.runtime;
     try {

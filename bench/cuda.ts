@@ -1,0 +1,228 @@
+/**
+ * CUDA backend on real model shapes (`npm run bench:cuda`; on the GPU machine: `node --import tsx bench/cuda.ts`).
+ *
+ * Everything in one run on one card (bench/cuda_gpu.py does the Python side):
+ *   1. card, driver, date; device-to-device copy bandwidth B (bytes read + written per second, PyTorch).
+ *   2. random-weight bf16 Hugging Face checkpoints with the real shapes of Llama-3.2-1B and Qwen3-8B, drawn on
+ *      the GPU and written to $HWKV_BENCH_DIR (default /dev/shm/hwkv-bench; reused when present).
+ *   3. our decode step (loadModel(dir, { backend: 'cuda', kvCache: f16 })), Hogwild! layout: one common block of
+ *      `context` tokens and one block per worker; worker w's view is [common, the other workers' blocks, own]
+ *      ('combined' without headers). One step = ONE model forward of all W workers (one new token each, logits
+ *      of the W rows copied back) + a greedy pick per worker, exactly a Hogwild! inference step. The common
+ *      block is filled by appending random K/V and merging (decode cost does not depend on the values).
+ *        ms/step   best of `runs` runs of (time of `steps` steps) / steps, after 2 warm-up steps
+ *        roofline  bytes one step must read (every weight matrix once + the norms + one embedding row per
+ *                  token; the KV of every distinct block of the views once, in the store's element size) / B;
+ *                  "% roofline" = roofline / ms/step
+ *   4. Hugging Face transformers on the same checkpoint (bf16, sdpa, static cache, greedy, eager), W = 1.
+ *   5. AQUA-KV 2-bit vs f16 KV at 32K: n/a until the CUDA store has the AQUA codec.
+ *
+ * Options: --shapes=llama-3.2-1b,qwen3-8b  --contexts=1024,8192,32768  --workers=1,2,4  --steps=32  --runs=3
+ *          --hf-contexts=1024,8192  --no-hf  --json-out=FILE  --kv=f16|f32
+ */
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadModel, type Model } from '../ts/index.ts';
+import { argmax } from '../ts/engine/sampling.ts';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const argv = process.argv.slice(2);
+const flag = (name: string) => argv.includes(`--${name}`);
+const opt = (name: string): string | undefined => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const list = (s: string) => s.split(',').filter((x) => x.length > 0);
+const SHAPES = list(opt('shapes') ?? 'llama-3.2-1b,qwen3-8b');
+const CONTEXTS = list(opt('contexts') ?? '1024,8192,32768').map(Number);
+const WORKERS = list(opt('workers') ?? '1,2,4').map(Number);
+const STEPS = Number(opt('steps') ?? 32);
+const RUNS = Number(opt('runs') ?? 3);
+const HF_CONTEXTS = opt('hf-contexts') ?? '1024,8192';
+const NO_HF = flag('no-hf');
+const KV = (opt('kv') ?? 'f16') as 'f16' | 'f32';
+const DIR = process.env.HWKV_BENCH_DIR ?? '/dev/shm/hwkv-bench';
+const PY = process.env.PYTHON ?? 'python3';
+
+const progress = (s: string) => process.stderr.write(`[bench:cuda ${(performance.now() / 1000).toFixed(0)}s] ${s}\n`);
+
+function py(args: string[]): Record<string, unknown> {
+  const r = spawnSync(PY, [path.join(HERE, 'cuda_gpu.py'), ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0) throw new Error(`cuda_gpu.py ${args[0]} failed (${r.status}): ${(r.stderr ?? '').slice(-2000)}`);
+  const lines = r.stdout.trim().split('\n');
+  return JSON.parse(lines[lines.length - 1]!) as Record<string, unknown>;
+}
+
+interface OurRow {
+  shape: string;
+  context: number;
+  workers: number;
+  msPerStep: number;
+  aggTokS: number;
+  vsW1: number;
+  bytesPerStep: number;
+  rooflineMs: number;
+  pctRoofline: number;
+}
+
+/** Deterministic pseudo-random values in [-1, 1) (never all zeros). */
+function fillRandom(a: Float32Array, seed: number): Float32Array {
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < a.length; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    a[i] = ((s >>> 0) / 4294967296) * 2 - 1;
+  }
+  return a;
+}
+
+function weightBytesPerStep(model: Model, nTok: number): number {
+  // Every matrix once; norms; the embedding table contributes only the looked-up rows unless it is the LM head.
+  const src = model.source;
+  const c = model.config;
+  let bytes = 0;
+  for (const t of src.tensors) {
+    if (t.name === 'tok_embd') {
+      bytes += src.tied ? t.nbytes : (t.nbytes / c.nVocab) * nTok;
+    } else bytes += t.nbytes;
+  }
+  return bytes;
+}
+
+async function runOurs(model: Model, shape: string, copyGBps: number, rows: OurRow[]): Promise<void> {
+  const rt = model.runtime;
+  const store = rt.store;
+  const c = model.config;
+  const rope = c.rope;
+  const kvElem = KV === 'f16' ? 2 : 4;
+  const perTokKv = c.nLayer * c.nKvHead * c.headDim * 2 * kvElem;
+  const V = c.nVocab;
+  const chunk = 512;
+  const kvLen = c.nLayer * chunk * c.nKvHead * c.headDim;
+  const kSrc = fillRandom(new Float32Array(kvLen), 7);
+  const vSrc = fillRandom(new Float32Array(kvLen), 11);
+  for (const ctx of CONTEXTS) {
+    // common block of ctx tokens: append `chunk` random tokens once, then merge copies of it
+    const seed = await rt.createBlock();
+    const common = await rt.createBlock();
+    await rt.exclusive(() => {
+      store.append(seed, chunk, kSrc, vSrc, rope);
+      for (let n = 0; n < ctx; n += chunk) {
+        if (ctx - n < chunk) store.truncate(seed, ctx - n);
+        store.merge(common, seed, rope);
+      }
+    });
+    await rt.freeBlock(seed);
+    let base = 0;
+    for (const W of WORKERS) {
+      progress(`${shape} ctx=${ctx} W=${W}`);
+      const times: number[] = [];
+      let kvTokens = 0;
+      for (let r = 0; r < RUNS; r++) {
+        const own: number[] = [];
+        for (let w = 0; w < W; w++) own.push(await rt.createBlock());
+        const views = own.map((b, w) => [common, ...own.filter((_, j) => j !== w), b]);
+        let feeds = own.map((_, w) => [1000 + 17 * w]);
+        const step = async () => {
+          const l = await rt.forward(
+            views.map((view, w) => ({ view, tokens: feeds[w]! })),
+            'last',
+          );
+          feeds = feeds.map((_, w) => [argmax(l, w * V, V)]);
+        };
+        await step();
+        await step();
+        const t0 = performance.now();
+        for (let s = 0; s < STEPS; s++) await step();
+        times.push((performance.now() - t0) / STEPS);
+        // KV read by the middle step: common + every own block (read once, shared by all workers)
+        kvTokens = ctx + W * (2 + STEPS / 2);
+        for (const b of own) await rt.freeBlock(b);
+      }
+      const ms = Math.min(...times);
+      const bytes = weightBytesPerStep(model, W) + kvTokens * perTokKv;
+      const roofMs = (bytes / (copyGBps * 1e9)) * 1e3;
+      const agg = (W * 1000) / ms;
+      if (W === WORKERS[0]) base = agg / W;
+      rows.push({ shape, context: ctx, workers: W, msPerStep: ms, aggTokS: agg, vsW1: agg / base, bytesPerStep: bytes, rooflineMs: roofMs, pctRoofline: (100 * roofMs) / ms });
+    }
+    await rt.freeBlock(common);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+const date = new Date().toISOString();
+progress('card info');
+const info = py(['info']);
+progress(`${String(info.smi)}; copy bandwidth`);
+const bw = py(['copybw']);
+const copyGBps = Number(bw.gbps);
+const ours: OurRow[] = [];
+const hf: { shape: string; context: number; tokS: number | null; note?: string }[] = [];
+const meta: Record<string, unknown> = { date, info, copy: bw, kv: KV, steps: STEPS, runs: RUNS, node: process.version };
+
+for (const shape of SHAPES) {
+  const dir = path.join(DIR, shape);
+  progress(`${shape}: checkpoint`);
+  const g = py(['gen', '--shape', shape, '--out', dir]);
+  meta[`gen_${shape}`] = g;
+  progress(`${shape}: loading on cuda (${(Number(g.bytes) / 1e9).toFixed(2)} GB)`);
+  const t0 = performance.now();
+  const model = await loadModel(dir, { backend: 'cuda', kvCache: { type: KV } });
+  meta[`load_${shape}_s`] = (performance.now() - t0) / 1000;
+  try {
+    await runOurs(model, shape, copyGBps, ours);
+  } finally {
+    model.dispose();
+  }
+  if (!NO_HF) {
+    progress(`${shape}: transformers`);
+    try {
+      const r = py(['hf', '--model', dir, '--contexts', HF_CONTEXTS]);
+      for (const row of r.rows as { context: number; tokens_per_s?: number; error?: string }[]) {
+        hf.push({ shape, context: row.context, tokS: row.tokens_per_s ?? null, ...(row.error ? { note: row.error } : {}) });
+      }
+      meta[`hf_${shape}_load_s`] = r.load_seconds;
+    } catch (e) {
+      hf.push({ shape, context: 0, tokS: null, note: (e as Error).message.slice(0, 300) });
+    }
+  }
+}
+
+const out: string[] = [];
+const p = (s: string) => out.push(s);
+p(`\n## bench:cuda — ${String(info.name)} (${String(info.smi)}), ${date}`);
+p(`torch ${String(info.torch)} (CUDA ${String(info.cuda)}), transformers ${String(info.transformers)}, node ${process.version}; KV store ${KV}; ${STEPS} steps x ${RUNS} runs (best)`);
+p(`copy bandwidth (read + write): ${copyGBps.toFixed(0)} GB/s\n`);
+p('| shape | context | W | ms/step | agg tok/s | vs W=1 | MB read/step | roofline ms | % roofline |');
+p('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+for (const r of ours) {
+  p(`| ${r.shape} | ${r.context} | ${r.workers} | ${r.msPerStep.toFixed(2)} | ${r.aggTokS.toFixed(1)} | ${r.vsW1.toFixed(2)}x | ${(r.bytesPerStep / 1e6).toFixed(0)} | ${r.rooflineMs.toFixed(2)} | ${r.pctRoofline.toFixed(0)}% |`);
+}
+if (hf.length > 0) {
+  p('\nW = 1 decode vs Hugging Face transformers (bf16, sdpa, static cache, greedy, eager):\n');
+  p('| shape | context | ours tok/s | transformers tok/s | ours / transformers |');
+  p('|---|---:|---:|---:|---:|');
+  for (const h of hf) {
+    const o = ours.find((r) => r.shape === h.shape && r.context === h.context && r.workers === 1);
+    const ot = o ? o.aggTokS : null;
+    p(`| ${h.shape} | ${h.context || '-'} | ${ot ? ot.toFixed(1) : 'n/a'} | ${h.tokS ? h.tokS.toFixed(1) : 'n/a'} | ${ot && h.tokS ? (ot / h.tokS).toFixed(2) + 'x' : h.note ?? 'n/a'} |`);
+  }
+}
+p('\nAQUA-KV 2-bit vs f16 KV at 32K: n/a (the CUDA store has no AQUA codec yet: store_create_codec returns UNSUPPORTED)');
+const targets: string[] = [];
+const r8 = ours.find((r) => r.shape === 'qwen3-8b' && r.context === 1024 && r.workers === 1);
+if (r8) targets.push(`8B 1K W=1 roofline ${r8.pctRoofline.toFixed(0)}% (target >= 70%)`);
+for (const h of hf) {
+  const o = ours.find((r) => r.shape === h.shape && r.context === h.context && r.workers === 1);
+  if (o && h.tokS) targets.push(`${h.shape} ${h.context} vs transformers ${(o.aggTokS / h.tokS).toFixed(2)}x (target >= 1.5x)`);
+}
+for (const s of SHAPES) {
+  const r4 = ours.find((r) => r.shape === s && r.context === 8192 && r.workers === 4);
+  if (r4) targets.push(`${s} 8K W=4 aggregate ${r4.vsW1.toFixed(2)}x W=1 (target >= 3x)`);
+}
+p(`\ntargets: ${targets.join('; ')}`);
+console.log(out.join('\n'));
+const jsonOut = opt('json-out');
+if (jsonOut) writeFileSync(jsonOut, JSON.stringify({ meta, ours, hf }, null, 1));
