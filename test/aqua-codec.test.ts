@@ -35,7 +35,7 @@ import { expectThrows, seededTest } from './helpers/harness.ts';
 import type { Rng } from './helpers/rng.ts';
 import { refUnpack } from './ref/bits.ts';
 import { halfToNumber, refHiggsDecode } from './ref/quant.ts';
-import { refRopeApply } from './ref/rope.ts';
+import { refRopeApply, refRotateAll } from './ref/rope.ts';
 
 const SHARED = process.env.HOGWILD_SHARED ?? path.resolve('..', 'shared');
 const STORIES = path.join(SHARED, 'models', 'stories260K', 'stories260K.gguf');
@@ -212,6 +212,29 @@ seededTest(s, 'aqua-codec', 'store: decode equals the float64 reference of predi
           assert.ok(err / nrm < 0.2, `${label}: layer ${l} key relMSE ${err / nrm}`);
         }
         console.log(`  ${label}: ${cs.bytesCompressed} B, ${cs.bitsPerValue.toFixed(4)} bits/value; max rel. error vs float64 reference ${worst.toExponential(2)}`);
+
+        // merge (Hogwild! moves blocks): at a page boundary the compressed chunks move without re-quantization
+        // (keys pre-RoPE: only their start changes); elsewhere the decoded rows are copied. Either way the merged
+        // keys are the source's rotated by +len(dst) and the values are the source's.
+        for (const pre of [32, 5]) {
+          const d = st.createBlock();
+          st.append(d, pre, k.subarray(0, G.nLayer * pre * C), v.subarray(0, G.nLayer * pre * C), rope);
+          const before = st.codecStats();
+          st.merge(d, b, rope);
+          const after = st.codecStats();
+          if (pre === 32) {
+            assert.is(after.chunks, before.chunks + 2, `${label}: aligned merge moves the 2 chunks`);
+            assert.is(after.tokensCompressed, before.tokensCompressed + 64, `${label}: aligned merge keeps them compressed`);
+          }
+          for (let l = 0; l < G.nLayer; l++) {
+            const m = st.read(d, l, pre, n);
+            const refK = refRotateAll(rope, got[l]!.k, n, G.nKvHead, pre);
+            const ek = maxRel(m.k, refK, 0, n * C);
+            assert.ok(ek < 1e-5, `${label}: merge at ${pre}, layer ${l}: keys vs source rotated by +${pre}: ${ek}`);
+            assert.ok(m.v.every((x, i) => x === got[l]!.v[i]), `${label}: merge at ${pre}, layer ${l}: values identical`);
+          }
+          st.freeBlock(d);
+        }
 
         // attention through the per-forward decode chain equals attention over an exact store holding the decoded rows
         const dec = backend.createStore({ ...G });

@@ -145,7 +145,9 @@ typedef struct hwkv_store_stats {
  *            attention's per-forward decode keeps one layer of pre-RoPE reconstructions as scratch; a read
  *            of one layer (block_read, merge) decodes layers 0..l of that chunk).
  *            Bytes per chunk and layer: as HIGGS (layer 0: grid0, or 2 bytes per value when exact).
- * Reads (attention, block_read, view_read, block_merge) see the decoded values. Attention decodes each
+ * Reads (attention, block_read, view_read, block_merge) see the decoded values. AQUA: block_merge onto a
+ * page boundary of dst (with the codec's rope, or none) moves src's compressed chunks as codes (pre-RoPE keys:
+ * only the chunk's block-local start changes), no decode and no re-quantization; other merges copy decoded rows. Attention decodes each
  * compressed chunk at most once per layer and call into a grow-only scratch shared by every sequence.
  * block_write into a compressed token is HWKV_ERR_INVALID_ARGUMENT; block_truncate into a compressed
  * page keeps its decoded values (a partially kept page is decoded back into an exact page).

@@ -535,6 +535,7 @@ hwkv_status BlockStore::merge(int32_t dst, int32_t src, const Rope* rope) {
   if (new_len > INT32_MAX)
     return fail(HWKV_ERR_OUT_OF_RANGE, "%s: block %d would hold %lld tokens (limit %d)", fn, dst, (long long)new_len, INT32_MAX);
   const int64_t pt = p_.page_tokens;
+  if (aqua() && !s.comp.empty() && a % pt == 0 && (!rope || same_rope(*rope, aq_rope_))) return merge_aqua(d, s, rope);
   const int64_t need = ceil_div(new_len, pt) - static_cast<int64_t>(d.pages.size());
   const int32_t hd = p_.head_dim, hdv = p_.head_dim_v;
   RopeTable table;
@@ -576,6 +577,76 @@ hwkv_status BlockStore::merge(int32_t dst, int32_t src, const Rope* rope) {
     }
   }
   d.len = static_cast<int32_t>(new_len);
+  return HWKV_OK;
+}
+
+bool BlockStore::same_rope(const Rope& x, const Rope& y) {
+  return x.head_dim == y.head_dim && x.rotary_dim == y.rotary_dim && x.style == y.style && x.inv_freq == y.inv_freq;
+}
+
+// AQUA merge at a page boundary of dst: compressed chunks of src move without being decoded (their keys are
+// pre-RoPE, so only their block-local start changes: pos0 + len(dst) with rope, unchanged without); exact pages
+// are copied (keys rotated by +len(dst) with rope). No re-quantization.
+hwkv_status BlockStore::merge_aqua(Block& d, const Block& s, const Rope* rope) {
+  const char* fn = "block_merge";
+  const int64_t pt = p_.page_tokens, a = d.len, n = s.len;
+  const int32_t hd = p_.head_dim, hdv = p_.head_dim_v, nkv = p_.n_kv_head;
+  const size_t np = s.pages.size();
+  int64_t n_exact = 0;
+  for (int32_t idx : s.pages) n_exact += idx >= 0 ? 1 : 0;
+  // everything that may throw (allocations) first; then the pages
+  std::vector<std::shared_ptr<Chunk>> moved;
+  std::vector<CompRef> refs(np);
+  for (size_t p = 0; p < np; ++p) {
+    if (s.pages[p] >= 0) continue;
+    const CompRef& r = s.comp[p];
+    if (p == 0 || s.pages[p - 1] >= 0 || s.comp[p - 1].c != r.c) {  // first page of a chunk: one copy per chunk
+      auto c = std::make_shared<Chunk>();
+      c->n_pages = r.c->n_pages;
+      c->n_tok = r.c->n_tok;
+      c->pos0 = r.c->pos0 + static_cast<int32_t>(rope ? a : 0);
+      c->layers = r.c->layers;
+      c->bytes = r.c->bytes;
+      moved.push_back(std::move(c));
+    }
+    refs[p] = CompRef{moved.back(), r.page};
+  }
+  RopeTable table;
+  std::vector<float> tmp(static_cast<size_t>(pt) * std::max(hd, hdv));
+  if (rope) table.build_one(*rope, static_cast<double>(a));
+  d.pages.reserve(d.pages.size() + np);
+  d.comp.reserve(d.pages.size() + np);
+  HWKV_RESERVE_FREE_LIST(n_exact);
+  std::vector<int32_t> got;
+  HWKV_TRY(reserve_pages(fn, n_exact, &got));
+  if (d.comp.size() < d.pages.size()) d.comp.resize(d.pages.size());
+  const size_t es = elem_size();
+  size_t gi = 0;
+  for (size_t p = 0; p < np; ++p) {
+    if (s.pages[p] < 0) {
+      d.pages.push_back(-1);
+      d.comp.push_back(refs[p]);
+      continue;
+    }
+    const int32_t sp = s.pages[p], dp = got[gi++];
+    const int64_t m = std::min<int64_t>(pt, n - int64_t(p) * pt);
+    for (int32_t L = 0; L < p_.n_layer; ++L)
+      for (int32_t h = 0; h < nkv; ++h) {
+        uint8_t* kd = k_base(dp, L, h);
+        const uint8_t* ks = k_base(sp, L, h);
+        if (!rope) {
+          std::memcpy(kd, ks, size_t(m * hd) * es);
+        } else {
+          load_rows(ks, tmp.data(), m * hd);
+          rope_rotate(*rope, tmp.data(), m, hd, table.cos(0), table.sin(0));
+          store_rows(kd, tmp.data(), m * hd);
+        }
+        std::memcpy(v_base(dp, L, h), v_base(sp, L, h), size_t(m * hdv) * es);
+      }
+    d.pages.push_back(dp);
+    d.comp.push_back(CompRef{});
+  }
+  d.len = static_cast<int32_t>(a + n);
   return HWKV_OK;
 }
 

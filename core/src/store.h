@@ -147,6 +147,8 @@ class BlockStore {
   // rotated at the chunk's block-local positions.
   void aqua_store(const Chunk& c, float* yk, const float* yv, uint8_t* out) const;
   hwkv_status higgs_params_for(int32_t L, bool value, hwkv_higgs_params* hp, const float** grid) const;
+  hwkv_status merge_aqua(Block& d, const Block& s, const Rope* rope);
+  static bool same_rope(const Rope& x, const Rope& y);
   // Decodes one layer of a chunk into out laid out as chunk pages x one page layer (layer_bytes_ each).
   hwkv_status decode_chunk(const Chunk& c, int32_t layer, uint8_t* out) const;
   // Loads rows through the codec for read/merge (decoding a compressed page's layer into tmp if needed).
