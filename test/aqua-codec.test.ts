@@ -411,6 +411,22 @@ seededTest(s, 'aqua-codec', 'model: aqua equals the exact cache before any chunk
         const hb = await hogwildRows(aqua, prompt, 10);
         for (let i = 0; i < ha.length; i++) assert.ok(ha[i]!.every((x, j) => x === hb[i]![j]), `${name}: Hogwild! step ${i} bit-identical with the aqua cache`);
         assert.is(aqua.runtime.store.codecStats().chunks, 0);
+        // model.hogwild({ kvCache }) with the aqua type: identical transcripts while nothing is encoded (huge
+        // buffer); with a small buffer chunks of the shared history are encoded and the run still completes
+        const solveWith = async (kvCache: Record<string, unknown>) => {
+          const run = exact.hogwild({ workers: 2, kvCache: kvCache as never });
+          try {
+            const r = await run.solve('Once upon a time', { maxForwardPasses: 24 }).result;
+            return r.workers.map((w) => w.transcript).join('\n|\n');
+          } finally {
+            run.dispose();
+          }
+        };
+        const tExact = await solveWith({ type: 'f32' });
+        const tAqua = await solveWith({ type: 'aqua', predictors: file, buffer: 1 << 20 });
+        assert.is(tAqua, tExact, `${name}: hogwild({ kvCache: aqua }) transcripts equal the exact cache's before any encode`);
+        const tSmall = await solveWith({ type: 'aqua', predictors: preds, sinks: 0, buffer: 0, chunkTokens: 64 });
+        assert.ok(tSmall.length > 0, `${name}: hogwild run over a compressed aqua cache`);
         // after compression: per-run caches on the same model; aqua vs HIGGS with the same grid, no predictors
         const text = (await import('node:fs')).readFileSync(CORPUS, 'utf8').slice(0, 1400);
         const tids = exact.tokenize(text).slice(0, 400);
