@@ -427,6 +427,26 @@ seededTest(s, 'aqua-codec', 'model: aqua equals the exact cache before any chunk
         assert.is(tAqua, tExact, `${name}: hogwild({ kvCache: aqua }) transcripts equal the exact cache's before any encode`);
         const tSmall = await solveWith({ type: 'aqua', predictors: preds, sinks: 0, buffer: 0, chunkTokens: 64 });
         assert.ok(tSmall.length > 0, `${name}: hogwild run over a compressed aqua cache`);
+        // a forward decodes only the chunks of its views: block A's logits do not depend on another compressed
+        // block B being forwarded in between (chain state, scratch and pointers stay per forward)
+        const twoBlocks = async (withB: boolean) => {
+          const st = exact.runStore({ type: 'aqua', predictors: preds, buffer: 32, chunkTokens: 64 });
+          const rt = exact.runtime;
+          try {
+            const A = st.createBlock();
+            const B = st.createBlock();
+            for (let i = 0; i < 320; i += 64) await rt.forward([{ view: [A], tokens: ids.slice(i, i + 64) }], 'none', undefined, st);
+            if (withB) for (let i = 0; i < 320; i += 64) await rt.forward([{ view: [B], tokens: ids.slice(80 + i, 144 + i) }], 'none', undefined, st);
+            const out = await rt.forward([{ view: [A], tokens: [ids[321]!] }], 'last', undefined, st);
+            return { out, chunks: st.codecStats().chunks };
+          } finally {
+            st.dispose();
+          }
+        };
+        const r1 = await twoBlocks(false);
+        const r2 = await twoBlocks(true);
+        assert.ok(r2.chunks > r1.chunks && r1.chunks > 0, `${name}: both blocks hold compressed chunks (${r1.chunks}, ${r2.chunks})`);
+        assert.ok(r1.out.every((x, i) => x === r2.out[i]), `${name}: block A's logits unaffected by block B's forwards`);
         // after compression: per-run caches on the same model; aqua vs HIGGS with the same grid, no predictors
         const text = (await import('node:fs')).readFileSync(CORPUS, 'utf8').slice(0, 1400);
         const tids = exact.tokenize(text).slice(0, 400);

@@ -1055,23 +1055,31 @@ void BlockStore::compact_all(ThreadPool* pool) {
     if (blocks_[b].live) compact(b, pool);
 }
 
-hwkv_status BlockStore::prepare_layer(int32_t layer, ThreadPool* pool) {
+hwkv_status BlockStore::prepare_layer(int32_t layer, ThreadPool* pool, const int32_t* only, int64_t n_only) {
   if (!has_codec()) return HWKV_OK;
   ++dec_epoch_;
   int64_t total = 0;
   std::vector<Chunk*> list;   // chunks to decode for this layer
-  std::vector<Chunk*> every;  // every compressed chunk (for the kept-bytes accounting)
+  std::vector<Chunk*> every;  // the compressed chunks of the blocks concerned
   int64_t kept_bytes = 0;
-  for (const Block& blk : blocks_) {
-    if (!blk.live || blk.comp.empty()) continue;
+  for (const Block& blk : blocks_)
+    for (const CompRef& r : blk.comp)
+      if (blk.live && r.c && r.page == 0) kept_bytes += static_cast<int64_t>(r.c->kept.size());  // once per chunk
+  auto collect = [&](const Block& blk) {
+    if (!blk.live || blk.comp.empty()) return;
     for (size_t p = 0; p < blk.pages.size(); ++p) {
       if (blk.pages[p] >= 0) continue;
       Chunk& c = *blk.comp[p].c;
       if (c.dec_epoch == dec_epoch_) continue;
       c.dec_epoch = dec_epoch_;
       every.push_back(&c);
-      kept_bytes += static_cast<int64_t>(c.kept.size());
     }
+  };
+  if (only) {
+    for (int64_t i = 0; i < n_only; ++i)
+      if (is_live(only[i])) collect(blocks_[only[i]]);
+  } else {
+    for (const Block& blk : blocks_) collect(blk);
   }
   const int64_t lb = layer_bytes_;
   for (Chunk* cp : every) {

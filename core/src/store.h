@@ -97,7 +97,8 @@ class BlockStore {
   // AQUA: calling it for layers 0, 1, 2, ... in order (as a forward does) decodes each layer of a chunk
   // from the previous one kept as scratch (one step of the predictor chain per layer); any other order
   // re-runs the chain from layer 0 for that chunk. Chunks are spread over the pool's threads.
-  hwkv_status prepare_layer(int32_t layer, ThreadPool* pool = nullptr);
+  // only/n_only (optional): decode just the chunks of these blocks (a forward's views); others keep stale pointers.
+  hwkv_status prepare_layer(int32_t layer, ThreadPool* pool = nullptr, const int32_t* only = nullptr, int64_t n_only = 0);
   // hwkv_api.store_codec_chunk
   hwkv_status codec_chunk(int32_t b, int32_t token, int32_t layer, int32_t which, uint32_t* codes, uint16_t* scales,
                           uint16_t* zeros, int64_t* info) const;
