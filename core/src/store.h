@@ -136,7 +136,7 @@ class BlockStore {
   const uint8_t* vptr(const Block& blk, int32_t page, int32_t layer, int32_t kv_head) const;
   hwkv_status encode_chunk(const Block& blk, int32_t p0, std::shared_ptr<Chunk>* out, ThreadPool* pool = nullptr);
   // AQUA
-  struct AquaLayer {  // predictors of one layer >= 1 (nn.Linear layout [out, in])
+  struct AquaLayer {  // predictors of one layer (nn.Linear layout [out, in]); layer 0: bk, bv only (the means)
     std::vector<float> wk, bk, wvk, wvv, bv;  // Wk [Ck,Ck]; Wv split into [Cv,Ck] (K̂_l part) and [Cv,Cv] (V̂_{l-1})
   };
   hwkv_status aqua_init(const hwkv_store_codec& c);
@@ -186,7 +186,7 @@ class BlockStore {
   std::vector<uint8_t> dec_;          // decoded scratch (grow-only)
   int32_t dec_layer_ = -1;
   uint64_t dec_epoch_ = 0;
-  std::vector<AquaLayer> aq_;         // [n_layer], entry 0 unused
+  std::vector<AquaLayer> aq_;         // [n_layer]; entry 0 holds only layer 0's means
   Rope aq_rope_;
   std::vector<float> aq_state_;       // AQUA chain state: one layer of pre-RoPE K̂/V̂ per compressed chunk
   uint64_t st_epoch_ = 0;
