@@ -10,7 +10,7 @@
  *   stories260K  GGUF tokenizer. Evaluation: ../shared/corpora/tinystories_val.txt characters [0, 150000),
  *                tokenized once, cut into windows of 512 tokens (BOS + 511), the first 24 windows.
  *                Calibration: characters [200000, end) (disjoint), at most 100k tokens, 512-token chunks.
- *   babyllama    llama2.c checkpoint converted to GGUF on the fly (bench/llama2c.ts), character tokenizer
+ *   babyllama    llama2.c checkpoint (model5000.bin + tok105.bin, read by loadModel), character tokenizer
  *                (tok105.bin pieces, a leading space as run.c adds); context 256: windows of 256 tokens (BOS + 255),
  *                same character ranges as stories260K (first 40 windows), calibration at most 100k tokens.
  *   fixture      test/fixtures/hf/llama (random weights: PPL is meaningless, KL is the number): seeded random token
@@ -31,7 +31,6 @@ import { calibrateAquaKV, type AquaPredictors } from '../ts/aqua/calibrate.ts';
 import { aquaGridFor } from '../ts/aqua/bits.ts';
 import { gaussianGrid, gridByName } from '../ts/aqua/grids.ts';
 import type { KvCacheOption } from '../ts/aqua/cache.ts';
-import { llama2cToGguf, llama2cVocab } from './llama2c.ts';
 
 const argv = process.argv.slice(2);
 const opt = (name: string): string | undefined => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
@@ -80,13 +79,14 @@ async function specs(backend: Awaited<ReturnType<typeof createBackend>>, tmp: st
   }
   if (MODELS.includes('babyllama')) {
     const dir = path.join(SHARED, 'models', 'babyllama');
-    const file = path.join(tmp, 'babyllama.gguf');
-    const info = llama2cToGguf(path.join(dir, 'model5000.bin'), file);
-    const vocab = llama2cVocab(path.join(dir, 'tok105.bin'), info.vocab);
+    const m = await loadModel(path.join(dir, 'model5000.bin'), { backend, pageTokens: 16 });
+    const info = { seqLen: m.config.contextLength };
+    // one id per character (the vocabulary has no multi-character pieces); characters outside it are dropped
     const idOf = new Map<string, number>();
-    vocab.forEach((p, i) => {
+    for (let i = 3; i < m.config.nVocab; i++) {
+      const p = m.tokenizer!.tokenToPiece(i);
       if (p.length === 1 && !idOf.has(p)) idOf.set(p, i);
-    });
+    }
     const enc = (t: string) => {
       const ids: number[] = [];
       for (const ch of ` ${t}`) {
@@ -95,7 +95,6 @@ async function specs(backend: Awaited<ReturnType<typeof createBackend>>, tmp: st
       }
       return ids;
     };
-    const m = await loadModel(file, { backend, pageTokens: 16 });
     const ev = enc(TEXT.slice(0, 150000));
     const cal = enc(TEXT.slice(200000)).slice(0, CALIB_TOKENS);
     out.push({ name: 'babyllama', model: m, windows: win(ev, 1, info.seqLen, Number(opt('windows') ?? 40)), calib: { tokenIds: cal, chunkTokens: info.seqLen } });

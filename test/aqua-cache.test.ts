@@ -141,7 +141,7 @@ s('store: codec validation', async () => {
   for (const { backend } of await cpuBackends()) {
     assert.throws(() => backend.createStore({ ...G, codec: { type: 'uniform', bits: 9 } }), /bits/);
     assert.throws(() => backend.createStore({ ...G, codec: { type: 'uniform', chunkTokens: 24 } }), /multiple of pageTokens/);
-    assert.throws(() => backend.createStore({ ...G, codec: { type: 'aqua' } }), /aqua|not implemented|UNSUPPORTED/i);
+    assert.throws(() => backend.createStore({ ...G, codec: { type: 'aqua' } }), /codec.grid is required for 'aqua'/);
     assert.throws(() => backend.createStore({ ...G, codec: { type: 'zip' } as unknown as KvCodec }), /codec.type/);
     const st = backend.createStore({ ...G, codec: { type: 'higgs', grid: gaussianGrid(2, 64), layer0Grid: null } });
     assert.is(st.codecStats().chunks, 0);

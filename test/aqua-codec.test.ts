@@ -2,7 +2,8 @@
  * AQUA-KV cache (the 'aqua' codec: linear inter-layer predictors + HIGGS of the residual, keys before RoPE):
  *  - store level, on fresh random K/V, predictors and RoPE each run: every compressed chunk read back equals
  *    a float64 TypeScript reference of "predict + dequantize, then RoPE at the block-local position", computed
- *    from the codes the store holds (exported with codecChunk) — layer 0 on its grid or exact fp16; exact
+ *    from the codes the store holds (exported with codecChunk) — layer 0 on its grid (with or without its
+ *    constant predictor, the calibration mean) or exact fp16; exact
  *    tokens stay bit-identical; bytes / bits per value match the formula; attention (the per-forward decode
  *    chain, layers in order and out of order) equals attention over an exact store holding the decoded rows;
  *  - model level (stories260K, visible SKIP if absent): predictors calibrated on a slice of TinyStories; the
@@ -26,6 +27,7 @@ import { gaussianGrid } from '../ts/aqua/grids.ts';
 import { aquaGridFor, higgsBitsPerValue } from '../ts/aqua/bits.ts';
 import { calibrateAquaKV, loadAquaPredictors, type AquaPredictors } from '../ts/aqua/calibrate.ts';
 import { resolveKvCache } from '../ts/aqua/cache.ts';
+import { kvCacheOption } from '../ts/cli/common.ts';
 import { writeSafetensors } from '../ts/formats/safetensors.ts';
 import type { HiggsGrid } from '../ts/aqua/types.ts';
 import { backendsUnderTest, skipLine } from './helpers/backends.ts';
@@ -33,7 +35,7 @@ import { expectThrows, seededTest } from './helpers/harness.ts';
 import type { Rng } from './helpers/rng.ts';
 import { refUnpack } from './ref/bits.ts';
 import { halfToNumber, refHiggsDecode } from './ref/quant.ts';
-import { refRopeApply } from './ref/rope.ts';
+import { refRopeApply, refRotateAll } from './ref/rope.ts';
 
 const SHARED = process.env.HOGWILD_SHARED ?? path.resolve('..', 'shared');
 const STORIES = path.join(SHARED, 'models', 'stories260K', 'stories260K.gguf');
@@ -50,8 +52,9 @@ const G = { nLayer: 3, nKvHead: 2, headDim: 16, pageTokens: 16 };
 const C = G.nKvHead * G.headDim;
 
 function randomPredictors(rng: Rng, nLayer: number, Ck: number, Cv: number): AquaPredictors & { metadata: Record<string, string> } {
-  const k: (Float32Array | null)[] = [null];
-  const v: (Float32Array | null)[] = [null];
+  // layer 0: a constant predictor (what calibration sets to the mean) or none
+  const k: (Float32Array | null)[] = [rng.bool() ? rng.f32(Ck, 1.5) : null];
+  const v: (Float32Array | null)[] = [rng.bool() ? rng.f32(Cv, 0.5) : null];
   for (let l = 1; l < nLayer; l++) {
     k.push(rng.f32((Ck + 1) * Ck, 0.6 / Math.sqrt(Ck)));
     v.push(rng.f32((Ck + Cv + 1) * Cv, 0.6 / Math.sqrt(Ck + Cv)));
@@ -101,6 +104,8 @@ function refChunk(
         const scales = Float64Array.from(ch.scales, (h) => halfToNumber(h));
         y = refHiggsDecode({ channels: C, group: 32, dim: g.dim, grid: g.points, signs: true, seed: seed + (which === 'v' ? 1 : 0) }, codes, scales, n);
       }
+      const mean0 = which === 'k' ? preds.k[0] : preds.v[0];
+      if (l === 0 && !ch.exact && mean0) for (let i = 0; i < y.length; i++) y[i] = y[i]! + mean0[i % C]!;
       if (l > 0) {
         const pred =
           which === 'k'
@@ -208,6 +213,29 @@ seededTest(s, 'aqua-codec', 'store: decode equals the float64 reference of predi
         }
         console.log(`  ${label}: ${cs.bytesCompressed} B, ${cs.bitsPerValue.toFixed(4)} bits/value; max rel. error vs float64 reference ${worst.toExponential(2)}`);
 
+        // merge (Hogwild! moves blocks): at a page boundary the compressed chunks move without re-quantization
+        // (keys pre-RoPE: only their start changes); elsewhere the decoded rows are copied. Either way the merged
+        // keys are the source's rotated by +len(dst) and the values are the source's.
+        for (const pre of [32, 5]) {
+          const d = st.createBlock();
+          st.append(d, pre, k.subarray(0, G.nLayer * pre * C), v.subarray(0, G.nLayer * pre * C), rope);
+          const before = st.codecStats();
+          st.merge(d, b, rope);
+          const after = st.codecStats();
+          if (pre === 32) {
+            assert.is(after.chunks, before.chunks + 2, `${label}: aligned merge moves the 2 chunks`);
+            assert.is(after.tokensCompressed, before.tokensCompressed + 64, `${label}: aligned merge keeps them compressed`);
+          }
+          for (let l = 0; l < G.nLayer; l++) {
+            const m = st.read(d, l, pre, n);
+            const refK = refRotateAll(rope, got[l]!.k, n, G.nKvHead, pre);
+            const ek = maxRel(m.k, refK, 0, n * C);
+            assert.ok(ek < 1e-5, `${label}: merge at ${pre}, layer ${l}: keys vs source rotated by +${pre}: ${ek}`);
+            assert.ok(m.v.every((x, i) => x === got[l]!.v[i]), `${label}: merge at ${pre}, layer ${l}: values identical`);
+          }
+          st.freeBlock(d);
+        }
+
         // attention through the per-forward decode chain equals attention over an exact store holding the decoded rows
         const dec = backend.createStore({ ...G });
         try {
@@ -238,6 +266,47 @@ seededTest(s, 'aqua-codec', 'store: decode equals the float64 reference of predi
         st.dispose();
         ex.dispose();
       }
+    }
+  }
+});
+
+seededTest(s, 'aqua-codec', 'store: cacheBytes keeps decoded chunks between forwards, same values', async (rng) => {
+  for (const { name, backend } of await cpuBackends()) {
+    for (const type of ['aqua', 'higgs', 'uniform'] as const) {
+      const preds = randomPredictors(rng, G.nLayer, C, C);
+      const base: KvCodec =
+        type === 'aqua'
+          ? { type, grid: gaussianGrid(2, 16), predictors: preds, rope: ROPE, sinks: 4, buffer: 32, chunkTokens: 32 }
+          : { type, bits: 2, sinks: 4, buffer: 32, chunkTokens: 32 };
+      const n = 120;
+      const k = rng.f32(G.nLayer * n * C);
+      const v = rng.f32(G.nLayer * n * C);
+      const q = rng.f32(2 * 4 * G.headDim);
+      const chunkBytes = 32 * G.nLayer * 2 * C * 4; // decoded f32 pages of one 32-token chunk, all layers
+      const results: Float32Array[][] = [];
+      const scratch: number[] = [];
+      for (const cacheBytes of [0, chunkBytes, 10 * chunkBytes]) {
+        const st = backend.createStore({ ...G, codec: { ...base, cacheBytes } });
+        try {
+          const b = st.createBlock();
+          st.append(b, n, k, v, ROPE);
+          assert.is(st.codecStats().chunks, 2);
+          const outs: Float32Array[] = [];
+          for (let rep = 0; rep < 3; rep++)
+            for (let l = 0; l < G.nLayer; l++) outs.push(st.attention(l, ROPE, { views: [[b]], positions: [[119, 50]] }, q, 4, 0.25).out);
+          results.push(outs);
+          scratch.push(st.codecStats().bytesScratch);
+        } finally {
+          st.dispose();
+        }
+      }
+      for (let i = 0; i < results[0]!.length; i++) {
+        assert.ok(results[1]![i]!.every((x, j) => x === results[0]![i]![j]), `${name} ${type}: one chunk kept, call ${i} identical`);
+        assert.ok(results[2]![i]!.every((x, j) => x === results[0]![i]![j]), `${name} ${type}: all kept, call ${i} identical`);
+      }
+      // kept chunks are memory: one chunk kept adds its decoded size, both kept add twice that (scratch aside)
+      assert.ok(scratch[1]! >= scratch[0]! + chunkBytes - 32 * 2 * C * 4 * 1 && scratch[2]! > scratch[1]!, `${name} ${type}: bytesScratch ${scratch.join(', ')}`);
+      expectThrows(() => backend.createStore({ ...G, codec: { ...base, cacheBytes: -1 } }), InvalidArgumentError, `${name} negative cacheBytes`, /cacheBytes/);
     }
   }
 });
@@ -342,6 +411,42 @@ seededTest(s, 'aqua-codec', 'model: aqua equals the exact cache before any chunk
         const hb = await hogwildRows(aqua, prompt, 10);
         for (let i = 0; i < ha.length; i++) assert.ok(ha[i]!.every((x, j) => x === hb[i]![j]), `${name}: Hogwild! step ${i} bit-identical with the aqua cache`);
         assert.is(aqua.runtime.store.codecStats().chunks, 0);
+        // model.hogwild({ kvCache }) with the aqua type: identical transcripts while nothing is encoded (huge
+        // buffer); with a small buffer chunks of the shared history are encoded and the run still completes
+        const solveWith = async (kvCache: Record<string, unknown>) => {
+          const run = exact.hogwild({ workers: 2, kvCache: kvCache as never });
+          try {
+            const r = await run.solve('Once upon a time', { maxForwardPasses: 24 }).result;
+            return r.workers.map((w) => w.transcript).join('\n|\n');
+          } finally {
+            run.dispose();
+          }
+        };
+        const tExact = await solveWith({ type: 'f32' });
+        const tAqua = await solveWith({ type: 'aqua', predictors: file, buffer: 1 << 20 });
+        assert.is(tAqua, tExact, `${name}: hogwild({ kvCache: aqua }) transcripts equal the exact cache's before any encode`);
+        const tSmall = await solveWith({ type: 'aqua', predictors: preds, sinks: 0, buffer: 0, chunkTokens: 64 });
+        assert.ok(tSmall.length > 0, `${name}: hogwild run over a compressed aqua cache`);
+        // a forward decodes only the chunks of its views: block A's logits do not depend on another compressed
+        // block B being forwarded in between (chain state, scratch and pointers stay per forward)
+        const twoBlocks = async (withB: boolean) => {
+          const st = exact.runStore({ type: 'aqua', predictors: preds, buffer: 32, chunkTokens: 64 });
+          const rt = exact.runtime;
+          try {
+            const A = st.createBlock();
+            const B = st.createBlock();
+            for (let i = 0; i < 320; i += 64) await rt.forward([{ view: [A], tokens: ids.slice(i, i + 64) }], 'none', undefined, st);
+            if (withB) for (let i = 0; i < 320; i += 64) await rt.forward([{ view: [B], tokens: ids.slice(80 + i, 144 + i) }], 'none', undefined, st);
+            const out = await rt.forward([{ view: [A], tokens: [ids[321]!] }], 'last', undefined, st);
+            return { out, chunks: st.codecStats().chunks };
+          } finally {
+            st.dispose();
+          }
+        };
+        const r1 = await twoBlocks(false);
+        const r2 = await twoBlocks(true);
+        assert.ok(r2.chunks > r1.chunks && r1.chunks > 0, `${name}: both blocks hold compressed chunks (${r1.chunks}, ${r2.chunks})`);
+        assert.ok(r1.out.every((x, i) => x === r2.out[i]), `${name}: block A's logits unaffected by block B's forwards`);
         // after compression: per-run caches on the same model; aqua vs HIGGS with the same grid, no predictors
         const text = (await import('node:fs')).readFileSync(CORPUS, 'utf8').slice(0, 1400);
         const tids = exact.tokenize(text).slice(0, 400);
@@ -410,6 +515,19 @@ s('predictors: bad files and objects are typed errors', async () => {
     if (calibrated) rmSync(calibrated.dir, { recursive: true, force: true });
     calibrated = null;
   }
+});
+
+s('cli: --kv / --predictors parse into kvCache options, bad combinations are typed errors', () => {
+  assert.equal(kvCacheOption('aqua:2', 'p.safetensors'), { type: 'aqua', predictors: 'p.safetensors', bits: 2 });
+  assert.equal(kvCacheOption('aqua', 'p.safetensors'), { type: 'aqua', predictors: 'p.safetensors' });
+  assert.equal(kvCacheOption('uniform:3', undefined), { type: 'uniform', bits: 3 });
+  assert.equal(kvCacheOption('f16', undefined), { type: 'f16' });
+  assert.is(kvCacheOption(undefined, undefined), undefined);
+  expectThrows(() => kvCacheOption('aqua:2', undefined), InvalidArgumentError, 'aqua without predictors', /--predictors/);
+  expectThrows(() => kvCacheOption('higgs:2', 'p.safetensors'), InvalidArgumentError, 'predictors without aqua', /only used with --kv aqua/);
+  expectThrows(() => kvCacheOption(undefined, 'p.safetensors'), InvalidArgumentError, 'predictors alone', /--kv aqua/);
+  expectThrows(() => kvCacheOption('zip:2', undefined), InvalidArgumentError, 'unknown type', /--kv must be/);
+  expectThrows(() => kvCacheOption('f32:4', undefined), InvalidArgumentError, 'bits on f32', /takes no bits/);
 });
 
 s('bits: aquaGridFor counts the fp16 scales', () => {

@@ -70,6 +70,7 @@ modelOpts(program.command('calibrate').description('AQUA-KV: fit the inter-layer
   .option('--bits <n>', 'target bits per value incl. fp16 scales (picks the main HIGGS grid, see ts/aqua/bits.ts)', '2')
   .option('--grid <name>', 'main grid (overrides --bits), e.g. gauss-d2-n16')
   .option('--layer0 <mode>', "layer 0: a grid name or 'exact'", 'gauss-d2-n256')
+  .option('--no-layer0-center', "layer 0 on a grid: quantize K/V as they are (the reference code) instead of minus their calibration mean")
   .option('--tokens <n>', 'use at most N tokens')
   .option('--hold-out <f>', 'held-out fraction of chunks', '0.1')
   .option('--chunk <n>', 'tokens per chunk incl. BOS', '512')

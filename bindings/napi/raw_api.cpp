@@ -154,7 +154,7 @@ Napi::Value StoreCreate(const Napi::CallbackInfo& info) {
 }
 
 // storeCreateCodec(sp, codec[CODEC_LEN], grid|null, grid0|null, out): out[0] receives the handle.
-// codec = [type, bits, sinks, buffer, chunk_tokens, grid_dim, grid_n, grid0_dim, grid0_n, seed]
+// codec = [type, bits, sinks, buffer, chunk_tokens, grid_dim, grid_n, grid0_dim, grid0_n, seed, (layer0_exact, cache_bytes)]
 Napi::Value StoreCreateCodec(const Napi::CallbackInfo& info) {
   Call c(info, "storeCreateCodec");
   HWKV_API_OF(c);
@@ -186,6 +186,7 @@ Napi::Value StoreCreateCodec(const Napi::CallbackInfo& info) {
   codec.grid = grid.data;
   codec.grid0 = grid0.data;
   if (cd.len >= 11) codec.layer0_exact = static_cast<int32_t>(cd.data[10]);
+  if (cd.len >= 12) codec.cache_bytes = static_cast<int64_t>(cd.data[11]);
   // AQUA: rope (arg 5) and predictors (arg 6), both optional for the other codecs
   hwkv_rope_params rp;
   const bool has_rope = info.Length() > 5 && c.Rope(5, &rp, true);

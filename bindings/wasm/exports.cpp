@@ -123,7 +123,7 @@ HWKV_WASM_EXPORT int32_t hwkv_wasm_store_create(const double* sp, hwkv_store_t**
 }
 
 // cd = [type, bits, sinks, buffer, chunk_tokens, grid_dim, grid_n, grid0_dim, grid0_n, seed]
-// cd[10] = layer0_exact (AQUA); rp (NULL or ROPE_PARAMS_LEN doubles) and predictors[n_pred] for AQUA.
+// cd[10] = layer0_exact (AQUA), cd[11] = cache_bytes; rp (NULL or ROPE_PARAMS_LEN doubles) and predictors[n_pred] for AQUA.
 HWKV_WASM_EXPORT int32_t hwkv_wasm_store_create_codec(const double* sp, const double* cd, const float* grid,
                                                       const float* grid0, hwkv_store_t** out, const double* rp,
                                                       const float* predictors, double n_pred) {
@@ -149,6 +149,7 @@ HWKV_WASM_EXPORT int32_t hwkv_wasm_store_create_codec(const double* sp, const do
   c.grid = grid;
   c.grid0 = grid0;
   c.layer0_exact = static_cast<int32_t>(cd[10]);
+  c.cache_bytes = i64(cd[11]);
   hwkv_rope_params r;
   if (rp) r = decode_rope(rp);
   c.rope = rp ? &r : nullptr;

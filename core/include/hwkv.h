@@ -133,18 +133,21 @@ typedef struct hwkv_store_stats {
  *            Keys are handled BEFORE RoPE: the chunk's keys are un-rotated from their block-local
  *            positions with `rope` (required), encoded, and rotated back at the same positions on decode.
  *            Per token, with K̂_l / V̂_l the reconstructions (pre-RoPE keys, values, C channels head-major):
- *              layer 0:  K̂_0 = deq0(q0(K_0)), V̂_0 = deq0(q0(V_0)) with grid0 (HIGGS), or fp16 copies
- *                        when layer0_exact != 0;
+ *              layer 0:  K̂_0 = bk_0 + deq0(q0(K_0 - bk_0)), V̂_0 likewise with bv_0, grid0 (HIGGS): a
+ *                        constant predictor (the calibration mean; zeros = plain HIGGS); or fp16 copies of
+ *                        K_0, V_0 when layer0_exact != 0 (bk_0, bv_0 unused);
  *              l >= 1:   P = Wk_l K̂_{l-1} + bk_l;             K̂_l = P + deq(q(K_l - P));
  *                        Q = Wv_l [K̂_l ; V̂_{l-1}] + bv_l;     V̂_l = Q + deq(q(V_l - Q)).
- *            `predictors` (copied): for l = 1..n_layer-1 in order, Wk [Ck, Ck], bk [Ck], Wv [Cv, Ck+Cv],
- *            bv [Cv] (nn.Linear layout [out, in], row-major), n_predictors = (n_layer-1)*(Ck²+Ck+Cv·(Ck+Cv)+Cv)
- *            floats. The predictor products run on the core's matmul kernels, once per chunk at encode and
+ *            `predictors` (copied): bk_0 [Ck], bv_0 [Cv], then for l = 1..n_layer-1 in order, Wk [Ck, Ck],
+ *            bk [Ck], Wv [Cv, Ck+Cv], bv [Cv] (nn.Linear layout [out, in], row-major);
+ *            n_predictors = Ck + Cv + (n_layer-1)*(Ck²+Ck+Cv·(Ck+Cv)+Cv) floats. The predictor products run on the core's matmul kernels, once per chunk at encode and
  *            once per layer of a chunk per forward at decode (the chain needs layer l-1 of the same chunk:
  *            attention's per-forward decode keeps one layer of pre-RoPE reconstructions as scratch; a read
  *            of one layer (block_read, merge) decodes layers 0..l of that chunk).
  *            Bytes per chunk and layer: as HIGGS (layer 0: grid0, or 2 bytes per value when exact).
- * Reads (attention, block_read, view_read, block_merge) see the decoded values. Attention decodes each
+ * Reads (attention, block_read, view_read, block_merge) see the decoded values. AQUA: block_merge onto a
+ * page boundary of dst (with the codec's rope, or none) moves src's compressed chunks as codes (pre-RoPE keys:
+ * only the chunk's block-local start changes), no decode and no re-quantization; other merges copy decoded rows. Attention decodes each
  * compressed chunk at most once per layer and call into a grow-only scratch shared by every sequence.
  * block_write into a compressed token is HWKV_ERR_INVALID_ARGUMENT; block_truncate into a compressed
  * page keeps its decoded values (a partially kept page is decoded back into an exact page).
@@ -170,6 +173,11 @@ typedef struct hwkv_store_codec {
   const hwkv_rope_params* rope;   /* the model's RoPE (keys un-rotated before encoding)                 */
   int32_t layer0_exact;           /* 1 = layer 0 stored as fp16 (grid0 ignored)                         */
   int32_t reserved;
+  /* Any compressed type: bytes of decoded chunks kept between forwards (0 = none: every forward decodes every
+     compressed chunk once per layer). A chunk whose decoded pages (all layers, store dtype) fit the budget
+     keeps them after its first decode, so later forwards skip its decode (AQUA: the predictor products)
+     at the price of that memory on top of the codes (reported in bytes_scratch). First come, first kept.  */
+  int64_t cache_bytes;
 } hwkv_store_codec;
 
 typedef struct hwkv_store_codec_stats {
@@ -178,7 +186,9 @@ typedef struct hwkv_store_codec_stats {
   int64_t values_compressed; /* scalars those chunks encode: tokens * n_layer * n_kv_head*(hd+hdv)      */
   int64_t chunks;            /* compressed chunks held                                                  */
   int64_t bytes_scratch;     /* decode scratch held (one layer of the compressed chunks; grow-only;
-                                released by the CPU store's trim)                                        */
+                                released by the CPU store's trim), the AQUA chain state (one layer of
+                                pre-RoPE f32 K̂/V̂ per compressed chunk) and the decoded chunks kept under
+                                cache_bytes                                                              */
 } hwkv_store_codec_stats;
 
 /*

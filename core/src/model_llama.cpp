@@ -239,7 +239,8 @@ hwkv_status forward(Model& m, hwkv_store_t* handle, const hwkv_forward_batch* b,
       const int32_t t0 = b->tok_indptr[s], n_new = b->tok_indptr[s + 1] - t0;
       HWKV_TRY(kv_write(st, m.i_write[s], l, m.i_old_len[s], n_new, k + t0 * kvd, v + t0 * kvd));
     }
-    HWKV_TRY(st.prepare_layer(l, m.pool.get()));  // compressed chunks: decoded once per layer for every sequence
+    // compressed chunks of the blocks in the views: decoded once per layer for every sequence that sees them
+    HWKV_TRY(st.prepare_layer(l, m.pool.get(), b->view_blocks, b->view_indptr[n_seq]));
     HWKV_TRY(run_attn(m, st, l, q, att));
 
     if (l == P.n_layer - 1 && n_rows_out < n_tok) {

@@ -71,6 +71,9 @@ struct BlockStore::Chunk {
   int64_t bytes = 0;
   int64_t dec_off = -1;
   uint64_t dec_epoch = 0;
+  const uint8_t* dec_ptr = nullptr;  // this layer's decoded pages (scratch or kept), set by prepare_layer
+  std::vector<uint8_t> kept;         // cache_bytes: decoded pages of every layer ([layer][page] x layer_bytes_)
+  std::vector<uint8_t> kept_layers;  // 1 = layer decoded into `kept`
   // AQUA decode chain state (prepare_layer): pre-RoPE K̂/V̂ of layer st_layer at aq_state_[st_off ...]
   int64_t st_off = -1;
   int32_t st_layer = -1;
@@ -88,6 +91,8 @@ hwkv_status BlockStore::create(const hwkv_store_params& p, const hwkv_store_code
   const hwkv_store_codec& c = *codec;
   if (c.type != HWKV_KV_UNIFORM && c.type != HWKV_KV_HIGGS && c.type != HWKV_KV_AQUA)
     return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codec type must be 0 (exact), 1 (uniform), 2 (higgs) or 3 (aqua), got %d", fn, c.type);
+  if (c.cache_bytes < 0)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: cache_bytes must be >= 0 (0 = keep no decoded chunks), got %lld", fn, (long long)c.cache_bytes);
   if (c.sinks < 0 || c.buffer < 0)
     return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: sinks and buffer must be >= 0, got %d and %d", fn, c.sinks, c.buffer);
   if (c.chunk_tokens < 1 || c.chunk_tokens % p.page_tokens != 0)
@@ -241,13 +246,13 @@ const uint8_t* BlockStore::kptr(const Block& blk, int32_t page, int32_t layer, i
   const int32_t idx = blk.pages[page];
   if (idx >= 0) return k_base(idx, layer, kv_head);
   const CompRef& r = blk.comp[page];
-  return dec_.data() + r.c->dec_off + int64_t(r.page) * layer_bytes_ + kv_head * k_head_bytes_;
+  return r.c->dec_ptr + int64_t(r.page) * layer_bytes_ + kv_head * k_head_bytes_;
 }
 const uint8_t* BlockStore::vptr(const Block& blk, int32_t page, int32_t layer, int32_t kv_head) const {
   const int32_t idx = blk.pages[page];
   if (idx >= 0) return v_base(idx, layer, kv_head);
   const CompRef& r = blk.comp[page];
-  return dec_.data() + r.c->dec_off + int64_t(r.page) * layer_bytes_ + p_.n_kv_head * k_head_bytes_ + kv_head * v_head_bytes_;
+  return r.c->dec_ptr + int64_t(r.page) * layer_bytes_ + p_.n_kv_head * k_head_bytes_ + kv_head * v_head_bytes_;
 }
 const void* BlockStore::k_page(int32_t b, int32_t page, int32_t layer, int32_t kv_head) const {
   return kptr(blocks_[b], page, layer, kv_head);
@@ -530,6 +535,7 @@ hwkv_status BlockStore::merge(int32_t dst, int32_t src, const Rope* rope) {
   if (new_len > INT32_MAX)
     return fail(HWKV_ERR_OUT_OF_RANGE, "%s: block %d would hold %lld tokens (limit %d)", fn, dst, (long long)new_len, INT32_MAX);
   const int64_t pt = p_.page_tokens;
+  if (aqua() && !s.comp.empty() && a % pt == 0 && (!rope || same_rope(*rope, aq_rope_))) return merge_aqua(d, s, rope);
   const int64_t need = ceil_div(new_len, pt) - static_cast<int64_t>(d.pages.size());
   const int32_t hd = p_.head_dim, hdv = p_.head_dim_v;
   RopeTable table;
@@ -571,6 +577,76 @@ hwkv_status BlockStore::merge(int32_t dst, int32_t src, const Rope* rope) {
     }
   }
   d.len = static_cast<int32_t>(new_len);
+  return HWKV_OK;
+}
+
+bool BlockStore::same_rope(const Rope& x, const Rope& y) {
+  return x.head_dim == y.head_dim && x.rotary_dim == y.rotary_dim && x.style == y.style && x.inv_freq == y.inv_freq;
+}
+
+// AQUA merge at a page boundary of dst: compressed chunks of src move without being decoded (their keys are
+// pre-RoPE, so only their block-local start changes: pos0 + len(dst) with rope, unchanged without); exact pages
+// are copied (keys rotated by +len(dst) with rope). No re-quantization.
+hwkv_status BlockStore::merge_aqua(Block& d, const Block& s, const Rope* rope) {
+  const char* fn = "block_merge";
+  const int64_t pt = p_.page_tokens, a = d.len, n = s.len;
+  const int32_t hd = p_.head_dim, hdv = p_.head_dim_v, nkv = p_.n_kv_head;
+  const size_t np = s.pages.size();
+  int64_t n_exact = 0;
+  for (int32_t idx : s.pages) n_exact += idx >= 0 ? 1 : 0;
+  // everything that may throw (allocations) first; then the pages
+  std::vector<std::shared_ptr<Chunk>> moved;
+  std::vector<CompRef> refs(np);
+  for (size_t p = 0; p < np; ++p) {
+    if (s.pages[p] >= 0) continue;
+    const CompRef& r = s.comp[p];
+    if (p == 0 || s.pages[p - 1] >= 0 || s.comp[p - 1].c != r.c) {  // first page of a chunk: one copy per chunk
+      auto c = std::make_shared<Chunk>();
+      c->n_pages = r.c->n_pages;
+      c->n_tok = r.c->n_tok;
+      c->pos0 = r.c->pos0 + static_cast<int32_t>(rope ? a : 0);
+      c->layers = r.c->layers;
+      c->bytes = r.c->bytes;
+      moved.push_back(std::move(c));
+    }
+    refs[p] = CompRef{moved.back(), r.page};
+  }
+  RopeTable table;
+  std::vector<float> tmp(static_cast<size_t>(pt) * std::max(hd, hdv));
+  if (rope) table.build_one(*rope, static_cast<double>(a));
+  d.pages.reserve(d.pages.size() + np);
+  d.comp.reserve(d.pages.size() + np);
+  HWKV_RESERVE_FREE_LIST(n_exact);
+  std::vector<int32_t> got;
+  HWKV_TRY(reserve_pages(fn, n_exact, &got));
+  if (d.comp.size() < d.pages.size()) d.comp.resize(d.pages.size());
+  const size_t es = elem_size();
+  size_t gi = 0;
+  for (size_t p = 0; p < np; ++p) {
+    if (s.pages[p] < 0) {
+      d.pages.push_back(-1);
+      d.comp.push_back(refs[p]);
+      continue;
+    }
+    const int32_t sp = s.pages[p], dp = got[gi++];
+    const int64_t m = std::min<int64_t>(pt, n - int64_t(p) * pt);
+    for (int32_t L = 0; L < p_.n_layer; ++L)
+      for (int32_t h = 0; h < nkv; ++h) {
+        uint8_t* kd = k_base(dp, L, h);
+        const uint8_t* ks = k_base(sp, L, h);
+        if (!rope) {
+          std::memcpy(kd, ks, size_t(m * hd) * es);
+        } else {
+          load_rows(ks, tmp.data(), m * hd);
+          rope_rotate(*rope, tmp.data(), m, hd, table.cos(0), table.sin(0));
+          store_rows(kd, tmp.data(), m * hd);
+        }
+        std::memcpy(v_base(dp, L, h), v_base(sp, L, h), size_t(m * hdv) * es);
+      }
+    d.pages.push_back(dp);
+    d.comp.push_back(CompRef{});
+  }
+  d.len = static_cast<int32_t>(a + n);
   return HWKV_OK;
 }
 
@@ -660,19 +736,21 @@ hwkv_status BlockStore::aqua_init(const hwkv_store_codec& c) {
   if (!c.rope) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: the aqua codec needs the model's rope (keys are compressed before RoPE)", fn);
   HWKV_TRY(rope_init_for_store(*this, c.rope, fn, &aq_rope_));
   const int64_t per = int64_t(Ck) * Ck + Ck + int64_t(Cv) * (Ck + Cv) + Cv;
-  const int64_t want = int64_t(L - 1) * per;
-  if (L > 1 && !c.predictors) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: the aqua codec needs predictors (%lld floats)", fn, (long long)want);
+  const int64_t want = Ck + Cv + int64_t(L - 1) * per;
+  if (!c.predictors) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: the aqua codec needs predictors (%lld floats)", fn, (long long)want);
   if (c.n_predictors != want)
     return fail(HWKV_ERR_INVALID_ARGUMENT,
-                "%s: predictors hold %lld floats, expected %lld = (n_layer-1)*(Ck*Ck + Ck + Cv*(Ck+Cv) + Cv) for n_layer %d, "
-                "Ck %d, Cv %d",
+                "%s: predictors hold %lld floats, expected %lld = Ck + Cv + (n_layer-1)*(Ck*Ck + Ck + Cv*(Ck+Cv) + Cv) for "
+                "n_layer %d, Ck %d, Cv %d",
                 fn, (long long)c.n_predictors, (long long)want, L, Ck, Cv);
   for (int64_t i = 0; i < want; ++i)
     if (!std::isfinite(c.predictors[i]))
       return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: predictor value %lld (layer %lld) is not finite", fn, (long long)i,
-                  (long long)(1 + i / per));
+                  (long long)(i < Ck + Cv ? 0 : 1 + (i - Ck - Cv) / per));
   aq_.assign(static_cast<size_t>(L), AquaLayer{});
   const float* w = c.predictors;
+  aq_[0].bk.assign(w, w + Ck), w += Ck;  // layer 0: a constant predictor (the calibration mean; zeros = none)
+  aq_[0].bv.assign(w, w + Cv), w += Cv;
   for (int32_t l = 1; l < L; ++l) {
     AquaLayer& a = aq_[l];
     a.wk.assign(w, w + int64_t(Ck) * Ck), w += int64_t(Ck) * Ck;
@@ -725,8 +803,11 @@ hwkv_status BlockStore::aqua_layer(const Chunk& c, int32_t L, const float* pk, c
       for (int64_t i = 0; i < int64_t(n) * Cv; ++i) yv[i] = f16_to_f32_one(Ly.vs[i]);
       return HWKV_OK;
     }
-    HWKV_TRY(quant::higgs_decode(&kp, gk, Ly.kw.data(), int64_t(Ly.kw.size()), Ly.ks.data(), n, yk, 0));
-    return quant::higgs_decode(&vp, gv, Ly.vw.data(), int64_t(Ly.vw.size()), Ly.vs.data(), n, yv, 0);
+    const AquaLayer& a = aq_[0];
+    for (int64_t t = 0; t < n; ++t) std::memcpy(yk + t * Ck, a.bk.data(), size_t(Ck) * 4);
+    for (int64_t t = 0; t < n; ++t) std::memcpy(yv + t * Cv, a.bv.data(), size_t(Cv) * 4);
+    HWKV_TRY(quant::higgs_decode(&kp, gk, Ly.kw.data(), int64_t(Ly.kw.size()), Ly.ks.data(), n, yk, 1));
+    return quant::higgs_decode(&vp, gv, Ly.vw.data(), int64_t(Ly.vw.size()), Ly.vs.data(), n, yv, 1);
   }
   const AquaLayer& a = aq_[L];
   HWKV_TRY(linear(a.wk.data(), Ck, Ck, pk, n, yk, 0, a.bk.data(), pool));
@@ -833,6 +914,13 @@ hwkv_status BlockStore::encode_chunk(const Block& blk, int32_t p0, std::shared_p
           HWKV_TRY(linear(a.wk.data(), Ck, Ck, pk.data(), n, yk.data(), 0, a.bk.data(), pool));
           for (size_t i = 0; i < xk.size(); ++i) rk[i] = xk[i] - yk[i];
           ek = rk.data();
+        } else {
+          // layer 0: residual of the constant predictor (mean)
+          const AquaLayer& a = aq_[0];
+          for (size_t i = 0; i < xk.size(); ++i) rk[i] = xk[i] - a.bk[i % size_t(Ck)];
+          for (size_t i = 0; i < xv.size(); ++i) rv[i] = xv[i] - a.bv[i % size_t(Cv)];
+          ek = rk.data();
+          ev = rv.data();
         }
       }
       HWKV_TRY(quant::higgs_size(&kp, n, &nw, &ns));
@@ -967,27 +1055,77 @@ void BlockStore::compact_all(ThreadPool* pool) {
     if (blocks_[b].live) compact(b, pool);
 }
 
-hwkv_status BlockStore::prepare_layer(int32_t layer, ThreadPool* pool) {
+hwkv_status BlockStore::prepare_layer(int32_t layer, ThreadPool* pool, const int32_t* only, int64_t n_only) {
   if (!has_codec()) return HWKV_OK;
   ++dec_epoch_;
   int64_t total = 0;
-  std::vector<Chunk*> list;
-  for (const Block& blk : blocks_) {
-    if (!blk.live || blk.comp.empty()) continue;
+  std::vector<Chunk*> list;   // chunks to decode for this layer
+  std::vector<Chunk*> every;  // the compressed chunks of the blocks concerned
+  int64_t kept_bytes = 0;
+  for (const Block& blk : blocks_)
+    for (const CompRef& r : blk.comp)
+      if (blk.live && r.c && r.page == 0) kept_bytes += static_cast<int64_t>(r.c->kept.size());  // once per chunk
+  auto collect = [&](const Block& blk) {
+    if (!blk.live || blk.comp.empty()) return;
     for (size_t p = 0; p < blk.pages.size(); ++p) {
       if (blk.pages[p] >= 0) continue;
       Chunk& c = *blk.comp[p].c;
       if (c.dec_epoch == dec_epoch_) continue;
       c.dec_epoch = dec_epoch_;
-      c.dec_off = total;
-      total += c.n_pages * layer_bytes_;
-      list.push_back(&c);
+      every.push_back(&c);
     }
+  };
+  if (only) {
+    for (int64_t i = 0; i < n_only; ++i)
+      if (is_live(only[i])) collect(blocks_[only[i]]);
+  } else {
+    for (const Block& blk : blocks_) collect(blk);
   }
-  if (total == 0) return HWKV_OK;
+  const int64_t lb = layer_bytes_;
+  for (Chunk* cp : every) {
+    Chunk& c = *cp;
+    const int64_t all = int64_t(c.n_pages) * lb * p_.n_layer;
+    if (c.kept.empty() && codec_.cache_bytes > 0 && kept_bytes + all <= codec_.cache_bytes) {
+      try {
+        c.kept.resize(static_cast<size_t>(all));
+        c.kept_layers.assign(static_cast<size_t>(p_.n_layer), 0);
+        kept_bytes += all;
+      } catch (...) {
+        std::vector<uint8_t>().swap(c.kept);
+      }
+    }
+    if (!c.kept.empty()) {
+      c.dec_ptr = c.kept.data() + int64_t(layer) * c.n_pages * lb;
+      if (c.kept_layers[layer]) continue;  // decoded by an earlier forward: nothing to do
+      c.dec_off = -1;
+    } else {
+      c.dec_off = total;
+      total += c.n_pages * lb;
+    }
+    list.push_back(&c);
+  }
+  if (list.empty()) return HWKV_OK;
   if (dec_.size() < static_cast<size_t>(total)) dec_.resize(static_cast<size_t>(total));
+  for (Chunk* c : list) {
+    if (c->dec_off >= 0) c->dec_ptr = dec_.data() + c->dec_off;
+  }
+  auto mark = [&]() {
+    for (Chunk* c : list)
+      if (!c->kept.empty()) c->kept_layers[layer] = 1;
+  };
   if (!aqua()) {
-    for (Chunk* c : list) HWKV_TRY(decode_chunk(*c, layer, dec_.data() + c->dec_off));
+    const int64_t nc = static_cast<int64_t>(list.size());
+    std::vector<hwkv_status> rc(list.size(), HWKV_OK);
+    auto one = [&](int64_t i, int) {
+      Chunk* c = list[static_cast<size_t>(i)];
+      rc[static_cast<size_t>(i)] = decode_chunk(*c, layer, const_cast<uint8_t*>(c->dec_ptr));
+    };
+    if (pool && pool->size() > 1 && nc > 1)
+      pool->parallel_for(nc, one);
+    else
+      for (int64_t i = 0; i < nc; ++i) one(i, 0);
+    for (hwkv_status st : rc) HWKV_TRY(st);
+    mark();
     dec_layer_ = layer;
     return HWKV_OK;
   }
@@ -1029,7 +1167,7 @@ hwkv_status BlockStore::prepare_layer(int32_t layer, ThreadPool* pool) {
     }
     if (st == HWKV_OK) {
       std::memcpy(yk.data(), sk, size_t(n * Ck) * 4);
-      aqua_store(c, yk.data(), sv, dec_.data() + c.dec_off);
+      aqua_store(c, yk.data(), sv, const_cast<uint8_t*>(c.dec_ptr));
     }
     rc[static_cast<size_t>(i)] = st;
   };
@@ -1040,6 +1178,7 @@ hwkv_status BlockStore::prepare_layer(int32_t layer, ThreadPool* pool) {
     for (int64_t i = 0; i < nc; ++i) one(i, pool);
   }
   for (hwkv_status st : rc) HWKV_TRY(st);
+  mark();
   dec_layer_ = layer;
   return HWKV_OK;
 }
@@ -1087,12 +1226,13 @@ void BlockStore::codec_stats(hwkv_store_codec_stats* out) const {
       const Chunk* c = blk.comp[p].c.get();
       if (c != last) {
         out->bytes_compressed += c->bytes;
+        out->bytes_scratch += static_cast<int64_t>(c->kept.capacity());
         ++out->chunks;
         last = c;
       }
     }
   }
-  out->bytes_scratch = static_cast<int64_t>(dec_.capacity()) + static_cast<int64_t>(aq_state_.capacity()) * 4;
+  out->bytes_scratch += static_cast<int64_t>(dec_.capacity()) + static_cast<int64_t>(aq_state_.capacity()) * 4;
   out->values_compressed = out->tokens_compressed * p_.n_layer * p_.n_kv_head * (int64_t(p_.head_dim) + p_.head_dim_v);
 }
 

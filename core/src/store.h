@@ -97,7 +97,8 @@ class BlockStore {
   // AQUA: calling it for layers 0, 1, 2, ... in order (as a forward does) decodes each layer of a chunk
   // from the previous one kept as scratch (one step of the predictor chain per layer); any other order
   // re-runs the chain from layer 0 for that chunk. Chunks are spread over the pool's threads.
-  hwkv_status prepare_layer(int32_t layer, ThreadPool* pool = nullptr);
+  // only/n_only (optional): decode just the chunks of these blocks (a forward's views); others keep stale pointers.
+  hwkv_status prepare_layer(int32_t layer, ThreadPool* pool = nullptr, const int32_t* only = nullptr, int64_t n_only = 0);
   // hwkv_api.store_codec_chunk
   hwkv_status codec_chunk(int32_t b, int32_t token, int32_t layer, int32_t which, uint32_t* codes, uint16_t* scales,
                           uint16_t* zeros, int64_t* info) const;
@@ -135,7 +136,7 @@ class BlockStore {
   const uint8_t* vptr(const Block& blk, int32_t page, int32_t layer, int32_t kv_head) const;
   hwkv_status encode_chunk(const Block& blk, int32_t p0, std::shared_ptr<Chunk>* out, ThreadPool* pool = nullptr);
   // AQUA
-  struct AquaLayer {  // predictors of one layer >= 1 (nn.Linear layout [out, in])
+  struct AquaLayer {  // predictors of one layer (nn.Linear layout [out, in]); layer 0: bk, bv only (the means)
     std::vector<float> wk, bk, wvk, wvv, bv;  // Wk [Ck,Ck]; Wv split into [Cv,Ck] (K̂_l part) and [Cv,Cv] (V̂_{l-1})
   };
   hwkv_status aqua_init(const hwkv_store_codec& c);
@@ -147,6 +148,8 @@ class BlockStore {
   // rotated at the chunk's block-local positions.
   void aqua_store(const Chunk& c, float* yk, const float* yv, uint8_t* out) const;
   hwkv_status higgs_params_for(int32_t L, bool value, hwkv_higgs_params* hp, const float** grid) const;
+  hwkv_status merge_aqua(Block& d, const Block& s, const Rope* rope);
+  static bool same_rope(const Rope& x, const Rope& y);
   // Decodes one layer of a chunk into out laid out as chunk pages x one page layer (layer_bytes_ each).
   hwkv_status decode_chunk(const Chunk& c, int32_t layer, uint8_t* out) const;
   // Loads rows through the codec for read/merge (decoding a compressed page's layer into tmp if needed).
@@ -183,7 +186,7 @@ class BlockStore {
   std::vector<uint8_t> dec_;          // decoded scratch (grow-only)
   int32_t dec_layer_ = -1;
   uint64_t dec_epoch_ = 0;
-  std::vector<AquaLayer> aq_;         // [n_layer], entry 0 unused
+  std::vector<AquaLayer> aq_;         // [n_layer]; entry 0 holds only layer 0's means
   Rope aq_rope_;
   std::vector<float> aq_state_;       // AQUA chain state: one layer of pre-RoPE K̂/V̂ per compressed chunk
   uint64_t st_epoch_ = 0;

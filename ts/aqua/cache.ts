@@ -31,6 +31,8 @@ interface CommonCodecFields {
   chunkTokens?: number;
   /** HIGGS sign seed (default 0) */
   seed?: number;
+  /** bytes of decoded chunks kept between forwards (default 0; see KvCodec.cacheBytes) */
+  cacheBytes?: number;
 }
 
 export type KvCacheOption =

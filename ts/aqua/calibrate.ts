@@ -54,6 +54,8 @@ export interface CalibrateOptions {
   grid?: string;
   /** layer-0 handling: a grid name (default 'gauss-d2-n256') or 'exact' */
   layer0?: string;
+  /** layer 0 (on a grid): subtract the calibration mean before quantizing (a constant predictor; default true) */
+  layer0Center?: boolean;
   /** held-out fraction of chunks (default 0.1) */
   holdOut?: number;
   /** tokens per chunk incl. BOS (default 512) */
@@ -94,7 +96,7 @@ export interface AquaPredictors {
   grid: HiggsGrid;
   /** null = layer 0 exact */
   grid0: HiggsGrid | null;
-  /** per layer (index 0 unused = null): W [(C+1), C] rows 0..C-1 weights (x·W), row C bias */
+  /** per layer: W [(C+1), C] rows 0..C-1 weights (x·W), row C bias; index 0: layer 0's mean [C] (or null) */
   k: (Float32Array | null)[];
   /** W [(2C+1), C]: rows 0..C-1 for K̂_l, C..2C-1 for V̂_{l-1}, row 2C bias */
   v: (Float32Array | null)[];
@@ -379,6 +381,7 @@ export async function calibrateAquaKV(model: Model, opts: CalibrateOptions & { o
     const prevV: Float32Array[] = new Array(chunks.length);
     const kW: (Float32Array | null)[] = [null];
     const vW: (Float32Array | null)[] = [null];
+    const center = (opts.layer0Center ?? true) && grid0 !== null;
     const stats: LayerStats[] = [];
 
     for (let l = 0; l < L; l++) {
@@ -425,6 +428,13 @@ export async function calibrateAquaKV(model: Model, opts: CalibrateOptions & { o
           const res = new Float32Array(n * C);
           for (let t = 0; t < res.length; t++) res[t] = k[t]! - pk[t]!;
           recK = quant(hc, res, n, pk);
+        } else if (hc0 && center) {
+          // layer 0: constant predictor (the train mean), residual on grid0
+          const mu = Float32Array.from({ length: n * C }, (_, t) => kMu[t % C]!);
+          pick(kPred, i).add(k, mu);
+          const res = new Float32Array(n * C);
+          for (let t = 0; t < res.length; t++) res[t] = k[t]! - mu[t]!;
+          recK = quant(hc0, res, n, mu);
         } else {
           pick(kPred, i).add(k, new Float32Array(n * C));
           recK = hc0 ? quant(hc0, k, n) : k.slice();
@@ -448,6 +458,12 @@ export async function calibrateAquaKV(model: Model, opts: CalibrateOptions & { o
           const res = new Float32Array(n * C);
           for (let t = 0; t < res.length; t++) res[t] = v[t]! - pv[t]!;
           recV = quant(hc, res, n, pv);
+        } else if (hc0 && center) {
+          const mu = Float32Array.from({ length: n * C }, (_, t) => vMu[t % C]!);
+          pick(vPred, i).add(v, mu);
+          const res = new Float32Array(n * C);
+          for (let t = 0; t < res.length; t++) res[t] = v[t]! - mu[t]!;
+          recV = quant(hc0, res, n, mu);
         } else {
           pick(vPred, i).add(v, new Float32Array(n * C));
           recV = hc0 ? quant(hc0, v, n) : v.slice();
@@ -460,6 +476,9 @@ export async function calibrateAquaKV(model: Model, opts: CalibrateOptions & { o
       if (l > 0) {
         kW.push(wk);
         vW.push(wv);
+      } else if (center) {
+        kW[0] = Float32Array.from(kMu);
+        vW[0] = Float32Array.from(vMu);
       }
       stats.push({
         layer: l,
@@ -484,6 +503,7 @@ export async function calibrateAquaKV(model: Model, opts: CalibrateOptions & { o
       'grid.n': String(grid.points.length / grid.dim),
       'grid.sha256': sha256(grid.points),
       layer0: layer0,
+      'layer0.center': String(center),
       ...(grid0 ? { 'grid0.d': String(grid0.dim), 'grid0.n': String(grid0.points.length / grid0.dim), 'grid0.sha256': sha256(grid0.points) } : {}),
       bits: String(bits),
       signs: 'true',
@@ -527,6 +547,8 @@ export function writeAquaPredictors(file: string, p: AquaPredictors): void {
     for (let i = 0; i < inDim; i++) for (let j = 0; j < C; j++) weight[j * inDim + i] = w[i * C + j]!;
     return { weight, bias: w.slice(inDim * C, inDim * C + C) };
   };
+  if (p.k[0]) tensors.push(['k.0.bias', { dtype: 'F32', shape: [C], data: p.k[0] }]);
+  if (p.v[0]) tensors.push(['v.0.bias', { dtype: 'F32', shape: [C], data: p.v[0] }]);
   for (let l = 1; l < p.nLayer; l++) {
     const k = linear(p.k[l]!, C);
     const v = linear(p.v[l]!, 2 * C);
@@ -581,8 +603,9 @@ export function loadAquaPredictors(file: string, model: ModelLike): AquaPredicto
     w.set(bias, inDim * C);
     return w;
   };
-  const k: (Float32Array | null)[] = [null];
-  const v: (Float32Array | null)[] = [null];
+  const has = (name: string) => h.tensors.some((t) => t.name === name);
+  const k: (Float32Array | null)[] = [has('k.0.bias') ? get('k.0.bias', [C]) : null];
+  const v: (Float32Array | null)[] = [has('v.0.bias') ? get('v.0.bias', [C]) : null];
   for (let l = 1; l < L; l++) {
     k.push(unlinear(get(`k.${l}.weight`, [C, C]), get(`k.${l}.bias`, [C]), C));
     v.push(unlinear(get(`v.${l}.weight`, [C, 2 * C]), get(`v.${l}.bias`, [C]), 2 * C));

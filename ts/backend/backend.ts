@@ -467,16 +467,25 @@ function gridOf(name: string, g: unknown): HiggsGrid {
   return gg;
 }
 
-/** Flat predictor weights in the core's layout (hwkv_store_codec.predictors): per layer l >= 1, Wk [Ck, Ck] (nn.Linear
- *  [out, in]), bk [Ck], Wv [Cv, Ck+Cv], bv [Cv]; from W [(in+1), out] (x·W, last row the bias). */
+/** Flat predictor weights in the core's layout (hwkv_store_codec.predictors): layer-0 means bk0 [Ck], bv0 [Cv], then per
+ *  layer l >= 1, Wk [Ck, Ck] (nn.Linear [out, in]), bk [Ck], Wv [Cv, Ck+Cv], bv [Cv]; from W [(in+1), out] (x·W, last
+ *  row the bias). */
 function flattenPredictors(p: AquaPredictorTables, nLayer: number, Ck: number, Cv: number): Float32Array {
   if (p === null || typeof p !== 'object' || !Array.isArray(p.k) || !Array.isArray(p.v)) {
     throw new InvalidArgumentError('codec.predictors must be { nLayer, k: Float32Array[], v: Float32Array[] } (see ts/aqua)');
   }
   if (p.nLayer !== nLayer) throw new InvalidArgumentError(`codec.predictors are for ${p.nLayer} layers, the store has ${nLayer}`);
   const per = Ck * Ck + Ck + Cv * (Ck + Cv) + Cv;
-  const out = new Float32Array(Math.max(0, nLayer - 1) * per);
+  const out = new Float32Array(Ck + Cv + Math.max(0, nLayer - 1) * per);
   let o = 0;
+  // layer 0: constant predictors k[0] [Ck], v[0] [Cv] (absent = zeros)
+  for (const [w, n, what] of [[p.k[0], Ck, 'k[0]'], [p.v[0], Cv, 'v[0]']] as const) {
+    if (w !== null && w !== undefined) {
+      if (!(w instanceof Float32Array) || w.length !== n) throw new InvalidArgumentError(`codec.predictors.${what} (layer-0 mean) must be a Float32Array of ${n} floats or null`);
+      out.set(w, o);
+    }
+    o += n;
+  }
   const put = (w: Float32Array | null | undefined, inDim: number, outDim: number, what: string) => {
     if (!(w instanceof Float32Array) || w.length !== (inDim + 1) * outDim) {
       throw new InvalidArgumentError(`codec.predictors.${what} must be a Float32Array of ${(inDim + 1) * outDim} floats [(${inDim}+1), ${outDim}], got ${w instanceof Float32Array ? w.length : typeof w}`);
@@ -508,7 +517,12 @@ export function encodeCodec(
   const chunk = requireInt('codec.chunkTokens', c.chunkTokens ?? Math.ceil(Math.max(64, pageTokens) / pageTokens) * pageTokens, 1);
   if (chunk % pageTokens !== 0) throw new InvalidArgumentError(`codec.chunkTokens (${chunk}) must be a multiple of pageTokens (${pageTokens})`);
   const seed = requireInt('codec.seed', c.seed ?? 0, 0);
-  const cd = new Float64Array(11);
+  const cd = new Float64Array(12);
+  const cacheBytes = c.cacheBytes ?? 0;
+  if (typeof cacheBytes !== 'number' || !Number.isSafeInteger(cacheBytes) || cacheBytes < 0) {
+    throw new InvalidArgumentError(`codec.cacheBytes must be a non-negative integer (0 = keep no decoded chunks), got ${String(cacheBytes)}`);
+  }
+  cd[11] = cacheBytes;
   let rope: Float64Array | null = null;
   let predictors: Float32Array | null = null;
   cd[0] = type;

@@ -83,7 +83,8 @@ export interface KvCodec {
   layer0Grid?: HiggsGrid | null;
   /** aqua: layer 0 stored as fp16 instead of layer0Grid. */
   layer0Exact?: boolean;
-  /** aqua: predictor weights, per layer l >= 1: k[l] W [(Ck+1), Ck], v[l] W [(Ck+Cv+1), Cv] (x·W, last row bias). */
+  /** aqua: predictor weights, per layer l >= 1: k[l] W [(Ck+1), Ck], v[l] W [(Ck+Cv+1), Cv] (x·W, last row bias);
+   *  k[0] [Ck] / v[0] [Cv]: layer 0's constant predictor (calibration mean) or null (none). */
   predictors?: AquaPredictorTables;
   /** aqua: the model's RoPE (keys are un-rotated before encoding and rotated back on decode). */
   rope?: RopeParams;
@@ -95,6 +96,12 @@ export interface KvCodec {
   chunkTokens?: number;
   /** HIGGS sign seed. Default 0. */
   seed?: number;
+  /**
+   * Bytes of decoded chunks kept between forwards (default 0: every forward decodes each compressed chunk once per
+   * layer). A kept chunk costs its decoded size (as exact pages) on top of its codes and skips all later decodes —
+   * for 'aqua' the predictor products, which dominate a decode step at long context. First come, first kept.
+   */
+  cacheBytes?: number;
 }
 
 /** The weights an 'aqua' codec needs (a subset of ts/aqua's AquaPredictors). */
@@ -123,7 +130,8 @@ export interface CodecStats {
   /** tokens x nLayer x nKvHead x (headDim + headDimV) */
   valuesCompressed: number;
   chunks: number;
-  /** Decode scratch held by the store (rows of one layer of the compressed chunks; grow-only). */
+  /** Decode scratch held by the store (rows of one layer of the compressed chunks; grow-only), the AQUA chain
+   *  state (one layer of pre-RoPE float K̂/V̂ per compressed chunk) and decoded chunks kept under cacheBytes. */
   bytesScratch: number;
   /** 8 * bytesCompressed / valuesCompressed (NaN when nothing is compressed) */
   bitsPerValue: number;

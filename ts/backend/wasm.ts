@@ -417,8 +417,8 @@ class WasmRaw implements RawApi {
     rope: Float64Array | null = null,
     predictors: Float32Array | null = null,
   ): number {
-    const cd = new Float64Array(11);
-    cd.set(codec.subarray(0, Math.min(11, codec.length)));
+    const cd = new Float64Array(12);
+    cd.set(codec.subarray(0, Math.min(12, codec.length)));
     this.add(sp, IN);
     this.add(cd, IN);
     this.add(grid, IN);

@@ -13,6 +13,8 @@ export interface CalibrateCliOptions extends ModelCliOptions {
   bits?: string;
   grid?: string;
   layer0?: string;
+  /** commander's --no-layer0-center */
+  layer0Center?: boolean;
   tokens?: string;
   holdOut?: string;
   chunk?: string;
@@ -55,6 +57,7 @@ export async function calibrateCommand(o: CalibrateCliOptions): Promise<void> {
       bits: intOption('bits', o.bits, 1),
       grid: o.grid,
       layer0: o.layer0,
+      layer0Center: o.layer0Center !== false,
       tokens: intOption('tokens', o.tokens, 2),
       holdOut: numOption('hold-out', o.holdOut),
       chunkTokens: intOption('chunk', o.chunk, 2),
