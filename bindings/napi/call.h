@@ -405,6 +405,31 @@ Napi::Value Method(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(st));
 }
 
+// Hands a handle the library just created (status st, handle h) to JS. On failure frees whatever the library
+// returned and deletes the box; on success stores h in box->*slot, registers the box (so a foreign External is
+// recognised later) and puts an External with `finalize` into out[0]. One path for stores and models.
+template <class Box, class Handle, class FreeFn>
+Napi::Value AdoptHandle(Call& c, hwkv_status st, Box* box, Handle* h, Handle* Box::*slot, FreeFn free_fn, std::mutex& mu,
+                        std::unordered_set<Box*>& registry, void (*finalize)(Napi::Env, Box*), Napi::Value out,
+                        const char* fn, const char* what) {
+  if (st != HWKV_OK) {
+    if (h != nullptr) free_fn(h);
+    delete box;
+    return c.Status(st);
+  }
+  if (h == nullptr) {
+    delete box;
+    return c.RejectWith(HWKV_ERR_INTERNAL, std::string(fn) + ": the library returned OK but no " + what);
+  }
+  box->*slot = h;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    registry.insert(box);
+  }
+  out.As<Napi::Array>().Set(uint32_t{0}, Napi::External<Box>::New(c.env(), box, finalize));
+  return c.Status(HWKV_OK);
+}
+
 // Checks a CSR index array of n_seq + 1 entries: non-negative, non-decreasing, last <= limit.
 inline void CheckIndptr(Call& c, const Span<int32_t>& ip, int32_t n_seq, int64_t limit, const char* name,
                  const char* target) {

@@ -241,23 +241,8 @@ Napi::Value ModelCreate(const Napi::CallbackInfo& info) {
   hwkv_model_t* m = nullptr;
   c.Enter();
   hwkv_status st = mapi->model_create(&params, descs.empty() ? nullptr : descs.data(), static_cast<int32_t>(n), mode, &m);
-  if (st != HWKV_OK) {
-    if (m != nullptr) mapi->model_free(m);
-    delete box;
-    return c.Status(st);
-  }
-  if (m == nullptr) {
-    delete box;
-    return c.RejectWith(HWKV_ERR_INTERNAL, "modelCreate: the library returned OK but no model");
-  }
-  box->model = m;
-  {
-    std::lock_guard<std::mutex> lock(ModelRegistryMutex());
-    ModelRegistry().insert(box);
-  }
-  Napi::External<ModelBox> ext = Napi::External<ModelBox>::New(c.env(), box, FinalizeModel);
-  info[9].As<Napi::Array>().Set(uint32_t{0}, ext);
-  return c.Status(HWKV_OK);
+  return AdoptHandle(c, st, box, m, &ModelBox::model, mapi->model_free, ModelRegistryMutex(), ModelRegistry(), FinalizeModel,
+                     info[9], "modelCreate", "model");
 }
 
 // modelFree(m): frees now (or, while a modelForwardAsync runs on it, when that completes); a second call (or

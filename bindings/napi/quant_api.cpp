@@ -75,6 +75,15 @@ bool Flag(const Napi::Value& v) {
   return v.ToBoolean().Value();
 }
 
+// out = [words, scales] when the library accepted the call; returns its status.
+Napi::Value SizePair(Call& c, hwkv_status st, int64_t words, int64_t scales, const Span<double>& out) {
+  if (st == HWKV_OK) {
+    out.data[0] = static_cast<double>(words);
+    out.data[1] = static_cast<double>(scales);
+  }
+  return c.Status(st);
+}
+
 // higgsSize(hp, nTok, out[2]): out = [n_words, n_scales]
 Napi::Value HiggsSize(const Napi::CallbackInfo& info) {
   Call c(info, "higgsSize");
@@ -88,12 +97,8 @@ Napi::Value HiggsSize(const Napi::CallbackInfo& info) {
   HWKV_CHECKED(c);
   int64_t w = 0, s = 0;
   c.Enter();
-  hwkv_status st = api->higgs_size(&hp, n_tok, &w, &s);
-  if (st == HWKV_OK) {
-    out.data[0] = static_cast<double>(w);
-    out.data[1] = static_cast<double>(s);
-  }
-  return c.Status(st);
+  const hwkv_status st = api->higgs_size(&hp, n_tok, &w, &s);  // before SizePair reads w and s
+  return SizePair(c, st, w, s, out);
 }
 
 // Sizes for a HIGGS call; on a library rejection returns false with the status in *st.
@@ -200,12 +205,8 @@ Napi::Value UniformSize(const Napi::CallbackInfo& info) {
   HWKV_CHECKED(c);
   int64_t w = 0, s = 0;
   c.Enter();
-  hwkv_status st = api->uniform_size(&up, n_tok, &w, &s);
-  if (st == HWKV_OK) {
-    out.data[0] = static_cast<double>(w);
-    out.data[1] = static_cast<double>(s);
-  }
-  return c.Status(st);
+  const hwkv_status st = api->uniform_size(&up, n_tok, &w, &s);  // before SizePair reads w and s
+  return SizePair(c, st, w, s, out);
 }
 
 // uniformEncode(up, x, nTok, codes, scales, zeros)

@@ -134,23 +134,8 @@ Napi::Value StoreCreate(const Napi::CallbackInfo& info) {
   hwkv_store_t* s = nullptr;
   c.Enter();
   hwkv_status st = api->store_create(&sp, &s);
-  if (st != HWKV_OK) {
-    if (s != nullptr) api->store_free(s);
-    delete box;
-    return c.Status(st);
-  }
-  if (s == nullptr) {
-    delete box;
-    return c.RejectWith(HWKV_ERR_INTERNAL, "storeCreate: the library returned OK but no store");
-  }
-  box->store = s;
-  {
-    std::lock_guard<std::mutex> lock(RegistryMutex());
-    Registry().insert(box);
-  }
-  Napi::External<StoreBox> ext = Napi::External<StoreBox>::New(c.env(), box, FinalizeStore);
-  info[1].As<Napi::Array>().Set(uint32_t{0}, ext);
-  return c.Status(HWKV_OK);
+  return AdoptHandle(c, st, box, s, &StoreBox::store, api->store_free, RegistryMutex(), Registry(), FinalizeStore, info[1],
+                     "storeCreate", "store");
 }
 
 // storeCreateCodec(sp, codec[CODEC_LEN], grid|null, grid0|null, out): out[0] receives the handle.
@@ -200,23 +185,8 @@ Napi::Value StoreCreateCodec(const Napi::CallbackInfo& info) {
   hwkv_store_t* s = nullptr;
   c.Enter();
   hwkv_status st = api->store_create_codec(&sp, &codec, &s);
-  if (st != HWKV_OK) {
-    if (s != nullptr) api->store_free(s);
-    delete box;
-    return c.Status(st);
-  }
-  if (s == nullptr) {
-    delete box;
-    return c.RejectWith(HWKV_ERR_INTERNAL, "storeCreateCodec: the library returned OK but no store");
-  }
-  box->store = s;
-  {
-    std::lock_guard<std::mutex> lock(RegistryMutex());
-    Registry().insert(box);
-  }
-  Napi::External<StoreBox> ext = Napi::External<StoreBox>::New(c.env(), box, FinalizeStore);
-  info[4].As<Napi::Array>().Set(uint32_t{0}, ext);
-  return c.Status(HWKV_OK);
+  return AdoptHandle(c, st, box, s, &StoreBox::store, api->store_free, RegistryMutex(), Registry(), FinalizeStore, info[4],
+                     "storeCreateCodec", "store");
 }
 
 // storeCodecChunk(s, block, token, layer, which, codes|null, scales|null, zeros|null, info Float64Array[6])
