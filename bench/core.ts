@@ -160,6 +160,38 @@ function defs(): OpDef[] {
       },
     });
   }
+  // Hogwild! decode at long context on the bench:hogwild model geometry (4 KV heads, 12 heads, head_dim 64):
+  // W workers, one query row each, 'combined' layout (shared 2048-token prompt, two 8-token headers, one 16-token
+  // block per worker seen by every worker). Unit: GFLOP/s of attention arithmetic (2 flops per multiply-add of
+  // Q.K and of P.V).
+  for (const W of [1, 2, 4]) {
+    const prompt = 2048, hdr = 8, priv = 16, nHead = 12, kvh = 4, d = 64;
+    const rope64: RopeParams = { headDim: d, style: 'neox', theta: 10000 };
+    const keysPerSeq = prompt + 2 * hdr + W * priv;
+    out.push({
+      op: `attn_hogwild_w${W}`,
+      params: `prompt=${prompt} W=${W} kvh=${kvh} heads=${nHead} d=${d} decode`,
+      work: (W * keysPerSeq * nHead * d * 4) / 1e9,
+      unit: 'GFLOP/s',
+      prepare: (be) => {
+        const st: KvStore = be.createStore({ nLayer: 1, nKvHead: kvh, headDim: d, pageTokens: 64 });
+        const fill = (n: number) => {
+          const b = st.createBlock();
+          st.append(b, n, f32(n * kvh * d), f32(n * kvh * d), rope64);
+          return b;
+        };
+        const p = fill(prompt);
+        const h1 = fill(hdr);
+        const h2 = fill(hdr);
+        const own = Array.from({ length: W }, () => fill(priv));
+        const views = own.map((b) => [p, ...own.filter((x) => x !== b), h1, h2, b]);
+        const positions = views.map(() => [keysPerSeq - 1]);
+        const q = f32(W * nHead * d);
+        const batch = { views, positions };
+        return { run: () => void st.attention(0, rope64, batch, q, nHead, 1 / Math.sqrt(d)), dispose: () => st.dispose() };
+      },
+    });
+  }
   return out.filter((d) => !onlyRe || onlyRe.test(d.op));
 }
 
