@@ -249,6 +249,14 @@ struct AttnRunner {
     return pf;
   }
 
+  static void prefetch_now(const char* p, int64_t bytes) {
+#if defined(__GNUC__) || defined(__clang__)
+    for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 2);
+#else
+    (void)p, (void)bytes;
+#endif
+  }
+
   // Job = (task, KV head): partial attention of the task's items, every head of the group, over its key range.
   void job(int64_t j, int thread) {
     const AttnPlan::Task& T = plan.tasks()[static_cast<size_t>(j / nkv)];
@@ -278,6 +286,11 @@ struct AttnRunner {
     for (int64_t t0 = T.k0; t0 < kend; t0 += pt) {
       const int32_t page = static_cast<int32_t>(t0 / pt);
       const int32_t n_page = static_cast<int32_t>(std::min<int64_t>(pt, kend - t0));
+      if (t0 == T.k0) {  // the job's first page: nothing to overlap with yet, so fetch it all at once
+        const AttnPrefetch f0 = next_page(W.block, page, kvh, n_page);
+        prefetch_now(f0.k, f0.k_bytes);
+        prefetch_now(f0.v, f0.v_bytes);
+      }
       AttnPrefetch pf;
       if (t0 + pt < kend) pf = next_page(W.block, page + 1, kvh, std::min<int64_t>(pt, kend - t0 - pt));
       const AttnPrefetch* pfp = t0 + pt < kend ? &pf : nullptr;  // given to the page's first kernel call only
