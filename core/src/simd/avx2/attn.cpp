@@ -215,20 +215,24 @@ void pv_rows(const float* p, const float* V, int64_t n, int32_t dv, float* acc, 
 // are permuted).
 void attn_tile_avx2(const float* q, int64_t nq, const float* K, const float* V, int64_t n, int32_t d, int32_t dv,
                     float scale, float* m, float* l, float* acc, float* s, const AttnPrefetch* pf) {
-  // The next page's K streams in during the first row group's scores, its V during the first group's P.V.
+  // The next page's K streams in during the scores, its V during the P.V, spread over every row group.
   Spread pk, pv;
+  Spread* fk = nullptr;
+  Spread* fv = nullptr;
   if (pf) {
-    pk = Spread(pf->k, pf->k_bytes, (n + 3) / 4);
-    pv = Spread(pf->v, pf->v_bytes, n);
+    const int64_t groups = (nq + 2) / 3;
+    pk = Spread(pf->k, pf->k_bytes, groups * ((n + 3) / 4));
+    pv = Spread(pf->v, pf->v_bytes, groups * n);
+    fk = &pk, fv = &pv;
   }
   int64_t j = 0;
-  for (; j + 3 <= nq; j += 3) scores_any<3>(q + j * d, d, K, n, scale, s + j * n, j == 0 ? &pk : nullptr);
-  if (nq - j == 2) scores_any<2>(q + j * d, d, K, n, scale, s + j * n, j == 0 ? &pk : nullptr);
-  if (nq - j == 1) scores_any<1>(q + j * d, d, K, n, scale, s + j * n, j == 0 ? &pk : nullptr);
+  for (; j + 3 <= nq; j += 3) scores_any<3>(q + j * d, d, K, n, scale, s + j * n, fk);
+  if (nq - j == 2) scores_any<2>(q + j * d, d, K, n, scale, s + j * n, fk);
+  if (nq - j == 1) scores_any<1>(q + j * d, d, K, n, scale, s + j * n, fk);
   for (j = 0; j < nq; ++j) softmax_step(s + j * n, n, dv, m + j, l + j, acc + j * dv);
-  for (j = 0; j + 3 <= nq; j += 3) pv_rows<3>(s + j * n, V, n, dv, acc + j * dv, j == 0 ? &pv : nullptr);
-  if (nq - j == 2) pv_rows<2>(s + j * n, V, n, dv, acc + j * dv, j == 0 ? &pv : nullptr);
-  if (nq - j == 1) pv_rows<1>(s + j * n, V, n, dv, acc + j * dv, j == 0 ? &pv : nullptr);
+  for (j = 0; j + 3 <= nq; j += 3) pv_rows<3>(s + j * n, V, n, dv, acc + j * dv, fv);
+  if (nq - j == 2) pv_rows<2>(s + j * n, V, n, dv, acc + j * dv, fv);
+  if (nq - j == 1) pv_rows<1>(s + j * n, V, n, dv, acc + j * dv, fv);
 }
 
 }  // namespace
