@@ -1,5 +1,5 @@
-// WASM SIMD128 online-softmax tile over several queries (GQA group x rows) sharing the keys: 3 queries x 4 keys
-// register-blocked scores, vectorised exp, 3 queries x 16 columns register-blocked P·V accumulation.
+// WASM SIMD128 online-softmax tile over several queries (GQA group x rows) sharing the keys: 3 queries x 2 keys
+// register-blocked scores, vectorised exp, 3 queries x 8 columns register-blocked P·V accumulation.
 #include "wasm_common.h"
 #if defined(HWKV_WASM_BODY)
 #include <algorithm>
@@ -72,26 +72,28 @@ struct Spread {
 };
 volatile unsigned g_touch_sink;
 
-// Scores of R queries q[R, d] against keys [0, n): s[r*n + t] = scale * <q_r, K_t>, blocked as R queries x 4
-// keys (R = 3: 12 accumulators; each loaded key vector feeds R multiply-adds, each query vector 4). D4 > 0 fixes
+// Scores of R queries q[R, d] against keys [0, n): s[r*n + t] = scale * <q_r, K_t>, blocked as R queries x KB
+// keys (R = 3, KB = 2: 6 accumulators, which with the 3 query vectors and a key vector stay within the 16 vector
+// registers of a 64-bit host; each loaded key vector feeds R multiply-adds, each query vector KB). D4 > 0 fixes
 // d / 4 at compile time (unrolled); D4 = 0 is the generic loop. Every score is the same 4-lane accumulation along
-// d and the same reduction (a hsum4 lane) whatever R and D4 are and wherever the key falls in its 4-key block
-// (the last block repeats key n-1 in its unused slots): a query's scores never depend on the other queries.
+// d and the same reduction (a hsum4 lane) whatever R and D4 are and wherever the key falls in its block (the last
+// block repeats key n-1 in its unused slots): a query's scores never depend on the other queries of the call.
+constexpr int kKB = 2;
 template <int R, int D4>
 void scores_rows(const float* q, int32_t d, const float* K, int64_t n, float scale, float* s, Spread* pf) {
   const int32_t d4 = D4 > 0 ? D4 * 4 : (d & ~3);
   const v128_t sc = wasm_f32x4_splat(scale);
-  for (int64_t t = 0; t < n; t += 4) {
+  for (int64_t t = 0; t < n; t += kKB) {
     if (pf) pf->step();
-    const float* k[4];
-    for (int c = 0; c < 4; ++c) k[c] = K + (t + c < n ? t + c : n - 1) * d;
-    v128_t a[R][4];
+    const float* k[kKB];
+    for (int c = 0; c < kKB; ++c) k[c] = K + (t + c < n ? t + c : n - 1) * d;
+    v128_t a[R][kKB];
     for (int r = 0; r < R; ++r)
-      for (int c = 0; c < 4; ++c) a[r][c] = wasm_f32x4_splat(0.f);
+      for (int c = 0; c < kKB; ++c) a[r][c] = wasm_f32x4_splat(0.f);
     auto step = [&](int32_t i) {
       v128_t x[R];
       for (int r = 0; r < R; ++r) x[r] = wasm_v128_load(q + r * d + i);
-      for (int c = 0; c < 4; ++c) {
+      for (int c = 0; c < kKB; ++c) {
         const v128_t kv = wasm_v128_load(k[c] + i);
         for (int r = 0; r < R; ++r) a[r][c] = madd(x[r], kv, a[r][c]);
       }
@@ -103,21 +105,18 @@ void scores_rows(const float* q, int32_t d, const float* K, int64_t n, float sca
       for (int32_t i = 0; i < d4; i += 4) step(i);
     }
     for (int r = 0; r < R; ++r) {
-      v128_t v = hsum4(a[r][0], a[r][1], a[r][2], a[r][3]);
+      v128_t v = hsum4(a[r][0], a[r][1 % kKB], a[r][2 % kKB], a[r][3 % kKB]);  // lanes 0 .. kKB-1 are the keys
       if (D4 == 0 && d4 < d) {
         const float* qr = q + r * d;
-        v = wasm_f32x4_add(v, wasm_f32x4_make(dot_tail(qr, k[0], d4, d), dot_tail(qr, k[1], d4, d), dot_tail(qr, k[2], d4, d),
-                                              dot_tail(qr, k[3], d4, d)));
+        alignas(16) float tl[4] = {0.f, 0.f, 0.f, 0.f};
+        for (int c = 0; c < kKB; ++c) tl[c] = dot_tail(qr, k[c], d4, d);
+        v = wasm_f32x4_add(v, wasm_v128_load(tl));
       }
       v = wasm_f32x4_mul(v, sc);
+      alignas(16) float tmp[4];
+      wasm_v128_store(tmp, v);
       float* dst = s + r * n + t;
-      if (t + 4 <= n) {
-        wasm_v128_store(dst, v);
-      } else {
-        alignas(16) float tmp[4];
-        wasm_v128_store(tmp, v);
-        for (int64_t c = 0; c < n - t; ++c) dst[c] = tmp[c];
-      }
+      for (int64_t c = 0; c < kKB && t + c < n; ++c) dst[c] = tmp[c];
     }
   }
 }
@@ -170,30 +169,31 @@ void softmax_step(float* s, int64_t n, int32_t dv, float* m, float* l, float* ac
   *l += hsum_as4(sumv);
 }
 
-// acc[r*dv + c] += sum_t p[r*n + t] V[t*dv + c] for R queries: R queries x 16 columns in registers (R = 3: 12
-// accumulators), each loaded V vector feeding R multiply-adds. Every output element is the same sequence of
-// multiply-then-add steps over t whatever R is (the scalar column tail included).
+// acc[r*dv + c] += sum_t p[r*n + t] V[t*dv + c] for R queries: R queries x 8 columns in registers (R = 3: 6
+// accumulators + 3 broadcast weights + 2 V vectors, within 16 vector registers), each loaded V vector feeding R
+// multiply-adds. Every output element is the same sequence of multiply-then-add steps over t whatever R is
+// (the scalar column tail included).
 template <int R>
 void pv_rows(const float* p, const float* V, int64_t n, int32_t dv, float* acc, Spread* pf) {
-  if (pf && dv < 16)
+  if (pf && dv < 8)
     for (int64_t t = 0; t < n; ++t) pf->step();
   int32_t i = 0;
-  for (; i + 16 <= dv; i += 16) {
-    v128_t x[R][4];
+  for (; i + 8 <= dv; i += 8) {
+    v128_t x[R][2];
     for (int r = 0; r < R; ++r)
-      for (int c = 0; c < 4; ++c) x[r][c] = wasm_v128_load(acc + r * dv + i + 4 * c);
+      for (int c = 0; c < 2; ++c) x[r][c] = wasm_v128_load(acc + r * dv + i + 4 * c);
     for (int64_t t = 0; t < n; ++t) {
       if (pf && i == 0) pf->step();
       const float* vt = V + t * dv + i;
       v128_t w[R];
       for (int r = 0; r < R; ++r) w[r] = wasm_f32x4_splat(p[r * n + t]);
-      for (int c = 0; c < 4; ++c) {
+      for (int c = 0; c < 2; ++c) {
         const v128_t v = wasm_v128_load(vt + 4 * c);
         for (int r = 0; r < R; ++r) x[r][c] = madd(w[r], v, x[r][c]);
       }
     }
     for (int r = 0; r < R; ++r)
-      for (int c = 0; c < 4; ++c) wasm_v128_store(acc + r * dv + i + 4 * c, x[r][c]);
+      for (int c = 0; c < 2; ++c) wasm_v128_store(acc + r * dv + i + 4 * c, x[r][c]);
   }
   for (; i + 4 <= dv; i += 4) {
     v128_t x[R];
@@ -213,8 +213,8 @@ void pv_rows(const float* p, const float* V, int64_t n, int32_t dv, float* acc, 
   }
 }
 
-// nq queries against the same n keys: scores (3 queries x 4 keys register blocks: a GQA group of 3, or the groups
-// of several rows), softmax per query (vectorised exp), P.V (3 queries x 16 columns). Leftover queries (nq % 3)
+// nq queries against the same n keys: scores (3 queries x 2 keys register blocks: a GQA group of 3, or the groups
+// of several rows), softmax per query (vectorised exp), P.V (3 queries x 8 columns). Leftover queries (nq % 3)
 // take the 2- or 1-query instances of the same code, which compute every query exactly as the 3-query one does:
 // each query's result is bitwise independent of the other queries of the call.
 void attn_tile_wasm(const float* q, int64_t nq, const float* K, const float* V, int64_t n, int32_t d, int32_t dv,
@@ -222,7 +222,7 @@ void attn_tile_wasm(const float* q, int64_t nq, const float* K, const float* V, 
   // The next page's K is touched during the first row group's scores, its V during the first group's P.V.
   Spread pk, pv;
   if (pf) {
-    pk = Spread(pf->k, pf->k_bytes, (n + 3) / 4);
+    pk = Spread(pf->k, pf->k_bytes, (n + kKB - 1) / kKB);
     pv = Spread(pf->v, pf->v_bytes, n);
   }
   int64_t j = 0;
