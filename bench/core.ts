@@ -3,7 +3,8 @@
  *
  * Rows: rope apply, pack/unpack (bits 2, 3, 4, 8, 16), FWHT (n = 128, 1024, 8192), store append and merge,
  * view attention (n_kv_head 8, head_dim 128, GQA 4, views of 1 and 4 sequences sharing a 4096-token prompt
- * block plus small private blocks). Columns: native (SIMD), native (forced scalar), wasm (SIMD), cuda when
+ * block plus small private blocks), and the attention of one Hogwild! decode step on the bench:hogwild model
+ * geometry (attn_hogwild_w1/2/4: 12 layers, 2048-token shared prompt, W workers; GFLOP/s). Columns: native (SIMD), native (forced scalar), wasm (SIMD), cuda when
  * present. Each cell: median over repeated timed samples after a warm-up. The WASM/native ratio of every row
  * is computed in the same run. See bench/README.md.
  *
@@ -157,6 +158,45 @@ function defs(): OpDef[] {
         const q = f32(nSeq * nHead * 128);
         const batch = { views, positions };
         return { run: () => void st.attention(0, ROPE, batch, q, nHead, 1 / Math.sqrt(128)), dispose: () => st.dispose() };
+      },
+    });
+  }
+  // Hogwild! decode at long context, the attention of one whole decode step on the bench:hogwild model geometry
+  // (12 layers, 4 KV heads, 12 heads, head_dim 64, f32 KV): W workers, one query row each, 'combined' layout
+  // (shared 2048-token prompt, two 8-token headers, one 16-token block per worker seen by every worker). K/V of
+  // all layers is 48 MiB, so the prompt streams from memory as in the engine. Unit: GFLOP/s of attention
+  // arithmetic (2 flops per multiply-add of Q.K and of P.V).
+  for (const W of [1, 2, 4]) {
+    const prompt = 2048, hdr = 8, priv = 16, nHead = 12, kvh = 4, d = 64, nLayer = 12;
+    const rope64: RopeParams = { headDim: d, style: 'neox', theta: 10000 };
+    const keysPerSeq = prompt + 2 * hdr + W * priv;
+    out.push({
+      op: `attn_hogwild_w${W}`,
+      params: `prompt=${prompt} W=${W} layers=${nLayer} kvh=${kvh} heads=${nHead} d=${d} decode step`,
+      work: (nLayer * W * keysPerSeq * nHead * d * 4) / 1e9,
+      unit: 'GFLOP/s',
+      prepare: (be) => {
+        const st: KvStore = be.createStore({ nLayer, nKvHead: kvh, headDim: d, pageTokens: 64 });
+        const fill = (n: number) => {
+          const b = st.createBlock();
+          st.append(b, n, f32(nLayer * n * kvh * d), f32(nLayer * n * kvh * d), rope64);
+          return b;
+        };
+        const p = fill(prompt);
+        const h1 = fill(hdr);
+        const h2 = fill(hdr);
+        const own = Array.from({ length: W }, () => fill(priv));
+        const views = own.map((b) => [p, ...own.filter((x) => x !== b), h1, h2, b]);
+        const positions = views.map(() => [keysPerSeq - 1]);
+        const q = f32(W * nHead * d);
+        const batch = { views, positions };
+        const scale = 1 / Math.sqrt(d);
+        return {
+          run: () => {
+            for (let l = 0; l < nLayer; l++) st.attention(l, rope64, batch, q, nHead, scale);
+          },
+          dispose: () => st.dispose(),
+        };
       },
     });
   }

@@ -24,7 +24,7 @@ inline T* grow(std::vector<T>& v, size_t n) {
 }  // namespace
 
 void attn_tile_scalar(const float* q, int64_t nq, const float* K, const float* V, int64_t n, int32_t d, int32_t dv,
-                      float scale, float* m, float* l, float* acc, float* s) {
+                      float scale, float* m, float* l, float* acc, float* s, const AttnPrefetch*) {
   for (int64_t j = 0; j < nq; ++j, q += d, acc += dv) {
     float mt = -std::numeric_limits<float>::infinity();
     for (int64_t t = 0; t < n; ++t) {
@@ -236,17 +236,24 @@ struct AttnRunner {
   float* out;
   float* lse;
 
-  // Software prefetch of the next page's K/V rows of this head (pages are separate allocations: the hardware
-  // prefetchers only pick a page's stream up after its first misses).
-  void prefetch_page(int32_t block, int32_t page, int32_t kvh, int64_t n) const {
-#if defined(__GNUC__) || defined(__clang__)
+  // The next page's K/V rows of this head, as a prefetch hint for the tile kernel (pages are separate
+  // allocations: the hardware prefetchers only pick a page's stream up after its first misses). The kernel spreads
+  // the prefetches over its arithmetic, so the next page streams in while this one is computed.
+  AttnPrefetch next_page(int32_t block, int32_t page, int32_t kvh, int64_t n) const {
     const int64_t es = static_cast<int64_t>(s.elem_size());
-    const char* k = static_cast<const char*>(s.k_page(block, page, layer, kvh));
-    const char* v = static_cast<const char*>(s.v_page(block, page, layer, kvh));
-    for (int64_t o = 0, e = n * hd * es; o < e; o += 64) __builtin_prefetch(k + o, 0, 2);
-    for (int64_t o = 0, e = n * hdv * es; o < e; o += 64) __builtin_prefetch(v + o, 0, 2);
+    AttnPrefetch pf;
+    pf.k = static_cast<const char*>(s.k_page(block, page, layer, kvh));
+    pf.k_bytes = n * hd * es;
+    pf.v = static_cast<const char*>(s.v_page(block, page, layer, kvh));
+    pf.v_bytes = n * hdv * es;
+    return pf;
+  }
+
+  static void prefetch_now(const char* p, int64_t bytes) {
+#if defined(__GNUC__) || defined(__clang__)
+    for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 2);
 #else
-    (void)block, (void)page, (void)kvh, (void)n;
+    (void)p, (void)bytes;
 #endif
   }
 
@@ -279,7 +286,14 @@ struct AttnRunner {
     for (int64_t t0 = T.k0; t0 < kend; t0 += pt) {
       const int32_t page = static_cast<int32_t>(t0 / pt);
       const int32_t n_page = static_cast<int32_t>(std::min<int64_t>(pt, kend - t0));
-      if (t0 + pt < kend) prefetch_page(W.block, page + 1, kvh, std::min<int64_t>(pt, kend - t0 - pt));
+      if (t0 == T.k0) {  // the job's first page: nothing to overlap with yet, so fetch it all at once
+        const AttnPrefetch f0 = next_page(W.block, page, kvh, n_page);
+        prefetch_now(f0.k, f0.k_bytes);
+        prefetch_now(f0.v, f0.v_bytes);
+      }
+      AttnPrefetch pf;
+      if (t0 + pt < kend) pf = next_page(W.block, page + 1, kvh, std::min<int64_t>(pt, kend - t0 - pt));
+      const AttnPrefetch* pfp = t0 + pt < kend ? &pf : nullptr;  // given to the page's first kernel call only
       const float* K = s.k_rows_f32(W.block, page, layer, kvh, 0, n_page, b.kbuf.data());
       const float* V = s.v_rows_f32(W.block, page, layer, kvh, 0, n_page, b.vbuf.data());
       // Items are sorted by nvis (descending): runs of equal visible counts share one kernel call.
@@ -292,7 +306,8 @@ struct AttnRunner {
         for (int64_t a = 0; a < cnt; a += kTileQ) {
           const int64_t c = std::min<int64_t>(kTileQ, cnt - a);
           kr.attn_tile(qr + (q0 + a) * hd, c, K, V, n, hd, hdv, scale, m + q0 + a, l + q0 + a, acc + (q0 + a) * hdv,
-                       b.s.data());
+                       b.s.data(), pfp);
+          pfp = nullptr;
         }
         i = e;
       }

@@ -35,7 +35,7 @@ namespace hwkv {
 
 constexpr int64_t kAttnRowChunk = 32;    // items per task (queries per task = items x GQA group)
 constexpr int64_t kAttnTargetTasks = 64; // split keys while (item chunk x KV head) tasks are fewer than this
-constexpr int64_t kAttnMinKeys = 256;    // never split a block's keys into ranges shorter than this
+constexpr int64_t kAttnMinKeys = 512;    // never split a block's keys into ranges shorter than this
 
 class AttnPlan {
  public:

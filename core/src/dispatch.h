@@ -22,6 +22,15 @@
 
 namespace hwkv {
 
+// Prefetch hint of attn_tile: two byte ranges (either may be empty) the tile touches with prefetches spread over
+// its arithmetic, so the next page streams in while this one is computed.
+struct AttnPrefetch {
+  const char* k = nullptr;
+  int64_t k_bytes = 0;
+  const char* v = nullptr;
+  int64_t v_bytes = 0;
+};
+
 struct Kernels {
   const char* name;  // "scalar" | "avx2" | "simd128"
 
@@ -44,9 +53,10 @@ struct Kernels {
   //    several query rows) over the same n keys K[n, d], values V[n, dv]: each K/V row is loaded once for all
   //    queries. Query j: scores s_t = scale*<q_j, K_t>; state m[j] (running max), l[j] (running sum of
   //    exp(s - m)), acc[j*dv .. j*dv+dv) (running sum of exp(s - m) V_t). scratch holds >= nq*n floats.
-  //    n >= 1, nq >= 1. --
+  //    n >= 1, nq >= 1. pf (may be null): byte ranges to prefetch while computing (the next page's K and V),
+  //    a hint only: never read, and each query's result is bitwise the same with or without it. --
   void (*attn_tile)(const float* q, int64_t nq, const float* K, const float* V, int64_t n, int32_t d, int32_t dv,
-                    float scale, float* m, float* l, float* acc, float* scratch);
+                    float scale, float* m, float* l, float* acc, float* scratch, const AttnPrefetch* pf);
 
   // -- half precision (IEEE binary16), round to nearest even --
   void (*f32_to_f16)(const float* x, uint16_t* y, int64_t n);
@@ -85,7 +95,7 @@ void fwht_strides_scalar(float* x, int64_t len, int64_t h_begin, int64_t h_end);
 void rope_rotate_scalar(float* x, int64_t n_vec, int64_t stride, int32_t rotary_dim, int32_t style,
                         const float* C, const float* S);
 void attn_tile_scalar(const float* q, int64_t nq, const float* K, const float* V, int64_t n, int32_t d, int32_t dv,
-                      float scale, float* m, float* l, float* acc, float* scratch);
+                      float scale, float* m, float* l, float* acc, float* scratch, const AttnPrefetch* pf);
 void f32_to_f16_scalar(const float* x, uint16_t* y, int64_t n);
 void f16_to_f32_scalar(const uint16_t* x, float* y, int64_t n);
 uint16_t f32_to_f16_one(float f);

@@ -1,7 +1,8 @@
-// AVX2+FMA online-softmax tile over several queries (GQA group x rows) sharing the keys: 4 queries x 2 keys
-// register-blocked scores, vectorised exp, 4 queries x 16 columns register-blocked P·V accumulation.
+// AVX2+FMA online-softmax tile over several queries (GQA group x rows) sharing the keys: 3 queries x 4 keys
+// register-blocked scores, vectorised exp, 3 queries x 32 columns register-blocked P·V accumulation.
 #include "avx2_common.h"
 #if defined(HWKV_AVX2_BODY)
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -45,112 +46,96 @@ inline float dot_tail(const float* q, const float* k, int32_t from, int32_t d) {
   return s;
 }
 
-// Horizontal sums of four vectors: [sum a0, sum a1, sum a2, sum a3].
+// [sum a0, sum a1, sum a2, sum a3]: lane k is ((x0+x1)+(x2+x3)) + ((x4+x5)+(x6+x7)) of a_k, whatever the others.
 inline __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
   const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
   return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
-// Scores of four queries q0..q3 (stride d) against keys [0, n): s[j*n + t] = scale * <q_j, K_t>. Two keys per
-// step: each loaded key vector feeds four FMAs, each loaded query vector two.
-void scores4(const float* q, const float* K, int64_t n, int32_t d, float scale, float* s) {
-  const int32_t d8 = d & ~7;
-  const float *q0 = q, *q1 = q + d, *q2 = q + 2 * d, *q3 = q + 3 * d;
-  float *s0 = s, *s1 = s + n, *s2 = s + 2 * n, *s3 = s + 3 * n;
+// Prefetches of one byte range spread over `steps` calls of step(): per call, the next ceil(lines / steps) cache
+// lines (into L2: the range is the next page, used after this one).
+struct Spread {
+  const char* p = nullptr;
+  int64_t left = 0, per = 0;
+  Spread() = default;
+  Spread(const char* ptr, int64_t bytes, int64_t steps) : p(ptr), left((bytes + 63) / 64) {
+    per = steps > 0 ? (left + steps - 1) / steps : left;
+  }
+  inline void step() {
+    for (int64_t i = 0; i < per && left > 0; ++i, --left, p += 64) _mm_prefetch(p, _MM_HINT_T1);
+  }
+};
+
+// Scores of R queries q[R, d] against keys [0, n): s[r*n + t] = scale * <q_r, K_t>, a small GEMM blocked as
+// R queries x 4 keys (R = 3: 12 accumulators; each loaded key vector feeds R FMAs, each query vector 4). D8 > 0
+// fixes d / 8 at compile time (fully unrolled, accumulators stay in registers); D8 = 0 is the generic loop.
+// Every score is the same 8-lane accumulation along d and the same reduction tree (a hsum4 lane) whatever R and
+// D8 are and wherever the key falls in its 4-key block (the last block repeats key n-1 in its unused slots), so
+// a query's scores never depend on the other queries of the call.
+template <int R, int D8>
+void scores_rows(const float* q, int32_t d, const float* K, int64_t n, float scale, float* s, Spread* pf) {
+  const int32_t d8 = D8 > 0 ? D8 * 8 : (d & ~7);
   const __m128 sc = _mm_set1_ps(scale);
-  alignas(16) float r[4];
-  int64_t t = 0;
-  for (; t + 2 <= n; t += 2) {
-    const float* ka = K + t * d;
-    const float* kb = ka + d;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+  for (int64_t t = 0; t < n; t += 4) {
+    if (pf) pf->step();
+    const float* k[4];
+    for (int c = 0; c < 4; ++c) k[c] = K + std::min<int64_t>(t + c, n - 1) * d;
+    __m256 a[R][4];
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < 4; ++c) a[r][c] = _mm256_setzero_ps();
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 16
+#endif
     for (int32_t i = 0; i < d8; i += 8) {
-      const __m256 va = _mm256_loadu_ps(ka + i), vb = _mm256_loadu_ps(kb + i);
-      __m256 x = _mm256_loadu_ps(q0 + i);
-      a0 = _mm256_fmadd_ps(x, va, a0);
-      b0 = _mm256_fmadd_ps(x, vb, b0);
-      x = _mm256_loadu_ps(q1 + i);
-      a1 = _mm256_fmadd_ps(x, va, a1);
-      b1 = _mm256_fmadd_ps(x, vb, b1);
-      x = _mm256_loadu_ps(q2 + i);
-      a2 = _mm256_fmadd_ps(x, va, a2);
-      b2 = _mm256_fmadd_ps(x, vb, b2);
-      x = _mm256_loadu_ps(q3 + i);
-      a3 = _mm256_fmadd_ps(x, va, a3);
-      b3 = _mm256_fmadd_ps(x, vb, b3);
+      __m256 x[R];
+      for (int r = 0; r < R; ++r) x[r] = _mm256_loadu_ps(q + r * d + i);
+      for (int c = 0; c < 4; ++c) {
+        const __m256 kv = _mm256_loadu_ps(k[c] + i);
+        for (int r = 0; r < R; ++r) a[r][c] = _mm256_fmadd_ps(x[r], kv, a[r][c]);
+      }
     }
-    __m128 ra = hsum4(a0, a1, a2, a3), rb = hsum4(b0, b1, b2, b3);
-    if (d8 < d) {
-      ra = _mm_add_ps(ra, _mm_setr_ps(dot_tail(q0, ka, d8, d), dot_tail(q1, ka, d8, d), dot_tail(q2, ka, d8, d),
-                                      dot_tail(q3, ka, d8, d)));
-      rb = _mm_add_ps(rb, _mm_setr_ps(dot_tail(q0, kb, d8, d), dot_tail(q1, kb, d8, d), dot_tail(q2, kb, d8, d),
-                                      dot_tail(q3, kb, d8, d)));
+    __m128 v[R];
+    for (int r = 0; r < R; ++r) v[r] = hsum4(a[r][0], a[r][1], a[r][2], a[r][3]);
+    if (D8 == 0 && d8 < d) {
+      for (int r = 0; r < R; ++r) {
+        const float* qr = q + r * d;
+        v[r] = _mm_add_ps(v[r], _mm_setr_ps(dot_tail(qr, k[0], d8, d), dot_tail(qr, k[1], d8, d), dot_tail(qr, k[2], d8, d),
+                                            dot_tail(qr, k[3], d8, d)));
+      }
     }
-    _mm_store_ps(r, _mm_mul_ps(ra, sc));
-    s0[t] = r[0], s1[t] = r[1], s2[t] = r[2], s3[t] = r[3];
-    _mm_store_ps(r, _mm_mul_ps(rb, sc));
-    s0[t + 1] = r[0], s1[t + 1] = r[1], s2[t + 1] = r[2], s3[t + 1] = r[3];
-  }
-  for (; t < n; ++t) {
-    const float* ka = K + t * d;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int32_t i = 0; i < d8; i += 8) {
-      const __m256 va = _mm256_loadu_ps(ka + i);
-      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + i), va, a0);
-      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q1 + i), va, a1);
-      a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q2 + i), va, a2);
-      a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q3 + i), va, a3);
+    if (t + 4 <= n) {
+      for (int r = 0; r < R; ++r) _mm_storeu_ps(s + r * n + t, _mm_mul_ps(v[r], sc));
+    } else {
+      for (int r = 0; r < R; ++r) {
+        alignas(16) float tmp[4];
+        _mm_store_ps(tmp, _mm_mul_ps(v[r], sc));
+        for (int64_t c = 0; c < n - t; ++c) s[r * n + t + c] = tmp[c];
+      }
     }
-    __m128 ra = hsum4(a0, a1, a2, a3);
-    if (d8 < d)
-      ra = _mm_add_ps(ra, _mm_setr_ps(dot_tail(q0, ka, d8, d), dot_tail(q1, ka, d8, d), dot_tail(q2, ka, d8, d),
-                                      dot_tail(q3, ka, d8, d)));
-    _mm_store_ps(r, _mm_mul_ps(ra, sc));
-    s0[t] = r[0], s1[t] = r[1], s2[t] = r[2], s3[t] = r[3];
   }
 }
 
-// Horizontal sum in exactly the order of one lane of hsum4: ((x0+x1)+(x2+x3)) + ((x4+x5)+(x6+x7)), so a query's
-// scores do not depend on whether it went through scores4 or scores1 (i.e. on the other queries of the call).
-inline float hsum_as4(__m256 a) {
-  __m256 h = _mm256_hadd_ps(a, a);
-  h = _mm256_hadd_ps(h, h);
-  return _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
-}
-
-// Scores of one query: four keys per step.
-void scores1(const float* q, const float* K, int64_t n, int32_t d, float scale, float* s) {
-  const int32_t d8 = d & ~7;
-  int64_t t = 0;
-  for (; t + 4 <= n; t += 4) {
-    const float* k0 = K + t * d;
-    const float *k1 = k0 + d, *k2 = k1 + d, *k3 = k2 + d;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int32_t i = 0; i < d8; i += 8) {
-      const __m256 qv = _mm256_loadu_ps(q + i);
-      a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
-      a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + i), a1);
-      a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + i), a2);
-      a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + i), a3);
-    }
-    s[t] = scale * (hsum_as4(a0) + dot_tail(q, k0, d8, d));
-    s[t + 1] = scale * (hsum_as4(a1) + dot_tail(q, k1, d8, d));
-    s[t + 2] = scale * (hsum_as4(a2) + dot_tail(q, k2, d8, d));
-    s[t + 3] = scale * (hsum_as4(a3) + dot_tail(q, k3, d8, d));
-  }
-  for (; t < n; ++t) {
-    const float* k0 = K + t * d;
-    __m256 a0 = _mm256_setzero_ps();
-    for (int32_t i = 0; i < d8; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k0 + i), a0);
-    s[t] = scale * (hsum_as4(a0) + dot_tail(q, k0, d8, d));
+template <int R>
+void scores_any(const float* q, int32_t d, const float* K, int64_t n, float scale, float* s, Spread* pf) {
+  switch (d) {
+    case 64: scores_rows<R, 8>(q, d, K, n, scale, s, pf); break;
+    case 128: scores_rows<R, 16>(q, d, K, n, scale, s, pf); break;
+    default: scores_rows<R, 0>(q, d, K, n, scale, s, pf); break;
   }
 }
 
 // Online-softmax update of one query from its scores s[0, n): rescale acc if the max grew, s <- exp(s - m),
 // l += sum. acc is updated by the P.V step afterwards.
 void softmax_step(float* s, int64_t n, int32_t dv, float* m, float* l, float* acc) {
-  float mt = -std::numeric_limits<float>::infinity();
-  for (int64_t t = 0; t < n; ++t) mt = s[t] > mt ? s[t] : mt;
+  const float ninf = -std::numeric_limits<float>::infinity();
+  __m256 mv8 = _mm256_set1_ps(ninf);
+  int64_t t = 0;
+  for (; t + 8 <= n; t += 8) mv8 = _mm256_max_ps(mv8, _mm256_loadu_ps(s + t));
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mv8), _mm256_extractf128_ps(mv8, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+  float mt = _mm_cvtss_f32(m4);
+  for (; t < n; ++t) mt = s[t] > mt ? s[t] : mt;
   const int32_t dv8 = dv & ~7;
   if (mt > *m) {
     const float alpha = std::exp(*m - mt);
@@ -163,7 +148,7 @@ void softmax_step(float* s, int64_t n, int32_t dv, float* m, float* l, float* ac
   }
   const __m256 mv = _mm256_set1_ps(*m);
   __m256 sumv = _mm256_setzero_ps();
-  int64_t t = 0;
+  t = 0;
   for (; t + 8 <= n; t += 8) {
     const __m256 p = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + t), mv));
     _mm256_storeu_ps(s + t, p);
@@ -171,7 +156,7 @@ void softmax_step(float* s, int64_t n, int32_t dv, float* m, float* l, float* ac
   }
   if (t < n) {
     alignas(32) float tmp[8];
-    for (int j = 0; j < 8; ++j) tmp[j] = t + j < n ? s[t + j] - *m : -std::numeric_limits<float>::infinity();
+    for (int j = 0; j < 8; ++j) tmp[j] = t + j < n ? s[t + j] - *m : ninf;
     const __m256 p = exp256(_mm256_load_ps(tmp));
     _mm256_store_ps(tmp, p);
     sumv = _mm256_add_ps(sumv, p);
@@ -180,103 +165,74 @@ void softmax_step(float* s, int64_t n, int32_t dv, float* m, float* l, float* ac
   *l += hsum(sumv);
 }
 
-// acc_j += sum_t p_j[t] V_t for four queries (p stride n, acc stride dv): each loaded V vector feeds four FMAs.
-void pv4(const float* p, const float* V, int64_t n, int32_t dv, float* acc) {
-  const float *p0 = p, *p1 = p + n, *p2 = p + 2 * n, *p3 = p + 3 * n;
-  float *c0 = acc, *c1 = acc + dv, *c2 = acc + 2 * dv, *c3 = acc + 3 * dv;
+// acc[r*dv + c] += sum_t p[r*n + t] V[t*dv + c] for R queries: R queries x 32 columns in registers (R = 3: 12
+// accumulators), each loaded V vector feeding R FMAs. Every output element is the same sequence of fused
+// multiply-adds over t whatever R is (the scalar column tail uses std::fma too).
+template <int R>
+void pv_rows(const float* p, const float* V, int64_t n, int32_t dv, float* acc, Spread* pf) {
+  if (pf && dv < 32)
+    for (int64_t t = 0; t < n; ++t) pf->step();
   int32_t i = 0;
-  for (; i + 16 <= dv; i += 16) {
-    __m256 x0 = _mm256_loadu_ps(c0 + i), y0 = _mm256_loadu_ps(c0 + i + 8);
-    __m256 x1 = _mm256_loadu_ps(c1 + i), y1 = _mm256_loadu_ps(c1 + i + 8);
-    __m256 x2 = _mm256_loadu_ps(c2 + i), y2 = _mm256_loadu_ps(c2 + i + 8);
-    __m256 x3 = _mm256_loadu_ps(c3 + i), y3 = _mm256_loadu_ps(c3 + i + 8);
-    for (int64_t t = 0; t < n; ++t) {
-      const float* vt = V + t * dv + i;
-      const __m256 va = _mm256_loadu_ps(vt), vb = _mm256_loadu_ps(vt + 8);
-      __m256 w = _mm256_broadcast_ss(p0 + t);
-      x0 = _mm256_fmadd_ps(w, va, x0);
-      y0 = _mm256_fmadd_ps(w, vb, y0);
-      w = _mm256_broadcast_ss(p1 + t);
-      x1 = _mm256_fmadd_ps(w, va, x1);
-      y1 = _mm256_fmadd_ps(w, vb, y1);
-      w = _mm256_broadcast_ss(p2 + t);
-      x2 = _mm256_fmadd_ps(w, va, x2);
-      y2 = _mm256_fmadd_ps(w, vb, y2);
-      w = _mm256_broadcast_ss(p3 + t);
-      x3 = _mm256_fmadd_ps(w, va, x3);
-      y3 = _mm256_fmadd_ps(w, vb, y3);
-    }
-    _mm256_storeu_ps(c0 + i, x0), _mm256_storeu_ps(c0 + i + 8, y0);
-    _mm256_storeu_ps(c1 + i, x1), _mm256_storeu_ps(c1 + i + 8, y1);
-    _mm256_storeu_ps(c2 + i, x2), _mm256_storeu_ps(c2 + i + 8, y2);
-    _mm256_storeu_ps(c3 + i, x3), _mm256_storeu_ps(c3 + i + 8, y3);
-  }
-  for (; i + 8 <= dv; i += 8) {
-    __m256 x0 = _mm256_loadu_ps(c0 + i), x1 = _mm256_loadu_ps(c1 + i);
-    __m256 x2 = _mm256_loadu_ps(c2 + i), x3 = _mm256_loadu_ps(c3 + i);
-    for (int64_t t = 0; t < n; ++t) {
-      const __m256 va = _mm256_loadu_ps(V + t * dv + i);
-      x0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p0 + t), va, x0);
-      x1 = _mm256_fmadd_ps(_mm256_broadcast_ss(p1 + t), va, x1);
-      x2 = _mm256_fmadd_ps(_mm256_broadcast_ss(p2 + t), va, x2);
-      x3 = _mm256_fmadd_ps(_mm256_broadcast_ss(p3 + t), va, x3);
-    }
-    _mm256_storeu_ps(c0 + i, x0), _mm256_storeu_ps(c1 + i, x1);
-    _mm256_storeu_ps(c2 + i, x2), _mm256_storeu_ps(c3 + i, x3);
-  }
-  for (; i < dv; ++i) {
-    float x0 = c0[i], x1 = c1[i], x2 = c2[i], x3 = c3[i];
-    for (int64_t t = 0; t < n; ++t) {  // fused like the vector columns and like pv1's tail
-      const float v = V[t * dv + i];
-      x0 = std::fma(p0[t], v, x0), x1 = std::fma(p1[t], v, x1), x2 = std::fma(p2[t], v, x2), x3 = std::fma(p3[t], v, x3);
-    }
-    c0[i] = x0, c1[i] = x1, c2[i] = x2, c3[i] = x3;
-  }
-}
-
-// acc += sum_t p[t] V_t for one query, 32 columns in registers at a time.
-void pv1(const float* s, const float* V, int64_t n, int32_t dv, float* acc) {
-  int32_t i = 0;
-  int64_t t;
   for (; i + 32 <= dv; i += 32) {
-    __m256 c0 = _mm256_loadu_ps(acc + i), c1 = _mm256_loadu_ps(acc + i + 8);
-    __m256 c2 = _mm256_loadu_ps(acc + i + 16), c3 = _mm256_loadu_ps(acc + i + 24);
-    for (t = 0; t < n; ++t) {
-      const __m256 p = _mm256_broadcast_ss(s + t);
+    __m256 x[R][4];
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < 4; ++c) x[r][c] = _mm256_loadu_ps(acc + r * dv + i + 8 * c);
+    for (int64_t t = 0; t < n; ++t) {
+      if (pf && i == 0) pf->step();
       const float* vt = V + t * dv + i;
-      c0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vt), c0);
-      c1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vt + 8), c1);
-      c2 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vt + 16), c2);
-      c3 = _mm256_fmadd_ps(p, _mm256_loadu_ps(vt + 24), c3);
+      __m256 w[R];
+      for (int r = 0; r < R; ++r) w[r] = _mm256_broadcast_ss(p + r * n + t);
+      for (int c = 0; c < 4; ++c) {
+        const __m256 v = _mm256_loadu_ps(vt + 8 * c);
+        for (int r = 0; r < R; ++r) x[r][c] = _mm256_fmadd_ps(w[r], v, x[r][c]);
+      }
     }
-    _mm256_storeu_ps(acc + i, c0);
-    _mm256_storeu_ps(acc + i + 8, c1);
-    _mm256_storeu_ps(acc + i + 16, c2);
-    _mm256_storeu_ps(acc + i + 24, c3);
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < 4; ++c) _mm256_storeu_ps(acc + r * dv + i + 8 * c, x[r][c]);
   }
   for (; i + 8 <= dv; i += 8) {
-    __m256 c0 = _mm256_loadu_ps(acc + i);
-    for (t = 0; t < n; ++t) c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(s + t), _mm256_loadu_ps(V + t * dv + i), c0);
-    _mm256_storeu_ps(acc + i, c0);
+    __m256 x[R];
+    for (int r = 0; r < R; ++r) x[r] = _mm256_loadu_ps(acc + r * dv + i);
+    for (int64_t t = 0; t < n; ++t) {
+      const __m256 v = _mm256_loadu_ps(V + t * dv + i);
+      for (int r = 0; r < R; ++r) x[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + r * n + t), v, x[r]);
+    }
+    for (int r = 0; r < R; ++r) _mm256_storeu_ps(acc + r * dv + i, x[r]);
   }
   for (; i < dv; ++i) {
-    float c = acc[i];
-    for (t = 0; t < n; ++t) c = std::fma(s[t], V[t * dv + i], c);
-    acc[i] = c;
+    for (int r = 0; r < R; ++r) {
+      float x = acc[r * dv + i];
+      for (int64_t t = 0; t < n; ++t) x = std::fma(p[r * n + t], V[t * dv + i], x);
+      acc[r * dv + i] = x;
+    }
   }
 }
 
-// nq queries against the same n keys: scores (4 queries per K pass), softmax per query, P.V (4 queries per V pass).
-// Every query's result is bitwise independent of the other queries of the call (same operation order on both
-// the 4-query and the 1-query paths): outputs do not change when workers are permuted.
+// nq queries against the same n keys: scores (3 queries x 4 keys register blocks: a GQA group of 3, or the
+// groups of several rows), softmax per query, P.V (3 queries x 32 columns). Leftover queries (nq % 3) take the
+// 2- or 1-query instances of the same code, which compute every query exactly as the 3-query one does: each
+// query's result is bitwise independent of the other queries of the call (outputs do not change when workers
+// are permuted).
 void attn_tile_avx2(const float* q, int64_t nq, const float* K, const float* V, int64_t n, int32_t d, int32_t dv,
-                    float scale, float* m, float* l, float* acc, float* s) {
+                    float scale, float* m, float* l, float* acc, float* s, const AttnPrefetch* pf) {
+  // The next page's K streams in during the scores, its V during the P.V, spread over every row group.
+  Spread pk, pv;
+  Spread* fk = nullptr;
+  Spread* fv = nullptr;
+  if (pf) {
+    const int64_t groups = (nq + 2) / 3;
+    pk = Spread(pf->k, pf->k_bytes, groups * ((n + 3) / 4));
+    pv = Spread(pf->v, pf->v_bytes, groups * n);
+    fk = &pk, fv = &pv;
+  }
   int64_t j = 0;
-  for (; j + 4 <= nq; j += 4) scores4(q + j * d, K, n, d, scale, s + j * n);
-  for (; j < nq; ++j) scores1(q + j * d, K, n, d, scale, s + j * n);
+  for (; j + 3 <= nq; j += 3) scores_any<3>(q + j * d, d, K, n, scale, s + j * n, fk);
+  if (nq - j == 2) scores_any<2>(q + j * d, d, K, n, scale, s + j * n, fk);
+  if (nq - j == 1) scores_any<1>(q + j * d, d, K, n, scale, s + j * n, fk);
   for (j = 0; j < nq; ++j) softmax_step(s + j * n, n, dv, m + j, l + j, acc + j * dv);
-  for (j = 0; j + 4 <= nq; j += 4) pv4(s + j * n, V, n, dv, acc + j * dv);
-  for (; j < nq; ++j) pv1(s + j * n, V, n, dv, acc + j * dv);
+  for (j = 0; j + 3 <= nq; j += 3) pv_rows<3>(s + j * n, V, n, dv, acc + j * dv, fv);
+  if (nq - j == 2) pv_rows<2>(s + j * n, V, n, dv, acc + j * dv, fv);
+  if (nq - j == 1) pv_rows<1>(s + j * n, V, n, dv, acc + j * dv, fv);
 }
 
 }  // namespace
