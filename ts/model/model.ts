@@ -283,7 +283,7 @@ export class Model {
         const chunk = options.chunk ?? 256;
         for (let i = 0; i < ids.length; i += chunk) {
           const part = ids.slice(i, i + chunk);
-          const l = await this.runtime.forward([{ view: [block], tokens: part }], 'all', options.signal, store);
+          const l = await this.runtime.forward([{ view: [block], tokens: part }], 'all', options.signal, store, true);
           out.set(l, i * V);
         }
       } finally {
@@ -364,16 +364,23 @@ export class Model {
     try {
       const chunk = options.prefillChunk ?? 256;
       let logits: Float32Array = new Float32Array(0);
+      // greedy without penalties/bias: the backend returns the pick itself (no logits copied back or scanned)
+      const onDevice = sampler.argmaxOnly;
+      let pick = 0;
+      const step = async (tokens: number[]) => {
+        if (onDevice) pick = (await this.runtime.forwardArgmax([{ view: [block], tokens }], 'last', signal, store)).ids[0]!;
+        else logits = await this.runtime.forward([{ view: [block], tokens }], 'last', signal, store, true);
+      };
       for (let i = 0; i < ids.length; i += chunk) {
         const part = ids.slice(i, i + chunk);
-        const last = i + chunk >= ids.length;
-        logits = await this.runtime.forward([{ view: [block], tokens: part }], last ? 'last' : 'none', signal, store);
+        if (i + chunk >= ids.length) await step(part);
+        else await this.runtime.forward([{ view: [block], tokens: part }], 'none', signal, store);
       }
       prefillMs = now() - t0;
       const tDecode = now();
       while (generated.length < maxTokens) {
         if (signal?.aborted) throw new AbortError('generation was aborted');
-        const next = sampler.sample(logits, history);
+        const next = onDevice ? pick : sampler.sample(logits, history);
         if (stopOnEog && this.isEog(next)) {
           stopReason = 'eog';
           break;
@@ -400,7 +407,7 @@ export class Model {
         emittedChars = safe;
         emit({ tokens: [next], text: piece });
         if (generated.length >= maxTokens) break;
-        logits = await this.runtime.forward([{ view: [block], tokens: [next] }], 'last', signal, store);
+        await step([next]);
       }
       if (stopReason !== 'stop' && decoder) {
         text += decoder.flush();
