@@ -81,6 +81,7 @@ seededTest(S, NAME, 'forwardArgmax == argmax of the logits (last/all, ties to th
         const rt = model.runtime;
         const V = dims.nVocab;
         let rows = 0;
+        let ties = 0;
         // 'all' over random prompts
         for (let trial = 0; trial < 3; trial++) {
           const n = rng.int(1, 40);
@@ -93,9 +94,14 @@ seededTest(S, NAME, 'forwardArgmax == argmax of the logits (last/all, ties to th
           for (let r = 0; r < n; r++) {
             const want = argmax(l, r * V, V);
             assert.is(g.ids[r], want, `${name}: all, row ${r}: pick ${g.ids[r]} vs argmax ${want}`);
-            assert.ok(want < P, `${name}: all, row ${r}: the tie at ${want} / ${want + P} must go to the lowest id`);
-            assert.is(l[r * V + want + P], l[r * V + want], `${name}: the LM head's repeated rows give bit-identical logits`);
             assert.is(g.maxLogits[r], l[r * V + want], `${name}: all, row ${r}: max logit`);
+            if (l[r * V + want + P] === l[r * V + want]) ties++;
+            if (name !== 'cuda') {
+              // the CPU matmul computes every LM-head row alike, so the repeated rows tie bit for bit (cuBLAS's
+              // tiling need not: there the count of exact ties is reported instead)
+              assert.ok(want < P, `${name}: all, row ${r}: the tie at ${want} / ${want + P} must go to the lowest id`);
+              assert.is(l[r * V + want + P], l[r * V + want], `${name}: the LM head's repeated rows give bit-identical logits`);
+            }
             rows++;
           }
           await rt.freeBlock(a);
@@ -128,7 +134,7 @@ seededTest(S, NAME, 'forwardArgmax == argmax of the logits (last/all, ties to th
           seq.push(argmax(l, (seq.length - 1) * V, V));
         }
         assert.equal(gen.tokens, seq.slice(prompt.length), `${name}: greedy generate vs greedy over logits()`);
-        report.push(`${name}: ${rows} rows`);
+        report.push(`${name}: ${rows} rows, ${ties} exact ties`);
       } finally {
         model.dispose();
       }
