@@ -735,6 +735,10 @@ __global__ void attn_merge_kernel(int32_t n_head, int32_t Dv, const int32_t* __r
                                   const float* __restrict__ part_acc, float* __restrict__ out,
                                   float* __restrict__ lse) {
   __shared__ float w_s[kMergeCache];
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // the next kernel (the Wo GEMV) may be launched early (HWKV_CUDA_PDL, model_forward.cu); it waits for us
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
   __shared__ float red[32];
   const int64_t i = blockIdx.x;
   const int32_t h = blockIdx.y;

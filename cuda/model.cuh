@@ -91,6 +91,7 @@ struct hwkv_model {
   // FP32-FMA GEMV and the tensor-core GEMV, keeps the faster), 1 = FMA GEMV, 2 = tensor-core GEMV
   // (HWKV_CUDA_GEMV=auto|fma|mma). HWKV_CUDA_TUNE_LOG=1 prints every choice to stderr.
   int gemv_mode = 0;
+  bool pdl = false;  // HWKV_CUDA_PDL=1 on a compute capability >= 9 device: GEMVs use programmatic dependent launch
   bool tune_log = false;
   std::map<uint64_t, int> gemv_choice;  // key: gemv_key(); value: 1 FMA, 2 MMA
   const hwkv_cuda::Blas* blas = nullptr;

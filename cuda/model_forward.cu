@@ -38,6 +38,50 @@ __device__ __forceinline__ float wload(const void* base, int32_t type, int64_t i
   return __half2float(__ushort_as_half(u));
 }
 
+// Programmatic dependent launch (HWKV_CUDA_PDL=1, Hopper): the decode GEMVs are launched with
+// cudaLaunchAttributeProgrammaticStreamSerialization, so their CTAs may start while the previous kernel
+// finishes; they prefetch their weight rows into L2 (weights never depend on the previous kernel) and then
+// wait for it (griddepcontrol.wait) before touching activations or outputs. Kernels that precede a GEMV
+// allow that early start (griddepcontrol.launch_dependents; a no-op for dependents launched normally).
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+// L2 prefetch of bytes [p, p + n) (p 16-byte aligned, n a multiple of 16).
+__device__ __forceinline__ void prefetch_l2(const void* p, uint32_t n) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(n) : "memory");
+#endif
+}
+
+// Whether the GEMVs of the forward being enqueued use PDL (set around the enqueue, per model).
+thread_local bool t_pdl = false;
+
+template <typename... KArgs, typename... Args>
+cudaError_t launch_maybe_pdl(void (*kern)(KArgs...), dim3 grid, dim3 block, Args... args) {
+  if (!t_pdl) {
+    kern<<<grid, block, 0, stream()>>>(static_cast<KArgs>(args)...);
+    return cudaGetLastError();
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = stream();
+  cudaLaunchAttribute at[1];
+  at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  at[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = at;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kern, static_cast<KArgs>(args)...);
+}
+
 __global__ void widen_kernel(const void* src, int32_t type, int64_t n, float* __restrict__ dst) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
     dst[i] = wload(src, type, i);
@@ -66,6 +110,7 @@ __global__ void __launch_bounds__(kNormThreads) rmsnorm_kernel(const float* __re
                                                                const float* __restrict__ w, int32_t n, float eps,
                                                                float* __restrict__ out, int64_t ldo) {
   __shared__ double red[kNormThreads / 32];
+  pdl_trigger();
   const float* xr = x + blockIdx.x * ldx;
   float* o = out + blockIdx.x * ldo;
   float v[kNormCache];
@@ -250,11 +295,20 @@ template <int NT, bool BF16, bool GLU>
 __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const uint16_t* __restrict__ W, int64_t n_out,
                                                                 int64_t n_in, const float* __restrict__ x,
                                                                 int64_t ldx, float* __restrict__ y, int64_t ldy,
-                                                                float beta) {
+                                                                float beta, int pdl) {
   constexpr int RW = kGemvRows;
   __shared__ float part[kGemvWarps][RW][NT];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * (GLU ? RW / 2 : RW);
+  if (pdl) {
+    if (threadIdx.x < RW) {
+      const int r = threadIdx.x;
+      const int64_t row = GLU ? min(row0 + (r % (RW / 2)), n_out - 1) + (r < RW / 2 ? 0 : n_out) : min(row0 + r, n_out - 1);
+      prefetch_l2(W + row * n_in, static_cast<uint32_t>(n_in * 2));
+    }
+    pdl_wait();
+  }
+  pdl_trigger();
   float acc[RW][NT];
 #pragma unroll
   for (int r = 0; r < RW; ++r)
@@ -328,11 +382,13 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const uint16_t* _
 }
 
 template <bool BF16, bool GLU>
-void gemv_launch(int64_t n_tok, const uint16_t* W, int64_t n_out, int64_t n_in, const float* x, int64_t ldx, float* y,
-                 int64_t ldy, float beta) {
+cudaError_t gemv_launch(int64_t n_tok, const uint16_t* W, int64_t n_out, int64_t n_in, const float* x, int64_t ldx,
+                        float* y, int64_t ldy, float beta) {
   const unsigned grid = static_cast<unsigned>(ceil_div(n_out, GLU ? kGemvRows / 2 : kGemvRows));
+  const int pdl = t_pdl ? 1 : 0;
 #define HWKV_GEMV(NT) \
-  gemv_kernel<NT, BF16, GLU><<<grid, kGemvWarps * 32, 0, stream()>>>(W, n_out, n_in, x, ldx, y, ldy, beta)
+  return launch_maybe_pdl(gemv_kernel<NT, BF16, GLU>, dim3(grid), dim3(kGemvWarps * 32), W, n_out, n_in, x, ldx, y, \
+                          ldy, beta, pdl)
   switch (n_tok) {
     case 1: HWKV_GEMV(1); break;
     case 2: HWKV_GEMV(2); break;
@@ -392,7 +448,8 @@ template <bool GLU>
 __global__ void __launch_bounds__(kMmaWarps * 32) gemv_mma_kernel(const uint16_t* __restrict__ W, int64_t n_out,
                                                                    int64_t n_in, int32_t n_tok,
                                                                    const float* __restrict__ x, int64_t ldx,
-                                                                   float* __restrict__ y, int64_t ldy, float beta) {
+                                                                   float* __restrict__ y, int64_t ldy, float beta,
+                                                                   int pdl) {
   __shared__ float part[kMmaWarps][16][8];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
@@ -404,6 +461,14 @@ __global__ void __launch_bounds__(kMmaWarps * 32) gemv_mma_kernel(const uint16_t
     ra = min(static_cast<int64_t>(blockIdx.x) * 16 + g, n_out - 1);
     rb = min(static_cast<int64_t>(blockIdx.x) * 16 + g + 8, n_out - 1);
   }
+  if (pdl) {
+    if (warp == 0 && t == 0) {  // lanes 0, 4, ..., 28: rows g and g + 8
+      prefetch_l2(W + ra * n_in, static_cast<uint32_t>(n_in * 2));
+      prefetch_l2(W + rb * n_in, static_cast<uint32_t>(n_in * 2));
+    }
+    pdl_wait();
+  }
+  pdl_trigger();
   const uint16_t* wa = W + ra * n_in;
   const uint16_t* wb = W + rb * n_in;
   const bool xon = g < n_tok;
@@ -477,11 +542,11 @@ __global__ void __launch_bounds__(kMmaWarps * 32) gemv_mma_kernel(const uint16_t
 }
 
 template <bool GLU>
-void gemv_mma_launch(int64_t n_tok, const uint16_t* W, int64_t n_out, int64_t n_in, const float* x, int64_t ldx,
-                     float* y, int64_t ldy, float beta) {
+cudaError_t gemv_mma_launch(int64_t n_tok, const uint16_t* W, int64_t n_out, int64_t n_in, const float* x,
+                            int64_t ldx, float* y, int64_t ldy, float beta) {
   const unsigned grid = static_cast<unsigned>(ceil_div(n_out, GLU ? 8 : 16));
-  gemv_mma_kernel<GLU><<<grid, kMmaWarps * 32, 0, stream()>>>(W, n_out, n_in, static_cast<int32_t>(n_tok), x, ldx, y,
-                                                             ldy, beta);
+  return launch_maybe_pdl(gemv_mma_kernel<GLU>, dim3(grid), dim3(kMmaWarps * 32), W, n_out, n_in,
+                          static_cast<int32_t>(n_tok), x, ldx, y, ldy, beta, t_pdl ? 1 : 0);
 }
 
 // Greedy pick per row (HWKV_LOGITS_ARGMAX): one CTA per row; ties go to the lowest index, NaN is never
@@ -555,13 +620,13 @@ hwkv_status linear(hwkv_model* m, const char* fn, const void* W, int32_t wtype, 
                    int64_t ldx, int64_t n_tok, int64_t n_in, float* y, int64_t ldy, float beta) {
   if (n_tok == 0) return HWKV_OK;
   if (gemv_ok(m, W, wtype, x, ldx, n_tok, n_in)) {
+    const uint16_t* W16 = static_cast<const uint16_t*>(W);
     if (wtype == HWKV_WTYPE_BF16 && gemv_pick(m, n_out, n_in, n_tok, false) == 2)
-      gemv_mma_launch<false>(n_tok, static_cast<const uint16_t*>(W), n_out, n_in, x, ldx, y, ldy, beta);
+      HWKV_CU((gemv_mma_launch<false>(n_tok, W16, n_out, n_in, x, ldx, y, ldy, beta)));
     else if (wtype == HWKV_WTYPE_BF16)
-      gemv_launch<true, false>(n_tok, static_cast<const uint16_t*>(W), n_out, n_in, x, ldx, y, ldy, beta);
+      HWKV_CU((gemv_launch<true, false>(n_tok, W16, n_out, n_in, x, ldx, y, ldy, beta)));
     else
-      gemv_launch<false, false>(n_tok, static_cast<const uint16_t*>(W), n_out, n_in, x, ldx, y, ldy, beta);
-    HWKV_CU_LAUNCH(gemv_kernel);
+      HWKV_CU((gemv_launch<false, false>(n_tok, W16, n_out, n_in, x, ldx, y, ldy, beta)));
     return HWKV_OK;
   }
   const float alpha = 1.0f;
@@ -612,13 +677,13 @@ struct TuneShape {
   bool glu;
 };
 
-void gemv_run(int cand, const TuneShape& t, const float* x, float* y) {
+void gemv_run(int cand, const TuneShape& t, const float* x, float* y) {  // errors: cudaGetLastError after
   if (cand == 2) {
-    if (t.glu) gemv_mma_launch<true>(t.rows, t.W, t.n_out, t.n_in, x, t.n_in, y, t.n_out, 0.0f);
-    else gemv_mma_launch<false>(t.rows, t.W, t.n_out, t.n_in, x, t.n_in, y, t.n_out, 0.0f);
+    if (t.glu) (void)gemv_mma_launch<true>(t.rows, t.W, t.n_out, t.n_in, x, t.n_in, y, t.n_out, 0.0f);
+    else (void)gemv_mma_launch<false>(t.rows, t.W, t.n_out, t.n_in, x, t.n_in, y, t.n_out, 0.0f);
   } else {
-    if (t.glu) gemv_launch<true, true>(t.rows, t.W, t.n_out, t.n_in, x, t.n_in, y, t.n_out, 0.0f);
-    else gemv_launch<true, false>(t.rows, t.W, t.n_out, t.n_in, x, t.n_in, y, t.n_out, 0.0f);
+    if (t.glu) (void)gemv_launch<true, true>(t.rows, t.W, t.n_out, t.n_in, x, t.n_in, y, t.n_out, 0.0f);
+    else (void)gemv_launch<true, false>(t.rows, t.W, t.n_out, t.n_in, x, t.n_in, y, t.n_out, 0.0f);
   }
 }
 
@@ -1070,13 +1135,13 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
       HWKV_TRY(rmsnorm(fn, x, D, L.ffn_norm->f32, n_act, D, P.rms_norm_eps, h, D));
       if (L.gu_fused && F % 2 == 0 && gemv_ok(m, L.gate->dev, L.gate->type, h, D, n_act, D)) {
         // one GEMV for gate|up with SwiGLU in its epilogue: ff[t, 0..F) = silu(gate) * up
+        const uint16_t* G16 = reinterpret_cast<const uint16_t*>(L.gate->dev);
         if (L.gate->type == HWKV_WTYPE_BF16 && gemv_pick(m, F, D, n_act, true) == 2)
-          gemv_mma_launch<true>(n_act, reinterpret_cast<const uint16_t*>(L.gate->dev), F, D, h, D, ff, F, 0.0f);
+          HWKV_CU((gemv_mma_launch<true>(n_act, G16, F, D, h, D, ff, F, 0.0f)));
         else if (L.gate->type == HWKV_WTYPE_BF16)
-          gemv_launch<true, true>(n_act, reinterpret_cast<const uint16_t*>(L.gate->dev), F, D, h, D, ff, F, 0.0f);
+          HWKV_CU((gemv_launch<true, true>(n_act, G16, F, D, h, D, ff, F, 0.0f)));
         else
-          gemv_launch<false, true>(n_act, reinterpret_cast<const uint16_t*>(L.gate->dev), F, D, h, D, ff, F, 0.0f);
-        HWKV_CU_LAUNCH(gemv_kernel);
+          HWKV_CU((gemv_launch<false, true>(n_act, G16, F, D, h, D, ff, F, 0.0f)));
         HWKV_TRY(linear_t(m, fn, L.down, ff, F, n_act, x, D, 1.0f));
         continue;
       }
@@ -1103,13 +1168,22 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
   };
   if (n_tok <= kGemvMaxTok && !replay) HWKV_TRY(gemv_tune(m, fn, n_tok, n_rows_out));
 
+  struct PdlScope {
+    explicit PdlScope(bool on) { t_pdl = on; }
+    ~PdlScope() { t_pdl = false; }
+  };
   if (!graphable) {
+    PdlScope pdl_on(m->pdl);
     HWKV_TRY(enqueue());
   } else {
     if (!replay) {
       m->drop_graph();
       HWKV_CU(cudaStreamBeginCapture(stream(), cudaStreamCaptureModeThreadLocal));
-      const hwkv_status es = enqueue();
+      hwkv_status es;
+      {
+        PdlScope pdl_on(m->pdl);
+        es = enqueue();
+      }
       cudaGraph_t g = nullptr;
       const cudaError_t ee = cudaStreamEndCapture(stream(), &g);
       if (es != HWKV_OK) {
