@@ -1131,7 +1131,15 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
         HWKV_CU_LAUNCH(gather_rows_kernel);
         HWKV_CU(cudaMemcpyAsync(att, qkv, n_act * qd * f4, cudaMemcpyDeviceToDevice, stream()));
       }
-      HWKV_TRY(linear_t(m, fn, L.wo, att, qd, n_act, x, D, 1.0f));
+      if (n_act < n_tok && t_pdl) {
+        // right after the compaction's device copies: a plain launch (PDL only follows kernels)
+        t_pdl = false;
+        const hwkv_status ws = linear_t(m, fn, L.wo, att, qd, n_act, x, D, 1.0f);
+        t_pdl = true;
+        HWKV_TRY(ws);
+      } else {
+        HWKV_TRY(linear_t(m, fn, L.wo, att, qd, n_act, x, D, 1.0f));
+      }
       HWKV_TRY(rmsnorm(fn, x, D, L.ffn_norm->f32, n_act, D, P.rms_norm_eps, h, D));
       if (L.gu_fused && F % 2 == 0 && gemv_ok(m, L.gate->dev, L.gate->type, h, D, n_act, D)) {
         // one GEMV for gate|up with SwiGLU in its epilogue: ff[t, 0..F) = silu(gate) * up
