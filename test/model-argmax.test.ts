@@ -6,7 +6,8 @@
  *    sequences sharing a block);
  *  - ties: the LM head repeats its first P rows (row i = row i mod P, bit-identical), so every row's maximum
  *    is tied P, 2P, ... ids apart and the lowest id (< P) must win;
- *  - generate() with greedy sampling (which takes the backend pick) equals a greedy loop over model.logits();
+ *  - generate() with greedy sampling (which takes the backend pick) picks each row's argmax of model.logits();
+ *  - a greedy Hogwild! run (backend picks) equals the same run picking over the logits (pickToken -> sample);
  *  - CUDA, BF16 weights: the tensor-core GEMV (HWKV_CUDA_GEMV=mma), the FMA GEMV (fma) and the autotuned
  *    choice give the same decode-step logits within 2e-3 relative, and the native backend within 2e-2.
  * The model is written fresh for each run from the run's seed (small random llama, GGUF).
@@ -151,6 +152,38 @@ seededTest(S, NAME, 'forwardArgmax == argmax of the logits (last/all, ties to th
     fs.rmSync(file, { force: true });
   }
   console.log(`\nMAXERR ${NAME} picks equal (${report.join(', ')})`);
+});
+
+seededTest(S, NAME, 'Hogwild! greedy run: backend picks == picks over the logits (pickToken -> sample), forced answer included', async (rng: Rng) => {
+  const dims = { nEmbd: 64, nLayer: 2, nHead: 4, nKvHead: 2, nFf: 128, nVocab: 400 };
+  const file = writeModel(rng, dims, 'f32', false);
+  try {
+    for (const { name, backend } of await backendsUnderTest()) {
+      const model = await loadModel(file, { backend });
+      try {
+        const results = [];
+        // the first run takes the backend's picks (greedy, no bias, no hook); the second gets the logits and
+        // picks with the sampler (sample() on greedy options = sampling.ts argmax over the row)
+        for (const hook of [false, true]) {
+          const run = model.hogwild({ workers: 2, openers: false, selfCheckEvery: 0, ...(hook ? { pickToken: (c: { sample: () => number }) => c.sample() } : {}) });
+          try {
+            results.push(await run.solve('What is two plus two?', { maxForwardPasses: 10 }).result);
+          } finally {
+            run.dispose();
+          }
+        }
+        const [a, b] = results;
+        assert.equal(a!.workers.map((w) => w.transcript), b!.workers.map((w) => w.transcript), `${name}: transcripts`);
+        assert.equal(a!.tokensPerWorker, b!.tokensPerWorker, `${name}: tokens per worker`);
+        assert.is(a!.forcedText, b!.forcedText, `${name}: forced final answer`);
+        assert.ok(a!.totalTokens > 0, `${name}: tokens were generated`);
+      } finally {
+        model.dispose();
+      }
+    }
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
 });
 
 seededTest(S, NAME, 'logits_mode errors: ARGMAX needs LAST or ALL, and room for two floats per row', async (rng: Rng) => {
