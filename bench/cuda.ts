@@ -128,13 +128,14 @@ async function runOurs(model: Model, shape: string, copyGBps: number, rows: OurR
           for (let w = 0; w < W; w++) own.push(await rt.createBlock());
           const views = own.map((b, w) => [common, ...own.filter((_, j) => j !== w), b]);
           let feeds = own.map((_, w) => [1000 + 17 * w]);
+          let buf: Float32Array | undefined;
           const step = async () => {
             const seqs = views.map((view, w) => ({ view, tokens: feeds[w]! }));
             if (pick === 'device') {
               const g = await rt.forwardArgmax(seqs, 'last');
               feeds = feeds.map((_, w) => [g.ids[w]!]);
             } else {
-              const l = await rt.forward(seqs, 'last', undefined, undefined, true);
+              const l = (buf = await rt.forward(seqs, 'last', undefined, undefined, buf));
               feeds = feeds.map((_, w) => [argmax(l, w * V, V)]);
             }
           };

@@ -150,8 +150,13 @@ export class HogwildCache {
    * attended from its view. Returns logits: one row per worker ('last') or per fed token ('all', in worker order).
    */
   async step(feeds: ReadonlyArray<ReadonlyArray<number>>, logits: LogitsMode = 'last', signal?: AbortSignal, reuse = false): Promise<Float32Array> {
-    return this.stepWith(feeds, (seqs) => this.runtime.forward(seqs, logits, signal, this.store, reuse));
+    const out = await this.stepWith(feeds, (seqs) => this.runtime.forward(seqs, logits, signal, this.store, reuse ? this.stepLogits : undefined));
+    if (reuse) this.stepLogits = out;
+    return out;
   }
+
+  /** step()'s logits buffer, rewritten by the next step(reuse = true) (the run consumes each before the next). */
+  private stepLogits: Float32Array | undefined;
 
   /**
    * step() returning each worker's greedy pick (its last row's argmax, ties to the lowest id) instead of

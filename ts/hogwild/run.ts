@@ -455,7 +455,7 @@ export class HogwildRun {
       const feeds = ws.map((s) => s.pending);
       // greedy workers without bias/penalties and no pickToken hook: the backend picks (no logits come back)
       const picks = !o.pickToken && ws.every((s) => s.sampler.argmaxOnly) ? await cache.stepArgmax(feeds, signal) : null;
-      const logits = picks ? new Float32Array(0) : await cache.step(feeds, 'last', signal, !o.pickToken);
+      const logits = picks ? new Float32Array(0) : await cache.step(feeds, 'last', signal, true);
       const fp = cache.forwardPasses;
       ws.forEach((s, w) => (s.fed += feeds[w]!.length));
       if (signal?.aborted) throw new AbortError('the Hogwild! run was aborted');

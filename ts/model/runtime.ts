@@ -207,10 +207,13 @@ export class ModelRuntime {
     logits: LogitsMode,
     signal?: AbortSignal,
     store: CoreKvStore = this.store,
-    /** Return the runtime's reusable buffer (valid until the next forward with reuse) instead of a new array. */
-    reuse = false,
+    /**
+     * The caller's buffer from an earlier call, written again when it has exactly the size needed (saves one
+     * vocabulary-sized allocation per step for callers that consume the logits before their next forward).
+     */
+    into?: Float32Array,
   ): Promise<Float32Array> {
-    return this.call(seqs, LOGITS_MODE[logits], logits === 'none' ? 0 : this.config.nVocab, signal, store, reuse);
+    return this.call(seqs, LOGITS_MODE[logits], logits === 'none' ? 0 : this.config.nVocab, signal, store, into);
   }
 
   /**
@@ -224,7 +227,7 @@ export class ModelRuntime {
     signal?: AbortSignal,
     store: CoreKvStore = this.store,
   ): Promise<{ ids: Int32Array; maxLogits: Float32Array }> {
-    const out = await this.call(seqs, LOGITS_MODE[logits] | LOGITS_ARGMAX, 2, signal, store, false);
+    const out = await this.call(seqs, LOGITS_MODE[logits] | LOGITS_ARGMAX, 2, signal, store);
     const n = out.length / 2;
     const ids = new Int32Array(n);
     const maxLogits = new Float32Array(n);
@@ -235,15 +238,13 @@ export class ModelRuntime {
     return { ids, maxLogits };
   }
 
-  private reusable = new Float32Array(0);
-
   private call(
     seqs: ReadonlyArray<ForwardSequence>,
     mode: number,
     rowFloats: number,
     signal: AbortSignal | undefined,
     store: CoreKvStore,
-    reuse: boolean,
+    into?: Float32Array,
   ): Promise<Float32Array> {
     return this.mutex.run(async () => {
       if (signal?.aborted) throw new AbortError();
@@ -265,11 +266,7 @@ export class ModelRuntime {
       const base = mode & ~LOGITS_ARGMAX;
       const rows = base === LOGITS_MODE.none ? 0 : base === LOGITS_MODE.last ? nSeq : tokens.length;
       const need = rows * rowFloats;
-      let out: Float32Array | null = null;
-      if (rows > 0 && reuse) {
-        if (this.reusable.length < need) this.reusable = new Float32Array(need);
-        out = this.reusable.length === need ? this.reusable : this.reusable.subarray(0, need);
-      } else if (rows > 0) out = new Float32Array(need);
+      const out = rows === 0 ? null : into && into.length === need ? into : new Float32Array(need);
       const st = this.api.modelForwardAsync
         ? await this.api.modelForwardAsync(h, store.rawHandle(), mode, viewIndptr, viewBlocks, tokIndptr, tokens, out)
         : this.api.modelForward(h, store.rawHandle(), mode, viewIndptr, viewBlocks, tokIndptr, tokens, out);
