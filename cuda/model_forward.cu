@@ -475,7 +475,10 @@ __global__ void __launch_bounds__(kMmaWarps * 32) gemv_mma_kernel(const uint16_t
   const float* xr = x + static_cast<int64_t>(xon ? g : 0) * ldx;
   float c0[4] = {0.f, 0.f, 0.f, 0.f}, c1[4] = {0.f, 0.f, 0.f, 0.f};
   constexpr int64_t kStep = kMmaWarps * 32;
-  for (int64_t k0 = static_cast<int64_t>(warp) * 32 + 8 * t; k0 < n_in; k0 += kStep * kMmaUnroll) {
+  // The loop bound is warp-uniform (mma.sync needs all 32 lanes): base runs over the warp's 32-wide k steps,
+  // each lane's 8 values at base + 8t are loaded (or zeroed past n_in) inside.
+  for (int64_t base = static_cast<int64_t>(warp) * 32; base < n_in; base += kStep * kMmaUnroll) {
+    const int64_t k0 = base + 8 * t;
     uint4 A[kMmaUnroll], B[kMmaUnroll];
 #pragma unroll
     for (int u = 0; u < kMmaUnroll; ++u) {
@@ -609,6 +612,7 @@ uint64_t gemv_key(int64_t n_out, int64_t n_in, int64_t n_tok, bool glu) {
 // 1 = FMA GEMV, 2 = tensor-core GEMV (BF16 weights only): forced by HWKV_CUDA_GEMV, else the autotune's
 // choice for this (shape, rows), else FMA (a shape the tune has not seen).
 int gemv_pick(const hwkv_model* m, int64_t n_out, int64_t n_in, int64_t n_tok, bool glu) {
+  if (n_in % 32 != 0) return 1;  // the tensor-core GEMV is used (and was measured) for n_in multiple of 32 only
   if (m->gemv_mode != 0) return m->gemv_mode;
   const auto it = m->gemv_choice.find(gemv_key(n_out, n_in, n_tok, glu));
   return it == m->gemv_choice.end() ? 1 : it->second;
@@ -705,7 +709,7 @@ hwkv_status gemv_tune(hwkv_model* m, const char* fn, int64_t n, int64_t n_head) 
                 kvd = static_cast<int64_t>(P.n_kv_head) * hd, F = P.n_ff;
   std::vector<TuneShape> todo;
   auto want = [&](const void* W, int32_t type, int64_t n_out, int64_t n_in, int64_t rows, bool glu) {
-    if (type != HWKV_WTYPE_BF16 || rows < 1 || rows > kGemvMaxTok || n_in % 8 != 0 ||
+    if (type != HWKV_WTYPE_BF16 || rows < 1 || rows > kGemvMaxTok || n_in % 32 != 0 ||
         (reinterpret_cast<uintptr_t>(W) & 15) != 0)
       return;
     const uint64_t k = gemv_key(n_out, n_in, rows, glu);

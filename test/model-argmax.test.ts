@@ -222,8 +222,8 @@ seededTest(S, NAME, 'CUDA BF16 decode: tensor-core GEMV == FMA GEMV == autotuned
     skipLine(`${NAME} bf16 GEMV`, 'needs the cuda and native backends');
     return;
   }
-  // n_out not a multiple of 16 (tile tails), n_in a multiple of 8 but not of 256 (k tails)
-  const dims = { nEmbd: 264, nLayer: 2, nHead: 4, nKvHead: 2, nFf: 200, nVocab: 1000 };
+  // n_out not a multiple of 16 (tile tails: vocab 1000), n_in a multiple of 32 but not of 256 (k tails: 288, 224)
+  const dims = { nEmbd: 288, nLayer: 2, nHead: 4, nKvHead: 2, nFf: 224, nVocab: 1000 };
   const file = writeModel(rng, dims, 'bf16', false);
   const saved = process.env.HWKV_CUDA_GEMV;
   const models = [];
