@@ -7,8 +7,10 @@
  *      the GPU and written to $HWKV_BENCH_DIR (default /dev/shm/hwkv-bench; reused when present).
  *   3. our decode step (loadModel(dir, { backend: 'cuda', kvCache: f16 })), Hogwild! layout: one common block of
  *      `context` tokens and one block per worker; worker w's view is [common, the other workers' blocks, own]
- *      ('combined' without headers). One step = ONE model forward of all W workers (one new token each, logits
- *      of the W rows copied back) + a greedy pick per worker, exactly a Hogwild! inference step. The common
+ *      ('combined' without headers). One step = ONE model forward of all W workers (one new token each) + a
+ *      greedy pick per worker, exactly a Hogwild! inference step. pick 'device': the backend returns the
+ *      picks (HWKV_LOGITS_ARGMAX, what generate/Hogwild! use for plain greedy); 'host': the W logits rows are
+ *      copied back and scanned in TypeScript (the fallback when sampling needs the logits). The common
  *      block is filled by appending random K/V and merging (decode cost does not depend on the values).
  *        ms/step   best of `runs` runs of (time of `steps` steps) / steps, after 2 warm-up steps
  *        roofline  bytes one step must read (every weight matrix once + the norms + one embedding row per
@@ -18,7 +20,7 @@
  *   5. AQUA-KV 2-bit vs f16 KV at 32K: n/a until the CUDA store has the AQUA codec.
  *
  * Options: --shapes=llama-3.2-1b,qwen3-8b  --contexts=1024,8192,32768  --workers=1,2,4  --steps=32  --runs=3
- *          --hf-contexts=1024,8192  --no-hf  --json-out=FILE  --kv=f16|f32
+ *          --hf-contexts=1024,8192  --no-hf  --json-out=FILE  --kv=f16|f32  --picks=device,host  --copy-gbps=N
  */
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -40,6 +42,7 @@ const RUNS = Number(opt('runs') ?? 3);
 const HF_CONTEXTS = opt('hf-contexts') ?? '1024,8192';
 const NO_HF = flag('no-hf');
 const KV = (opt('kv') ?? 'f16') as 'f16' | 'f32';
+const PICKS = list(opt('picks') ?? 'device') as ('device' | 'host')[];
 const DIR = process.env.HWKV_BENCH_DIR ?? '/dev/shm/hwkv-bench';
 const PY = process.env.PYTHON ?? 'python3';
 
@@ -54,6 +57,7 @@ function py(args: string[]): Record<string, unknown> {
 
 interface OurRow {
   shape: string;
+  pick: string;
   context: number;
   workers: number;
   msPerStep: number;
@@ -113,38 +117,45 @@ async function runOurs(model: Model, shape: string, copyGBps: number, rows: OurR
       }
     });
     await rt.freeBlock(seed);
-    let base = 0;
-    for (const W of WORKERS) {
-      progress(`${shape} ctx=${ctx} W=${W}`);
-      const times: number[] = [];
-      let kvTokens = 0;
-      for (let r = 0; r < RUNS; r++) {
-        const own: number[] = [];
-        for (let w = 0; w < W; w++) own.push(await rt.createBlock());
-        const views = own.map((b, w) => [common, ...own.filter((_, j) => j !== w), b]);
-        let feeds = own.map((_, w) => [1000 + 17 * w]);
-        const step = async () => {
-          const l = await rt.forward(
-            views.map((view, w) => ({ view, tokens: feeds[w]! })),
-            'last',
-          );
-          feeds = feeds.map((_, w) => [argmax(l, w * V, V)]);
-        };
-        await step();
-        await step();
-        const t0 = performance.now();
-        for (let s = 0; s < STEPS; s++) await step();
-        times.push((performance.now() - t0) / STEPS);
-        // KV read by the middle step: common + every own block (read once, shared by all workers)
-        kvTokens = ctx + W * (2 + STEPS / 2);
-        for (const b of own) await rt.freeBlock(b);
+    for (const pick of PICKS) {
+      let base = 0;
+      for (const W of WORKERS) {
+        progress(`${shape} ctx=${ctx} W=${W} pick=${pick}`);
+        const times: number[] = [];
+        let kvTokens = 0;
+        for (let r = 0; r < RUNS; r++) {
+          const own: number[] = [];
+          for (let w = 0; w < W; w++) own.push(await rt.createBlock());
+          const views = own.map((b, w) => [common, ...own.filter((_, j) => j !== w), b]);
+          let feeds = own.map((_, w) => [1000 + 17 * w]);
+          let buf: Float32Array | undefined;
+          const step = async () => {
+            const seqs = views.map((view, w) => ({ view, tokens: feeds[w]! }));
+            if (pick === 'device') {
+              const g = await rt.forwardArgmax(seqs, 'last');
+              feeds = feeds.map((_, w) => [g.ids[w]!]);
+            } else {
+              const l = (buf = await rt.forward(seqs, 'last', undefined, undefined, buf));
+              feeds = feeds.map((_, w) => [argmax(l, w * V, V)]);
+            }
+          };
+          await step();
+          await step();
+          const t0 = performance.now();
+          for (let s = 0; s < STEPS; s++) await step();
+          times.push((performance.now() - t0) / STEPS);
+          // KV read by the middle step: common + every own block (read once, shared by all workers)
+          kvTokens = ctx + W * (2 + STEPS / 2);
+          for (const b of own) await rt.freeBlock(b);
+        }
+        const ms = Math.min(...times);
+        const bytes = weightBytesPerStep(model, W) + kvTokens * perTokKv;
+        const roofMs = (bytes / (copyGBps * 1e9)) * 1e3;
+        const agg = (W * 1000) / ms;
+        if (W === WORKERS[0]) base = agg / W;
+        rows.push({ shape, pick, context: ctx, workers: W, msPerStep: ms, aggTokS: agg, vsW1: agg / base, bytesPerStep: bytes, rooflineMs: roofMs, pctRoofline: (100 * roofMs) / ms });
+        progress(`  ${ms.toFixed(2)} ms/step, ${agg.toFixed(1)} tok/s, ${(agg / base).toFixed(2)}x W=1, ${((100 * roofMs) / ms).toFixed(0)}% roofline`);
       }
-      const ms = Math.min(...times);
-      const bytes = weightBytesPerStep(model, W) + kvTokens * perTokKv;
-      const roofMs = (bytes / (copyGBps * 1e9)) * 1e3;
-      const agg = (W * 1000) / ms;
-      if (W === WORKERS[0]) base = agg / W;
-      rows.push({ shape, context: ctx, workers: W, msPerStep: ms, aggTokS: agg, vsW1: agg / base, bytesPerStep: bytes, rooflineMs: roofMs, pctRoofline: (100 * roofMs) / ms });
     }
     await rt.freeBlock(common);
   }
@@ -153,10 +164,13 @@ async function runOurs(model: Model, shape: string, copyGBps: number, rows: OurR
 // ---------------------------------------------------------------------------------------------------------
 
 const date = new Date().toISOString();
+// --copy-gbps=N: a later pass in the same session on the same card reuses the first pass's bandwidth (and skips
+// the card query), to save the PyTorch start-ups
+const GIVEN_BW = opt('copy-gbps');
 progress('card info');
-const info = py(['info']);
+const info = GIVEN_BW ? { name: '(see the first pass)', smi: '' } : py(['info']);
 progress(`${String(info.smi)}; copy bandwidth`);
-const bw = py(['copybw']);
+const bw = GIVEN_BW ? { gbps: Number(GIVEN_BW), given: true } : py(['copybw']);
 const copyGBps = Number(bw.gbps);
 const ours: OurRow[] = [];
 const hf: { shape: string; context: number; tokS: number | null; note?: string }[] = [];
@@ -195,31 +209,31 @@ const p = (s: string) => out.push(s);
 p(`\n## bench:cuda — ${String(info.name)} (${String(info.smi)}), ${date}`);
 p(`torch ${String(info.torch)} (CUDA ${String(info.cuda)}), transformers ${String(info.transformers)}, node ${process.version}; KV store ${KV}; ${STEPS} steps x ${RUNS} runs (best)`);
 p(`copy bandwidth (read + write): ${copyGBps.toFixed(0)} GB/s\n`);
-p('| shape | context | W | ms/step | agg tok/s | vs W=1 | MB read/step | roofline ms | % roofline |');
-p('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+p('| shape | pick | context | W | ms/step | agg tok/s | vs W=1 | MB read/step | roofline ms | % roofline |');
+p('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of ours) {
-  p(`| ${r.shape} | ${r.context} | ${r.workers} | ${r.msPerStep.toFixed(2)} | ${r.aggTokS.toFixed(1)} | ${r.vsW1.toFixed(2)}x | ${(r.bytesPerStep / 1e6).toFixed(0)} | ${r.rooflineMs.toFixed(2)} | ${r.pctRoofline.toFixed(0)}% |`);
+  p(`| ${r.shape} | ${r.pick} | ${r.context} | ${r.workers} | ${r.msPerStep.toFixed(2)} | ${r.aggTokS.toFixed(1)} | ${r.vsW1.toFixed(2)}x | ${(r.bytesPerStep / 1e6).toFixed(0)} | ${r.rooflineMs.toFixed(2)} | ${r.pctRoofline.toFixed(0)}% |`);
 }
 if (hf.length > 0) {
   p('\nW = 1 decode vs Hugging Face transformers (bf16, sdpa, static cache, greedy, eager):\n');
   p('| shape | context | ours tok/s | transformers tok/s | ours / transformers |');
   p('|---|---:|---:|---:|---:|');
   for (const h of hf) {
-    const o = ours.find((r) => r.shape === h.shape && r.context === h.context && r.workers === 1);
+    const o = ours.find((r) => r.shape === h.shape && r.context === h.context && r.workers === 1 && r.pick === PICKS[0]);
     const ot = o ? o.aggTokS : null;
     p(`| ${h.shape} | ${h.context || '-'} | ${ot ? ot.toFixed(1) : 'n/a'} | ${h.tokS ? h.tokS.toFixed(1) : 'n/a'} | ${ot && h.tokS ? (ot / h.tokS).toFixed(2) + 'x' : h.note ?? 'n/a'} |`);
   }
 }
 p('\nAQUA-KV 2-bit vs f16 KV at 32K: n/a (the CUDA store has no AQUA codec yet: store_create_codec returns UNSUPPORTED)');
 const targets: string[] = [];
-const r8 = ours.find((r) => r.shape === 'qwen3-8b' && r.context === 1024 && r.workers === 1);
+const r8 = ours.find((r) => r.shape === 'qwen3-8b' && r.context === 1024 && r.workers === 1 && r.pick === PICKS[0]);
 if (r8) targets.push(`8B 1K W=1 roofline ${r8.pctRoofline.toFixed(0)}% (target >= 70%)`);
 for (const h of hf) {
-  const o = ours.find((r) => r.shape === h.shape && r.context === h.context && r.workers === 1);
+  const o = ours.find((r) => r.shape === h.shape && r.context === h.context && r.workers === 1 && r.pick === PICKS[0]);
   if (o && h.tokS) targets.push(`${h.shape} ${h.context} vs transformers ${(o.aggTokS / h.tokS).toFixed(2)}x (target >= 1.5x)`);
 }
 for (const s of SHAPES) {
-  const r4 = ours.find((r) => r.shape === s && r.context === 8192 && r.workers === 4);
+  const r4 = ours.find((r) => r.shape === s && r.context === 8192 && r.workers === 4 && r.pick === PICKS[0]);
   if (r4) targets.push(`${s} 8K W=4 aggregate ${r4.vsW1.toFixed(2)}x W=1 (target >= 3x)`);
 }
 p(`\ntargets: ${targets.join('; ')}`);

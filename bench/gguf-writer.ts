@@ -140,7 +140,7 @@ export interface GgufTensorSpec {
   name: string;
   /** GGUF dims, innermost first (a [n_out x n_in] matrix is [n_in, n_out]). */
   dims: number[];
-  /** ggml type id: F32 or F16 (the writer only sizes these element types). */
+  /** ggml type id: F32, F16 or BF16 (the writer only sizes these element types). */
   type: number;
   /**
    * Writes the tensor's bytes by calling `emit` with consecutive chunks (any sizes) that add up to the
@@ -151,8 +151,8 @@ export interface GgufTensorSpec {
 
 function elementBytes(type: number): number {
   if (type === GgmlType.F32) return 4;
-  if (type === GgmlType.F16) return 2;
-  throw new Error(`gguf-writer: unsupported tensor type ${type} (F32 and F16 only)`);
+  if (type === GgmlType.F16 || type === GgmlType.BF16) return 2;
+  throw new Error(`gguf-writer: unsupported tensor type ${type} (F32, F16 and BF16 only)`);
 }
 
 export function tensorBytes(t: Pick<GgufTensorSpec, 'dims' | 'type'>): number {

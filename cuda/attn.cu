@@ -16,6 +16,7 @@
 //   lse = M + log d (natural log), -inf and out = 0 when nothing is visible.
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <cmath>
 #include <unordered_map>
@@ -442,6 +443,289 @@ __global__ void __launch_bounds__(kDecThreads) attn_decode_kernel(AttnArgs a) {
   }
 }
 
+// ---- Tensor-core decode kernel (plan kind 2: F16 store, head_dim 64/128, up to 16 rows per CTA;
+// HWKV_CUDA_ATTN=mma). Rows are the M = 16 of mma.sync m16n8k16 (f16 in, f32 accumulate); each of the 4
+// warps takes 16 keys of every 64-key tile (double-buffered by cp.async as in the FMA kernel) and keeps its
+// own online softmax for all 16 rows; the warps' states are merged by LSE at the end into the row's slot.
+// S = Q K^T: Q (rotated, f32) is split as hi + lo in f16 (two MMAs), K is the stored f16; P V: P in [0, 1]
+// split likewise, V the stored f16. So the products keep ~21 mantissa bits: FP32-like accuracy.
+constexpr int kMmaKT = 64;
+
+__host__ __device__ inline size_t decode_mma_smem_bytes(int D) {
+  const size_t tiles = static_cast<size_t>(2) * 2 * kMmaKT * dec_row_bytes(D, 2);
+  const size_t merge = sizeof(float) * (static_cast<size_t>(kDecWarps) * 16 * D + 2 * kDecWarps * 16);
+  return sizeof(float) * 16 * D + sizeof(int32_t) * 5 * 16 + (tiles > merge ? tiles : merge);
+}
+
+__device__ __forceinline__ void mma_f16_16816(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+// (x0, x1) -> packed f16 hi and lo halves with x = hi + lo (to f16 precision each).
+__device__ __forceinline__ void split_h2(float x0, float x1, uint32_t* hi, uint32_t* lo) {
+  const __half h0 = __float2half_rn(x0), h1 = __float2half_rn(x1);
+  const __half2 h = __halves2half2(h0, h1);
+  const __half2 l = __floats2half2_rn(x0 - __half2float(h0), x1 - __half2float(h1));
+  *hi = *reinterpret_cast<const uint32_t*>(&h);
+  *lo = *reinterpret_cast<const uint32_t*>(&l);
+}
+
+__device__ __forceinline__ uint32_t pack_h2(__half a, __half b) {
+  const __half2 h = __halves2half2(a, b);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+template <int D>
+__global__ void __launch_bounds__(kDecThreads) attn_decode_mma_kernel(AttnArgs a) {
+  constexpr int R = 16;
+  constexpr int STRB = dec_row_bytes(D, 2);
+  constexpr int CH = D * 2 / 16;  // 16-byte pieces per row
+  constexpr int KS = D / 16;      // k-steps of Q K^T
+  constexpr int NT = D / 8;       // n-tiles of P V
+  extern __shared__ __align__(16) float mma_smem[];
+  float* q_s = mma_smem;  // [16][D]
+  int32_t* loc_s = reinterpret_cast<int32_t*>(q_s + R * D);
+  int32_t* head_s = loc_s + R;
+  int32_t* slot_s = head_s + R;
+  int32_t* qrow_s = slot_s + R;
+  int32_t* tab_s = qrow_s + R;
+  unsigned char* tiles = reinterpret_cast<unsigned char*>(tab_s + R);  // [2][K, V][64][STRB]; later the merge
+
+  const PageGeo& geo = a.geo;
+  const WorkItem it = a.items[blockIdx.x];
+  if (it.n_rows == 0) return;  // padding item
+  const int32_t gk = blockIdx.y;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int rows_here = min(R, it.n_rows - it.row0);
+
+  if (tid < R) {
+    if (tid < rows_here) {
+      const int32_t rr = it.row0 + tid;
+      const int32_t pp = a.blk_pairs[it.pairs_off + rr / a.gqa];
+      loc_s[tid] = a.pair_loc[pp];
+      head_s[tid] = gk * a.gqa + rr % a.gqa;
+      slot_s[tid] = a.pair_slot[pp] + it.chunk;
+      qrow_s[tid] = a.pair_row[pp];
+      tab_s[tid] = a.pair_tab[pp];
+    } else {
+      loc_s[tid] = -1;
+      head_s[tid] = 0;
+      slot_s[tid] = 0;
+      qrow_s[tid] = 0;
+      tab_s[tid] = 0;
+    }
+  }
+  __syncthreads();
+  {
+    const int32_t units = rope_units(a.rd);
+    for (int rr = 0; rr < R / kDecWarps; ++rr) {
+      const int r = warp * (R / kDecWarps) + rr;
+      float* dst = q_s + r * D;
+      if (r < rows_here) {
+        const float* src = a.q + static_cast<int64_t>(qrow_s[r]) * a.q_ld + static_cast<int64_t>(head_s[r]) * D;
+        for (int u = lane; u < units; u += 32)
+          rope_unit(a.rd, u, src, dst, a.tab + static_cast<int64_t>(tab_s[r]) * 2 * a.rd.half);
+      } else {
+        for (int d = lane; d < D; d += 32) dst[d] = 0.0f;
+      }
+    }
+  }
+  __syncthreads();
+  // Q as the A operand: k-step s, regs (row g, d 16s+2t..+1), (row g+8, same), (row g, 16s+2t+8..+9), (row g+8, same)
+  uint32_t qh[KS][4], ql[KS][4];
+#pragma unroll
+  for (int st = 0; st < KS; ++st) {
+    const int d0 = 16 * st + 2 * t;
+    split_h2(q_s[g * D + d0], q_s[g * D + d0 + 1], &qh[st][0], &ql[st][0]);
+    split_h2(q_s[(g + 8) * D + d0], q_s[(g + 8) * D + d0 + 1], &qh[st][1], &ql[st][1]);
+    split_h2(q_s[g * D + d0 + 8], q_s[g * D + d0 + 9], &qh[st][2], &ql[st][2]);
+    split_h2(q_s[(g + 8) * D + d0 + 8], q_s[(g + 8) * D + d0 + 9], &qh[st][3], &ql[st][3]);
+  }
+  int32_t max_loc = -1;
+#pragma unroll
+  for (int r = 0; r < R; ++r) max_loc = max(max_loc, loc_s[r]);
+  const int32_t kend = min(it.key_end, max_loc + 1);
+  const int32_t loc_a = loc_s[g], loc_b = loc_s[g + 8];
+
+  float m_a = -INFINITY, m_b = -INFINITY, d_a = 0.0f, d_b = 0.0f;
+  float o[NT][4];
+#pragma unroll
+  for (int n = 0; n < NT; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  const int T = geo.T;
+
+  // K and V rows of the tile at key t0 -> buffer b; rows past the end are zeroed (P V multiplies them by 0).
+  auto stage = [&](int32_t t0, int b) {
+    const int nk = min(kMmaKT, kend - t0);
+    unsigned char* kt = tiles + static_cast<size_t>(b) * 2 * kMmaKT * STRB;
+    unsigned char* vt = kt + kMmaKT * STRB;
+    for (int c = tid; c < kMmaKT * CH; c += kDecThreads) {
+      const int kk = c / CH, j = c - kk * CH;
+      if (kk < nk) {
+        const int32_t key = t0 + kk;
+        const unsigned char* page = reinterpret_cast<const unsigned char*>(a.pages[it.page_off + key / T]);
+        cp_async16(kt + kk * STRB + j * 16, page + geo.k_off(a.layer, gk, key % T) * 2 + j * 16);
+        cp_async16(vt + kk * STRB + j * 16, page + geo.v_off(a.layer, gk, key % T) * 2 + j * 16);
+      } else {
+        *reinterpret_cast<uint4*>(kt + kk * STRB + j * 16) = make_uint4(0u, 0u, 0u, 0u);
+        *reinterpret_cast<uint4*>(vt + kk * STRB + j * 16) = make_uint4(0u, 0u, 0u, 0u);
+      }
+    }
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+  };
+
+  const int32_t n_tiles = kend > it.key_start ? (kend - it.key_start + kMmaKT - 1) / kMmaKT : 0;
+  if (n_tiles > 0) stage(it.key_start, 0);
+  for (int32_t ti = 0; ti < n_tiles; ++ti) {
+    const int32_t t0 = it.key_start + ti * kMmaKT;
+    if (ti + 1 < n_tiles) {
+      stage(t0 + kMmaKT, (ti + 1) & 1);
+      asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+    } else {
+      asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+    }
+    __syncthreads();
+    const int32_t kw0 = t0 + warp * 16;  // this warp's first key
+    if (kw0 < kend) {                     // warp-uniform
+      const unsigned char* kt = tiles + static_cast<size_t>(ti & 1) * 2 * kMmaKT * STRB;
+      const unsigned char* vt = kt + kMmaKT * STRB;
+      float sc[2][4];
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
+        const unsigned char* krow = kt + (warp * 16 + j * 8 + g) * STRB;
+#pragma unroll
+        for (int st = 0; st < KS; ++st) {
+          const uint32_t b0 = *reinterpret_cast<const uint32_t*>(krow + (16 * st + 2 * t) * 2);
+          const uint32_t b1 = *reinterpret_cast<const uint32_t*>(krow + (16 * st + 2 * t + 8) * 2);
+          mma_f16_16816(sc[j], qh[st], b0, b1);
+          mma_f16_16816(sc[j], ql[st], b0, b1);
+        }
+      }
+      // mask + scale; c0, c1: row g, keys kw0 + 8j + 2t (+1); c2, c3: row g + 8, same keys
+      float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < 2; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int32_t key = kw0 + 8 * j + 2 * t + (e & 1);
+          const int32_t loc = e < 2 ? loc_a : loc_b;
+          const float x = (key < kend && key <= loc) ? sc[j][e] * a.scale : -INFINITY;
+          sc[j][e] = x;
+          if (e < 2) mx_a = fmaxf(mx_a, x);
+          else mx_b = fmaxf(mx_b, x);
+        }
+      mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 1));
+      mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
+      mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
+      mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
+      const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
+      const float al_a = (m_a == -INFINITY || mn_a == -INFINITY) ? (mn_a == -INFINITY ? 1.0f : 0.0f) : expf(m_a - mn_a);
+      const float al_b = (m_b == -INFINITY || mn_b == -INFINITY) ? (mn_b == -INFINITY ? 1.0f : 0.0f) : expf(m_b - mn_b);
+      float s_a = 0.0f, s_b = 0.0f;
+#pragma unroll
+      for (int j = 0; j < 2; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float mn = e < 2 ? mn_a : mn_b;
+          const float p = sc[j][e] == -INFINITY ? 0.0f : expf(sc[j][e] - mn);
+          sc[j][e] = p;
+          if (e < 2) s_a += p;
+          else s_b += p;
+        }
+      s_a += __shfl_xor_sync(0xffffffffu, s_a, 1);
+      s_a += __shfl_xor_sync(0xffffffffu, s_a, 2);
+      s_b += __shfl_xor_sync(0xffffffffu, s_b, 1);
+      s_b += __shfl_xor_sync(0xffffffffu, s_b, 2);
+      d_a = d_a * al_a + s_a;
+      d_b = d_b * al_b + s_b;
+      m_a = mn_a;
+      m_b = mn_b;
+      // P as the A operand (16 rows x the warp's 16 keys)
+      uint32_t ph[4], pl[4];
+      // scaled by 2^10 (exact) so that the lo halves of small probabilities stay out of f16's subnormals
+      constexpr float kPs = 1024.0f;
+      split_h2(sc[0][0] * kPs, sc[0][1] * kPs, &ph[0], &pl[0]);
+      split_h2(sc[0][2] * kPs, sc[0][3] * kPs, &ph[1], &pl[1]);
+      split_h2(sc[1][0] * kPs, sc[1][1] * kPs, &ph[2], &pl[2]);
+      split_h2(sc[1][2] * kPs, sc[1][3] * kPs, &ph[3], &pl[3]);
+      const __half* v0 = reinterpret_cast<const __half*>(vt + (warp * 16 + 2 * t) * STRB);
+      const __half* v1 = reinterpret_cast<const __half*>(vt + (warp * 16 + 2 * t + 1) * STRB);
+      const __half* v8 = reinterpret_cast<const __half*>(vt + (warp * 16 + 2 * t + 8) * STRB);
+      const __half* v9 = reinterpret_cast<const __half*>(vt + (warp * 16 + 2 * t + 9) * STRB);
+#pragma unroll
+      for (int n = 0; n < NT; ++n) {
+        o[n][0] *= al_a;
+        o[n][1] *= al_a;
+        o[n][2] *= al_b;
+        o[n][3] *= al_b;
+        const int dd = n * 8 + g;
+        const uint32_t b0 = pack_h2(v0[dd], v1[dd]);
+        const uint32_t b1 = pack_h2(v8[dd], v9[dd]);
+        mma_f16_16816(o[n], ph, b0, b1);
+        mma_f16_16816(o[n], pl, b0, b1);
+      }
+    }
+    __syncthreads();  // buffer ti & 1 is free before tile ti + 2 is staged into it
+  }
+
+  // Merge the 4 warps' states per row (LSE) and write the row's slot.
+  float* mw = reinterpret_cast<float*>(tiles);  // [warps][16]
+  float* dw = mw + kDecWarps * 16;               // [warps][16]
+  float* ow = dw + kDecWarps * 16;               // [warps][16][D]
+  if (t == 0) {
+    mw[warp * 16 + g] = m_a;
+    mw[warp * 16 + g + 8] = m_b;
+    dw[warp * 16 + g] = d_a;
+    dw[warp * 16 + g + 8] = d_b;
+  }
+#pragma unroll
+  for (int n = 0; n < NT; ++n) {
+    float* ra = ow + (warp * 16 + g) * D + n * 8 + 2 * t;
+    float* rb = ow + (warp * 16 + g + 8) * D + n * 8 + 2 * t;
+    ra[0] = o[n][0] * (1.0f / 1024.0f);  // undo the P scale (exact)
+    ra[1] = o[n][1] * (1.0f / 1024.0f);
+    rb[0] = o[n][2] * (1.0f / 1024.0f);
+    rb[1] = o[n][3] * (1.0f / 1024.0f);
+  }
+  __syncthreads();
+  for (int i = tid; i < rows_here * D; i += kDecThreads) {
+    const int r = i / D, d = i - r * D;
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kDecWarps; ++w) M = fmaxf(M, mw[w * 16 + r]);
+    float acc = 0.0f;
+    if (M != -INFINITY) {
+#pragma unroll
+      for (int w = 0; w < kDecWarps; ++w) {
+        const float mv = mw[w * 16 + r];
+        if (mv != -INFINITY) acc = fmaf(ow[(w * 16 + r) * D + d], expf(mv - M), acc);
+      }
+    }
+    const int64_t so = static_cast<int64_t>(slot_s[r]) * a.n_head + head_s[r];
+    a.part_acc[so * D + d] = acc;
+  }
+  if (tid < rows_here) {
+    const int r = tid;
+    float M = -INFINITY;
+    for (int w = 0; w < kDecWarps; ++w) M = fmaxf(M, mw[w * 16 + r]);
+    float dsum = 0.0f;
+    if (M != -INFINITY)
+      for (int w = 0; w < kDecWarps; ++w) {
+        const float mv = mw[w * 16 + r];
+        if (mv != -INFINITY) dsum = fmaf(dw[w * 16 + r], expf(mv - M), dsum);
+      }
+    const int64_t so = static_cast<int64_t>(slot_s[r]) * a.n_head + head_s[r];
+    a.part_m[so] = M;
+    a.part_d[so] = dsum;
+  }
+}
+
 // One CTA per (query row, head): log-sum-exp merge of the row's slots. The slots' weights e^(m_s - M) are
 // formed in parallel into shared memory (kMergeCache at a time), so the per-dimension sums are independent
 // loads rather than a chain of dependent ones.
@@ -451,6 +735,10 @@ __global__ void attn_merge_kernel(int32_t n_head, int32_t Dv, const int32_t* __r
                                   const float* __restrict__ part_acc, float* __restrict__ out,
                                   float* __restrict__ lse) {
   __shared__ float w_s[kMergeCache];
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // the next kernel (the Wo GEMV) may be launched early (HWKV_CUDA_PDL, model_forward.cu); it waits for us
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
   __shared__ float red[32];
   const int64_t i = blockIdx.x;
   const int32_t h = blockIdx.y;
@@ -556,7 +844,28 @@ hwkv_status decode_go(const char* fn, const AttnPlan& p, dim3 grid, const AttnAr
 }
 
 
+template <int D>
+hwkv_status mma_attr(const char* fn, size_t smem) {
+  static bool done = false;
+  if (!done) {
+    HWKV_CU(cudaFuncSetAttribute(attn_decode_mma_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(smem)));
+    done = true;
+  }
+  return HWKV_OK;
+}
+
+// HWKV_CUDA_ATTN=mma: the tensor-core decode kernel (kind 2) for F16 stores with more than 4 rows per block.
+bool attn_mma_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("HWKV_CUDA_ATTN");
+    return e && std::strcmp(e, "mma") == 0;
+  }();
+  return on;
+}
+
 hwkv_status set_smem_attr(const char* fn, const AttnPlan& plan, bool f16) {
+  if (plan.kind == 2) return plan.D == 64 ? mma_attr<64>(fn, plan.smem) : mma_attr<128>(fn, plan.smem);
   if (plan.kind == 0) {
     HWKV_CU(cudaFuncSetAttribute(attn_partial_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  static_cast<int>(plan.smem)));
@@ -656,7 +965,11 @@ hwkv_status attn_plan_build(const char* fn, const hwkv_store* s, const RopeHost&
   const bool decode = D == Dv && (D == 64 || D == 128);
   int rows = 0;
   const int kstride = D | 1;
-  if (decode) {
+  if (decode && s->geo.f16 != 0 && max_rows_needed > 4 && attn_mma_enabled()) {
+    rows = 16;
+    plan->kind = 2;
+    plan->smem = decode_mma_smem_bytes(D);
+  } else if (decode) {
     rows = max_rows_needed <= 4 ? 4 : (max_rows_needed <= 8 ? 8 : kDecRows);
     plan->kind = 1;
     plan->smem = decode_smem_size(rows, D, s->geo.f16 != 0);
@@ -878,7 +1191,11 @@ hwkv_status attn_plan_run(const char* fn, const hwkv_store* s, const AttnPlan& p
     a.part_d = plan.d_d;
     a.part_acc = plan.d_acc;
     const dim3 grid(static_cast<unsigned>(plan.grid_items), static_cast<unsigned>(plan.n_kv));
-    if (plan.kind == 1) {
+    if (plan.kind == 2) {
+      if (plan.D == 64) attn_decode_mma_kernel<64><<<grid, kDecThreads, plan.smem, stream()>>>(a);
+      else attn_decode_mma_kernel<128><<<grid, kDecThreads, plan.smem, stream()>>>(a);
+      HWKV_CU_LAUNCH(attn_decode_mma_kernel);
+    } else if (plan.kind == 1) {
       HWKV_TRY(launch_decode(fn, plan, s->geo.f16 != 0, grid, a));
     } else {
       attn_partial_kernel<<<grid, kThreads, plan.smem, stream()>>>(a);

@@ -30,7 +30,8 @@ struct WorkItem {
 struct AttnPlan {
   int32_t n_q = 0, n_head = 0, n_kv = 0, gqa = 1, D = 0, Dv = 0;
   int32_t rows = 0, kstride = 0;
-  int32_t kind = 0;  // 0: generic kernel (any head_dim), 1: decode kernel (head_dim = head_dim_v in {64, 128})
+  int32_t kind = 0;  // 0: generic kernel (any head_dim), 1: decode kernel (head_dim = head_dim_v in {64, 128}),
+                     // 2: tensor-core decode kernel (F16 store, head_dim 64/128, HWKV_CUDA_ATTN=mma)
   size_t smem = 0;
   int64_t n_items = 0;
   int64_t n_slots = 0;

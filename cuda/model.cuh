@@ -13,6 +13,7 @@
 #define HWKV_CUDA_MODEL_CUH
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,13 @@ struct hwkv_model {
   int64_t vec_floats = 0;
   bool prepared = false;
   bool force_gemm = false;  // HWKV_CUDA_FORCE_GEMM=1: cuBLAS GEMMs for decode too (no GEMV; for comparisons)  // vectors widened (redone after an upload touches a vector)
+  // Decode projections (rows <= 8, 16-bit weights): 0 = autotune per (shape, rows) at first use (times the
+  // FP32-FMA GEMV and the tensor-core GEMV, keeps the faster), 1 = FMA GEMV, 2 = tensor-core GEMV
+  // (HWKV_CUDA_GEMV=auto|fma|mma). HWKV_CUDA_TUNE_LOG=1 prints every choice to stderr.
+  int gemv_mode = 0;
+  bool pdl = false;  // HWKV_CUDA_PDL=1 on a compute capability >= 9 device: GEMVs use programmatic dependent launch
+  bool tune_log = false;
+  std::map<uint64_t, int> gemv_choice;  // key: gemv_key(); value: 1 FMA, 2 MMA
   const hwkv_cuda::Blas* blas = nullptr;
   hwkv_cuda::cublasHandle_t handle = nullptr;
 
@@ -108,7 +116,7 @@ struct hwkv_model {
   cudaGraphExec_t gexec = nullptr;
   int64_t g_n_tok = 0, g_n_seq = 0, g_rows_out = 0;
   const hwkv_store* g_store = nullptr;
-  int32_t g_kind = 0, g_attn_rows = 0;
+  int32_t g_kind = 0, g_attn_rows = 0, g_argmax = 0;
   size_t g_smem = 0;
   hwkv_cuda::AttnCaps g_caps{};
   int64_t graph_captures = 0, graph_launches = 0;

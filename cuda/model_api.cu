@@ -293,6 +293,17 @@ hwkv_status create(const hwkv_model_params* p, const hwkv_tensor_desc* descs, in
     m->force_gemm = fg && fg[0] == '1';
     const char* gr = std::getenv("HWKV_CUDA_GRAPHS");
     m->use_graphs = !(gr && gr[0] == '0');
+    const char* gv = std::getenv("HWKV_CUDA_GEMV");
+    m->gemv_mode = !gv ? 0 : std::strcmp(gv, "fma") == 0 ? 1 : std::strcmp(gv, "mma") == 0 ? 2 : 0;
+    const char* pd = std::getenv("HWKV_CUDA_PDL");
+    if (pd && pd[0] == '1') {
+      int major = 0;
+      m->pdl = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, hwkv_cuda::device_id()) == cudaSuccess &&
+               major >= 9;
+      (void)cudaGetLastError();
+    }
+    const char* tl = std::getenv("HWKV_CUDA_TUNE_LOG");
+    m->tune_log = tl && tl[0] == '1';
   }
   HWKV_TRY(rope_prepare(fn, &p->rope, &m->rope));
   m->attn_factor = p->attn_factor == 0.0f ? static_cast<float>(m->rope.attention_factor) : p->attn_factor;

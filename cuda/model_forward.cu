@@ -38,6 +38,50 @@ __device__ __forceinline__ float wload(const void* base, int32_t type, int64_t i
   return __half2float(__ushort_as_half(u));
 }
 
+// Programmatic dependent launch (HWKV_CUDA_PDL=1, Hopper): the decode GEMVs are launched with
+// cudaLaunchAttributeProgrammaticStreamSerialization, so their CTAs may start while the previous kernel
+// finishes; they prefetch their weight rows into L2 (weights never depend on the previous kernel) and then
+// wait for it (griddepcontrol.wait) before touching activations or outputs. Kernels that precede a GEMV
+// allow that early start (griddepcontrol.launch_dependents; a no-op for dependents launched normally).
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+// L2 prefetch of bytes [p, p + n) (p 16-byte aligned, n a multiple of 16).
+__device__ __forceinline__ void prefetch_l2(const void* p, uint32_t n) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(n) : "memory");
+#endif
+}
+
+// Whether the GEMVs of the forward being enqueued use PDL (set around the enqueue, per model).
+thread_local bool t_pdl = false;
+
+template <typename... KArgs, typename... Args>
+cudaError_t launch_maybe_pdl(void (*kern)(KArgs...), dim3 grid, dim3 block, Args... args) {
+  if (!t_pdl) {
+    kern<<<grid, block, 0, stream()>>>(static_cast<KArgs>(args)...);
+    return cudaGetLastError();
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = stream();
+  cudaLaunchAttribute at[1];
+  at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  at[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = at;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kern, static_cast<KArgs>(args)...);
+}
+
 __global__ void widen_kernel(const void* src, int32_t type, int64_t n, float* __restrict__ dst) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
     dst[i] = wload(src, type, i);
@@ -66,6 +110,7 @@ __global__ void __launch_bounds__(kNormThreads) rmsnorm_kernel(const float* __re
                                                                const float* __restrict__ w, int32_t n, float eps,
                                                                float* __restrict__ out, int64_t ldo) {
   __shared__ double red[kNormThreads / 32];
+  pdl_trigger();
   const float* xr = x + blockIdx.x * ldx;
   float* o = out + blockIdx.x * ldo;
   float v[kNormCache];
@@ -250,11 +295,20 @@ template <int NT, bool BF16, bool GLU>
 __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const uint16_t* __restrict__ W, int64_t n_out,
                                                                 int64_t n_in, const float* __restrict__ x,
                                                                 int64_t ldx, float* __restrict__ y, int64_t ldy,
-                                                                float beta) {
+                                                                float beta, int pdl) {
   constexpr int RW = kGemvRows;
   __shared__ float part[kGemvWarps][RW][NT];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * (GLU ? RW / 2 : RW);
+  if (pdl) {
+    if (threadIdx.x < RW) {
+      const int r = threadIdx.x;
+      const int64_t row = GLU ? min(row0 + (r % (RW / 2)), n_out - 1) + (r < RW / 2 ? 0 : n_out) : min(row0 + r, n_out - 1);
+      prefetch_l2(W + row * n_in, static_cast<uint32_t>(n_in * 2));
+    }
+    pdl_wait();
+  }
+  pdl_trigger();
   float acc[RW][NT];
 #pragma unroll
   for (int r = 0; r < RW; ++r)
@@ -328,11 +382,13 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const uint16_t* _
 }
 
 template <bool BF16, bool GLU>
-void gemv_launch(int64_t n_tok, const uint16_t* W, int64_t n_out, int64_t n_in, const float* x, int64_t ldx, float* y,
-                 int64_t ldy, float beta) {
+cudaError_t gemv_launch(int64_t n_tok, const uint16_t* W, int64_t n_out, int64_t n_in, const float* x, int64_t ldx,
+                        float* y, int64_t ldy, float beta) {
   const unsigned grid = static_cast<unsigned>(ceil_div(n_out, GLU ? kGemvRows / 2 : kGemvRows));
+  const int pdl = t_pdl ? 1 : 0;
 #define HWKV_GEMV(NT) \
-  gemv_kernel<NT, BF16, GLU><<<grid, kGemvWarps * 32, 0, stream()>>>(W, n_out, n_in, x, ldx, y, ldy, beta)
+  return launch_maybe_pdl(gemv_kernel<NT, BF16, GLU>, dim3(grid), dim3(kGemvWarps * 32), W, n_out, n_in, x, ldx, y, \
+                          ldy, beta, pdl)
   switch (n_tok) {
     case 1: HWKV_GEMV(1); break;
     case 2: HWKV_GEMV(2); break;
@@ -346,6 +402,199 @@ void gemv_launch(int64_t n_tok, const uint16_t* W, int64_t n_out, int64_t n_in, 
 #undef HWKV_GEMV
 }
 
+// ---- Tensor-core GEMV for BF16 weights (the autotune's second candidate, see gemv_tune): mma.sync
+// m16n8k16 with f32 accumulation. A warp owns a tile of 16 weight rows (GLU: 8 gate rows and the same 8 up
+// rows) and all tokens as the N = 8 columns (missing tokens are zero); the kMmaWarps warps of a CTA split the
+// input dimension. k is permuted identically in A and B so that lane (g = lane / 4, t = lane % 4) reads 16
+// contiguous bytes of rows g and g + 8 at k0 + 8t and the activations of token g at the same k; those 8
+// values feed two MMAs (k0 + 8t + 0..3 as the logical columns 2t, 2t + 1, 2t + 8, 2t + 9, then + 4..7).
+// The activations are split as x = hi + lo with hi, lo bfloat16 (two MMAs each), so the products keep ~16
+// mantissa bits of x: as accurate as the FMA GEMV, not the GEMM path's rounded activations.
+constexpr int kMmaWarps = 8;
+constexpr int kMmaUnroll = 4;
+
+__device__ __forceinline__ uint32_t pack_bf16x2(float a, float b) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+__device__ __forceinline__ void mma_bf16_16816(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                               uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#endif
+}
+
+// hi/lo bf16 pairs of x[0..8) for the two MMAs: b[0..1] (hi, first MMA), b[2..3] (hi, second), b[4..7] (lo).
+__device__ __forceinline__ void split_x8(const float* xv, uint32_t* b) {
+  float hi[8], lo[8];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    hi[j] = __bfloat162float(__float2bfloat16_rn(xv[j]));
+    lo[j] = xv[j] - hi[j];
+  }
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    b[j] = pack_bf16x2(hi[2 * j], hi[2 * j + 1]);
+    b[4 + j] = pack_bf16x2(lo[2 * j], lo[2 * j + 1]);
+  }
+}
+
+template <bool GLU>
+__global__ void __launch_bounds__(kMmaWarps * 32) gemv_mma_kernel(const uint16_t* __restrict__ W, int64_t n_out,
+                                                                   int64_t n_in, int32_t n_tok,
+                                                                   const float* __restrict__ x, int64_t ldx,
+                                                                   float* __restrict__ y, int64_t ldy, float beta,
+                                                                   int pdl) {
+  __shared__ float part[kMmaWarps][16][8];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  int64_t ra, rb;
+  if (GLU) {
+    ra = min(static_cast<int64_t>(blockIdx.x) * 8 + g, n_out - 1);
+    rb = ra + n_out;
+  } else {
+    ra = min(static_cast<int64_t>(blockIdx.x) * 16 + g, n_out - 1);
+    rb = min(static_cast<int64_t>(blockIdx.x) * 16 + g + 8, n_out - 1);
+  }
+  if (pdl) {
+    if (warp == 0 && t == 0) {  // lanes 0, 4, ..., 28: rows g and g + 8
+      prefetch_l2(W + ra * n_in, static_cast<uint32_t>(n_in * 2));
+      prefetch_l2(W + rb * n_in, static_cast<uint32_t>(n_in * 2));
+    }
+    pdl_wait();
+  }
+  pdl_trigger();
+  const uint16_t* wa = W + ra * n_in;
+  const uint16_t* wb = W + rb * n_in;
+  const bool xon = g < n_tok;
+  const float* xr = x + static_cast<int64_t>(xon ? g : 0) * ldx;
+  float c0[4] = {0.f, 0.f, 0.f, 0.f}, c1[4] = {0.f, 0.f, 0.f, 0.f};
+  constexpr int64_t kStep = kMmaWarps * 32;
+  // The loop bound is warp-uniform (mma.sync needs all 32 lanes): base runs over the warp's 32-wide k steps,
+  // each lane's 8 values at base + 8t are loaded (or zeroed past n_in) inside.
+  for (int64_t base = static_cast<int64_t>(warp) * 32; base < n_in; base += kStep * kMmaUnroll) {
+    const int64_t k0 = base + 8 * t;
+    uint4 A[kMmaUnroll], B[kMmaUnroll];
+#pragma unroll
+    for (int u = 0; u < kMmaUnroll; ++u) {
+      const int64_t k = k0 + u * kStep;
+      if (k < n_in) {
+        A[u] = __ldg(reinterpret_cast<const uint4*>(wa + k));
+        B[u] = __ldg(reinterpret_cast<const uint4*>(wb + k));
+      } else {
+        A[u] = make_uint4(0u, 0u, 0u, 0u);
+        B[u] = A[u];
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kMmaUnroll; ++u) {
+      const int64_t k = k0 + u * kStep;
+      float xv[8];
+      if (xon && k < n_in) {
+        const float4 p = __ldg(reinterpret_cast<const float4*>(xr + k));
+        const float4 q = __ldg(reinterpret_cast<const float4*>(xr + k + 4));
+        xv[0] = p.x; xv[1] = p.y; xv[2] = p.z; xv[3] = p.w;
+        xv[4] = q.x; xv[5] = q.y; xv[6] = q.z; xv[7] = q.w;
+      } else {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) xv[j] = 0.0f;
+      }
+      uint32_t b[8];
+      split_x8(xv, b);
+      mma_bf16_16816(c0, A[u].x, B[u].x, A[u].y, B[u].y, b[0], b[1]);
+      mma_bf16_16816(c1, A[u].z, B[u].z, A[u].w, B[u].w, b[2], b[3]);
+      mma_bf16_16816(c0, A[u].x, B[u].x, A[u].y, B[u].y, b[4], b[5]);
+      mma_bf16_16816(c1, A[u].z, B[u].z, A[u].w, B[u].w, b[6], b[7]);
+    }
+  }
+  // C fragment: (row g, tokens 2t, 2t + 1) and (row g + 8, same tokens)
+  part[warp][g][2 * t] = c0[0] + c1[0];
+  part[warp][g][2 * t + 1] = c0[1] + c1[1];
+  part[warp][g + 8][2 * t] = c0[2] + c1[2];
+  part[warp][g + 8][2 * t + 1] = c0[3] + c1[3];
+  __syncthreads();
+  const int r = threadIdx.x >> 3, tok = threadIdx.x & 7;
+  if (GLU) {
+    if (r < 8 && tok < n_tok) {
+      const int64_t row = static_cast<int64_t>(blockIdx.x) * 8 + r;
+      if (row < n_out) {
+        float gt = part[0][r][tok], up = part[0][r + 8][tok];
+#pragma unroll
+        for (int w = 1; w < kMmaWarps; ++w) {
+          gt += part[w][r][tok];
+          up += part[w][r + 8][tok];
+        }
+        y[tok * ldy + row] = __fmul_rn(__fdiv_rn(gt, __fadd_rn(1.0f, expf(-gt))), up);
+      }
+    }
+  } else if (r < 16 && tok < n_tok) {
+    const int64_t row = static_cast<int64_t>(blockIdx.x) * 16 + r;
+    if (row < n_out) {
+      float v = part[0][r][tok];
+#pragma unroll
+      for (int w = 1; w < kMmaWarps; ++w) v += part[w][r][tok];
+      float* o = y + tok * ldy + row;
+      *o = beta == 0.0f ? v : beta * *o + v;
+    }
+  }
+}
+
+template <bool GLU>
+cudaError_t gemv_mma_launch(int64_t n_tok, const uint16_t* W, int64_t n_out, int64_t n_in, const float* x,
+                            int64_t ldx, float* y, int64_t ldy, float beta) {
+  const unsigned grid = static_cast<unsigned>(ceil_div(n_out, GLU ? 8 : 16));
+  return launch_maybe_pdl(gemv_mma_kernel<GLU>, dim3(grid), dim3(kMmaWarps * 32), W, n_out, n_in,
+                          static_cast<int32_t>(n_tok), x, ldx, y, ldy, beta, t_pdl ? 1 : 0);
+}
+
+// Greedy pick per row (HWKV_LOGITS_ARGMAX): one CTA per row; ties go to the lowest index, NaN is never
+// picked, a row without a value > -inf gives id 0 (the CPU core's and sampling.ts's rule). out[2r] = id,
+// out[2r + 1] = the max.
+constexpr int kArgmaxThreads = 1024;
+__global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(const float* __restrict__ logits, int32_t n,
+                                                               float* __restrict__ out) {
+  __shared__ float sv[kArgmaxThreads / 32];
+  __shared__ int32_t si[kArgmaxThreads / 32];
+  const float* row = logits + static_cast<int64_t>(blockIdx.x) * n;
+  float bv = -INFINITY;
+  int32_t bi = INT32_MAX;
+  for (int32_t i = threadIdx.x; i < n; i += kArgmaxThreads) {
+    const float v = row[i];
+    if (v > bv) {
+      bv = v;
+      bi = i;
+    }
+  }
+  auto better = [](float ov, int32_t oi, float v, int32_t i) { return ov > v || (ov == v && oi < i); };
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+    const int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (better(ov, oi, bv, bi)) {
+      bv = ov;
+      bi = oi;
+    }
+  }
+  if ((threadIdx.x & 31) == 0) {
+    sv[threadIdx.x >> 5] = bv;
+    si[threadIdx.x >> 5] = bi;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < kArgmaxThreads / 32; ++w)
+      if (better(sv[w], si[w], bv, bi)) {
+        bv = sv[w];
+        bi = si[w];
+      }
+    out[2 * blockIdx.x] = bi == INT32_MAX ? 0.0f : static_cast<float>(bi);
+    out[2 * blockIdx.x + 1] = bv;
+  }
+}
+
 constexpr int kThreads = 256;
 
 bool gemv_ok(const hwkv_model* m, const void* W, int32_t wtype, const float* x, int64_t ldx, int64_t n_tok,
@@ -355,17 +604,33 @@ bool gemv_ok(const hwkv_model* m, const void* W, int32_t wtype, const float* x, 
          !m->force_gemm;
 }
 
+uint64_t gemv_key(int64_t n_out, int64_t n_in, int64_t n_tok, bool glu) {
+  return (static_cast<uint64_t>(n_out) << 32) ^ (static_cast<uint64_t>(n_in) << 8) ^
+         (static_cast<uint64_t>(n_tok) << 1) ^ (glu ? 1u : 0u);
+}
+
+// 1 = FMA GEMV, 2 = tensor-core GEMV (BF16 weights only): forced by HWKV_CUDA_GEMV, else the autotune's
+// choice for this (shape, rows), else FMA (a shape the tune has not seen).
+int gemv_pick(const hwkv_model* m, int64_t n_out, int64_t n_in, int64_t n_tok, bool glu) {
+  if (n_in % 32 != 0) return 1;  // the tensor-core GEMV is used (and was measured) for n_in multiple of 32 only
+  if (m->gemv_mode != 0) return m->gemv_mode;
+  const auto it = m->gemv_choice.find(gemv_key(n_out, n_in, n_tok, glu));
+  return it == m->gemv_choice.end() ? 1 : it->second;
+}
+
 // y[n_tok, n_out] (row stride ldy) = beta * y + x[n_tok, n_in] (row stride ldx) . W[n_out, n_in]^T.
 // W points at n_out consecutive rows of one type (a fused group may span several tensors).
 hwkv_status linear(hwkv_model* m, const char* fn, const void* W, int32_t wtype, int64_t n_out, const float* x,
                    int64_t ldx, int64_t n_tok, int64_t n_in, float* y, int64_t ldy, float beta) {
   if (n_tok == 0) return HWKV_OK;
   if (gemv_ok(m, W, wtype, x, ldx, n_tok, n_in)) {
-    if (wtype == HWKV_WTYPE_BF16)
-      gemv_launch<true, false>(n_tok, static_cast<const uint16_t*>(W), n_out, n_in, x, ldx, y, ldy, beta);
+    const uint16_t* W16 = static_cast<const uint16_t*>(W);
+    if (wtype == HWKV_WTYPE_BF16 && gemv_pick(m, n_out, n_in, n_tok, false) == 2)
+      HWKV_CU((gemv_mma_launch<false>(n_tok, W16, n_out, n_in, x, ldx, y, ldy, beta)));
+    else if (wtype == HWKV_WTYPE_BF16)
+      HWKV_CU((gemv_launch<true, false>(n_tok, W16, n_out, n_in, x, ldx, y, ldy, beta)));
     else
-      gemv_launch<false, false>(n_tok, static_cast<const uint16_t*>(W), n_out, n_in, x, ldx, y, ldy, beta);
-    HWKV_CU_LAUNCH(gemv_kernel);
+      HWKV_CU((gemv_launch<false, false>(n_tok, W16, n_out, n_in, x, ldx, y, ldy, beta)));
     return HWKV_OK;
   }
   const float alpha = 1.0f;
@@ -404,6 +669,144 @@ hwkv_status rmsnorm(const char* fn, const float* x, int64_t ldx, const float* w,
                                                                                out, ldo);
   HWKV_CU_LAUNCH(rmsnorm_kernel);
   return HWKV_OK;
+}
+
+// The autotune: times the FMA and the tensor-core GEMV on every BF16 decode projection shape of a step with
+// `n` rows (layer 0 stands for every layer; the LM head at n_head rows) and keeps the faster per (shape,
+// rows) in m->gemv_choice. Runs before any capture, on the model's stream, on scratch inputs (timing does not
+// depend on the values); a shape already decided costs one map lookup.
+struct TuneShape {
+  const uint16_t* W;
+  int64_t n_out, n_in, rows;
+  bool glu;
+};
+
+void gemv_run(int cand, const TuneShape& t, const float* x, float* y) {  // errors: cudaGetLastError after
+  if (cand == 2) {
+    if (t.glu) (void)gemv_mma_launch<true>(t.rows, t.W, t.n_out, t.n_in, x, t.n_in, y, t.n_out, 0.0f);
+    else (void)gemv_mma_launch<false>(t.rows, t.W, t.n_out, t.n_in, x, t.n_in, y, t.n_out, 0.0f);
+  } else {
+    if (t.glu) (void)gemv_launch<true, true>(t.rows, t.W, t.n_out, t.n_in, x, t.n_in, y, t.n_out, 0.0f);
+    else (void)gemv_launch<true, false>(t.rows, t.W, t.n_out, t.n_in, x, t.n_in, y, t.n_out, 0.0f);
+  }
+}
+
+// Deterministic inputs in [-1, 1) for the tune's agreement check.
+__global__ void tune_fill_kernel(float* __restrict__ x, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    uint32_t h = static_cast<uint32_t>(i) * 2654435761u + 12345u;
+    h ^= h >> 15;
+    h *= 2246822519u;
+    h ^= h >> 13;
+    x[i] = static_cast<float>(h >> 8) * (2.0f / 16777216.0f) - 1.0f;
+  }
+}
+
+hwkv_status gemv_tune(hwkv_model* m, const char* fn, int64_t n, int64_t n_head) {
+  if (m->gemv_mode != 0 || m->force_gemm) return HWKV_OK;
+  const hwkv_model_params& P = m->p;
+  const int64_t D = P.n_embd, hd = P.head_dim, qd = static_cast<int64_t>(P.n_head) * hd,
+                kvd = static_cast<int64_t>(P.n_kv_head) * hd, F = P.n_ff;
+  std::vector<TuneShape> todo;
+  auto want = [&](const void* W, int32_t type, int64_t n_out, int64_t n_in, int64_t rows, bool glu) {
+    if (type != HWKV_WTYPE_BF16 || rows < 1 || rows > kGemvMaxTok || n_in % 32 != 0 ||
+        (reinterpret_cast<uintptr_t>(W) & 15) != 0)
+      return;
+    const uint64_t k = gemv_key(n_out, n_in, rows, glu);
+    if (m->gemv_choice.count(k)) return;
+    for (const TuneShape& t : todo)
+      if (gemv_key(t.n_out, t.n_in, t.rows, t.glu) == k) return;
+    todo.push_back({static_cast<const uint16_t*>(W), n_out, n_in, rows, glu});
+  };
+  const DevLayer& L = m->layers[0];
+  for (const int64_t rows : {n, n_head}) {
+    if (L.qkv_fused) {
+      want(L.wq->dev, L.wq->type, qd + 2 * kvd, D, rows, false);
+    } else {
+      for (const DevTensor* t : {L.wq, L.wk, L.wv}) want(t->dev, t->type, t->ne0, t->ne1, rows, false);
+    }
+    want(L.wo->dev, L.wo->type, L.wo->ne0, L.wo->ne1, rows, false);
+    if (L.gu_fused && F % 2 == 0) {
+      want(L.gate->dev, L.gate->type, F, D, rows, true);
+    } else if (L.gu_fused) {
+      want(L.gate->dev, L.gate->type, 2 * F, D, rows, false);
+    } else {
+      want(L.gate->dev, L.gate->type, F, D, rows, false);
+      want(L.up->dev, L.up->type, F, D, rows, false);
+    }
+    want(L.down->dev, L.down->type, L.down->ne0, L.down->ne1, rows, false);
+  }
+  want(m->output->dev, m->output->type, m->output->ne0, m->output->ne1, n_head, false);
+  if (todo.empty()) return HWKV_OK;
+  size_t floats = 0;
+  for (const TuneShape& t : todo) floats = std::max(floats, static_cast<size_t>(t.rows * (t.n_in + 2 * t.n_out)));
+  float* buf = nullptr;
+  HWKV_CU(cudaMalloc(&buf, floats * sizeof(float)));
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
+  hwkv_status st = HWKV_OK;
+  auto run_all = [&]() -> cudaError_t {
+    tune_fill_kernel<<<grid_for(static_cast<int64_t>(floats), 256), 256, 0, stream()>>>(buf, static_cast<int64_t>(floats));
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+    std::vector<float> h1, h2;
+    if ((e = cudaEventCreate(&e0)) != cudaSuccess || (e = cudaEventCreate(&e1)) != cudaSuccess) return e;
+    constexpr int kReps = 8;
+    for (const TuneShape& t : todo) {
+      const float* x = buf;
+      float* y = buf + t.rows * t.n_in;
+      float best[3] = {1e30f, 1e30f, 1e30f};
+      for (int round = 0; round < 3; ++round) {
+        for (int cand = 1; cand <= 2; ++cand) {
+          gemv_run(cand, t, x, y);  // warm
+          if ((e = cudaEventRecord(e0, stream())) != cudaSuccess) return e;
+          for (int i = 0; i < kReps; ++i) gemv_run(cand, t, x, y);
+          if ((e = cudaEventRecord(e1, stream())) != cudaSuccess) return e;
+          if ((e = cudaGetLastError()) != cudaSuccess) return e;
+          if ((e = cudaEventSynchronize(e1)) != cudaSuccess) return e;
+          float ms = 0.0f;
+          if ((e = cudaEventElapsedTime(&ms, e0, e1)) != cudaSuccess) return e;
+          best[cand] = std::min(best[cand], ms * 1000.0f / kReps);
+        }
+      }
+      // agreement check on the random inputs: the tensor-core result must match the FMA GEMV's (same math,
+      // different summation order; 1e-3 relative to the row's largest output is far above that order's
+      // effect and far below any indexing or fragment-layout error)
+      float* y2 = y + t.rows * t.n_out;
+      gemv_run(1, t, x, y);
+      gemv_run(2, t, x, y2);
+      if ((e = cudaGetLastError()) != cudaSuccess) return e;
+      const size_t ny = static_cast<size_t>(t.rows * t.n_out);
+      h1.resize(ny);
+      h2.resize(ny);
+      if ((e = cudaMemcpyAsync(h1.data(), y, ny * sizeof(float), cudaMemcpyDeviceToHost, stream())) != cudaSuccess ||
+          (e = cudaMemcpyAsync(h2.data(), y2, ny * sizeof(float), cudaMemcpyDeviceToHost, stream())) != cudaSuccess ||
+          (e = cudaStreamSynchronize(stream())) != cudaSuccess)
+        return e;
+      double dmax = 0.0, amax = 0.0;
+      for (size_t i = 0; i < ny; ++i) {
+        const double d = std::fabs(static_cast<double>(h1[i]) - h2[i]);
+        dmax = std::isnan(d) ? INFINITY : std::max(dmax, d);
+        amax = std::max(amax, std::fabs(static_cast<double>(h1[i])));
+      }
+      const bool agree = dmax <= 1e-3 * std::max(amax, 1e-30);
+      const int pick = agree && best[2] < best[1] ? 2 : 1;
+      m->gemv_choice[gemv_key(t.n_out, t.n_in, t.rows, t.glu)] = pick;
+      if (m->tune_log)
+        std::fprintf(stderr,
+                     "hwkv cuda gemv tune: %lld x %lld%s, %lld rows: fma %.1f us, mma %.1f us (rel diff %.1e%s) -> %s\n",
+                     static_cast<long long>(t.n_out), static_cast<long long>(t.n_in), t.glu ? " (gate|up)" : "",
+                     static_cast<long long>(t.rows), best[1], best[2], dmax / std::max(amax, 1e-30),
+                     agree ? "" : ", DISAGREES: mma rejected", pick == 2 ? "mma" : "fma");
+    }
+    return cudaSuccess;
+  };
+  const cudaError_t ce = run_all();
+  if (ce != cudaSuccess) st = cuda_fail(ce, fn, "gemv autotune");
+  if (e0) (void)cudaEventDestroy(e0);
+  if (e1) (void)cudaEventDestroy(e1);
+  (void)cudaStreamSynchronize(stream());
+  (void)cudaFree(buf);
+  return st;
 }
 
 struct Rollback {
@@ -472,9 +875,16 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
   if (n_seq < 1) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_seq must be >= 1, got %d", fn, n_seq);
   if (!b->view_indptr || !b->view_blocks || !b->tok_indptr || !b->tokens)
     return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: view_indptr, view_blocks, tok_indptr and tokens must not be NULL", fn);
-  if (b->logits_mode < HWKV_LOGITS_NONE || b->logits_mode > HWKV_LOGITS_ALL)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: logits_mode must be 0 (NONE), 1 (LAST) or 2 (ALL), got %d", fn,
-                b->logits_mode);
+  const bool argmax = (b->logits_mode & HWKV_LOGITS_ARGMAX) != 0;
+  const int32_t lmode = b->logits_mode & ~HWKV_LOGITS_ARGMAX;
+  if (lmode < HWKV_LOGITS_NONE || lmode > HWKV_LOGITS_ALL || (argmax && lmode == HWKV_LOGITS_NONE))
+    return fail(HWKV_ERR_INVALID_ARGUMENT,
+                "%s: logits_mode must be 0 (NONE), 1 (LAST) or 2 (ALL), optionally with 16 (ARGMAX) on LAST or ALL, "
+                "got %d",
+                fn, b->logits_mode);
+  if (argmax && P.n_vocab > (1 << 24))
+    return fail(HWKV_ERR_UNSUPPORTED, "%s: ARGMAX needs n_vocab <= 2^24 (ids travel as float32), n_vocab is %d", fn,
+                P.n_vocab);
   if (b->view_indptr[0] != 0 || b->tok_indptr[0] != 0)
     return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: view_indptr[0] and tok_indptr[0] must be 0", fn);
   for (int32_t s = 0; s < n_seq; ++s) {
@@ -511,15 +921,16 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
       stamp[wb] = s;
     }
   }
-  const int64_t n_rows_out =
-      b->logits_mode == HWKV_LOGITS_ALL ? n_tok : (b->logits_mode == HWKV_LOGITS_LAST ? n_seq : 0);
+  const int64_t n_rows_out = lmode == HWKV_LOGITS_ALL ? n_tok : (lmode == HWKV_LOGITS_LAST ? n_seq : 0);
+  const int64_t row_floats = argmax ? 2 : P.n_vocab;  // what comes back per row
   if (n_rows_out > 0) {
     if (!logits) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: logits is NULL but logits_mode asks for %lld rows", fn,
                              static_cast<long long>(n_rows_out));
-    if (n_logits < n_rows_out * P.n_vocab)
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: logits holds %lld floats, need %lld (%lld rows x n_vocab %d)", fn,
-                  static_cast<long long>(n_logits), static_cast<long long>(n_rows_out * P.n_vocab),
-                  static_cast<long long>(n_rows_out), P.n_vocab);
+    if (n_logits < n_rows_out * row_floats)
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: logits holds %lld floats, need %lld (%lld rows x %lld%s)", fn,
+                  static_cast<long long>(n_logits), static_cast<long long>(n_rows_out * row_floats),
+                  static_cast<long long>(n_rows_out), static_cast<long long>(row_floats),
+                  argmax ? ": id and logit per row, ARGMAX" : " = n_vocab");
   }
   if (n_tok > 0x7fffffffLL / std::max(1, P.n_head + 2 * P.n_kv_head))
     return fail(HWKV_ERR_UNSUPPORTED, "%s: %lld tokens in one call is too many for the CUDA backend", fn,
@@ -588,7 +999,7 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
   }
   m->i_rows.resize(static_cast<size_t>(n_rows_out));
   for (int64_t r = 0; r < n_rows_out; ++r)
-    m->i_rows[r] = b->logits_mode == HWKV_LOGITS_ALL ? static_cast<int32_t>(r) : b->tok_indptr[r + 1] - 1;
+    m->i_rows[r] = lmode == HWKV_LOGITS_ALL ? static_cast<int32_t>(r) : b->tok_indptr[r + 1] - 1;
 
   // One attention plan for the step (block lengths are final: the write blocks were grown above).
   AttnPlan plan;
@@ -610,7 +1021,7 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
   const bool graphable = m->use_graphs && m->all_gemv && n_tok <= kGemvMaxTok;
   const AttnCaps need = attn_plan_needs(plan);
   bool replay = graphable && m->gexec && m->g_n_tok == n_tok && m->g_n_seq == n_seq && m->g_rows_out == n_rows_out &&
-                m->g_store == st && m->g_kind == plan.kind && m->g_attn_rows == plan.rows &&
+                m->g_argmax == static_cast<int32_t>(argmax) && m->g_store == st && m->g_kind == plan.kind && m->g_attn_rows == plan.rows &&
                 m->g_smem == plan.smem && attn_caps_fit(need, m->g_caps);
   const AttnCaps caps = replay ? m->g_caps : (graphable ? attn_caps_headroom(need) : need);
 
@@ -644,7 +1055,7 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
   HWKV_TRY(m->att.ensure(fn, n_tok * qd * f4));
   HWKV_TRY(m->ff.ensure(fn, n_tok * 2 * F * f4));
   HWKV_TRY(m->act16.ensure(fn, static_cast<size_t>(n_tok * std::max(D, std::max(qd, F))) * 2));
-  HWKV_TRY(m->logits.ensure(fn, static_cast<size_t>(n_rows_out * P.n_vocab) * f4));
+  HWKV_TRY(m->logits.ensure(fn, static_cast<size_t>(n_rows_out * P.n_vocab + (argmax ? 2 * n_rows_out : 0)) * f4));
   HWKV_TRY(m->step.ensure(fn, hb.size()));
   HWKV_TRY(m->part.ensure(fn, attn_part_bytes(plan, caps.slots)));
   const void* after[8] = {m->x.as<void>(), m->h.as<void>(), m->qkv.as<void>(), m->att.as<void>(),
@@ -724,15 +1135,25 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
         HWKV_CU_LAUNCH(gather_rows_kernel);
         HWKV_CU(cudaMemcpyAsync(att, qkv, n_act * qd * f4, cudaMemcpyDeviceToDevice, stream()));
       }
-      HWKV_TRY(linear_t(m, fn, L.wo, att, qd, n_act, x, D, 1.0f));
+      if (n_act < n_tok && t_pdl) {
+        // right after the compaction's device copies: a plain launch (PDL only follows kernels)
+        t_pdl = false;
+        const hwkv_status ws = linear_t(m, fn, L.wo, att, qd, n_act, x, D, 1.0f);
+        t_pdl = true;
+        HWKV_TRY(ws);
+      } else {
+        HWKV_TRY(linear_t(m, fn, L.wo, att, qd, n_act, x, D, 1.0f));
+      }
       HWKV_TRY(rmsnorm(fn, x, D, L.ffn_norm->f32, n_act, D, P.rms_norm_eps, h, D));
       if (L.gu_fused && F % 2 == 0 && gemv_ok(m, L.gate->dev, L.gate->type, h, D, n_act, D)) {
         // one GEMV for gate|up with SwiGLU in its epilogue: ff[t, 0..F) = silu(gate) * up
-        if (L.gate->type == HWKV_WTYPE_BF16)
-          gemv_launch<true, true>(n_act, reinterpret_cast<const uint16_t*>(L.gate->dev), F, D, h, D, ff, F, 0.0f);
+        const uint16_t* G16 = reinterpret_cast<const uint16_t*>(L.gate->dev);
+        if (L.gate->type == HWKV_WTYPE_BF16 && gemv_pick(m, F, D, n_act, true) == 2)
+          HWKV_CU((gemv_mma_launch<true>(n_act, G16, F, D, h, D, ff, F, 0.0f)));
+        else if (L.gate->type == HWKV_WTYPE_BF16)
+          HWKV_CU((gemv_launch<true, true>(n_act, G16, F, D, h, D, ff, F, 0.0f)));
         else
-          gemv_launch<false, true>(n_act, reinterpret_cast<const uint16_t*>(L.gate->dev), F, D, h, D, ff, F, 0.0f);
-        HWKV_CU_LAUNCH(gemv_kernel);
+          HWKV_CU((gemv_launch<false, true>(n_act, G16, F, D, h, D, ff, F, 0.0f)));
         HWKV_TRY(linear_t(m, fn, L.down, ff, F, n_act, x, D, 1.0f));
         continue;
       }
@@ -749,17 +1170,32 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
     if (n_rows_out > 0) {
       HWKV_TRY(rmsnorm(fn, x, D, m->output_norm->f32, n_rows_out, D, P.rms_norm_eps, h, D));
       HWKV_TRY(linear_t(m, fn, m->output, h, D, n_rows_out, m->logits.as<float>(), P.n_vocab, 0.0f));
+      if (argmax) {
+        argmax_kernel<<<static_cast<unsigned>(n_rows_out), kArgmaxThreads, 0, stream()>>>(
+            m->logits.as<float>(), P.n_vocab, m->logits.as<float>() + n_rows_out * P.n_vocab);
+        HWKV_CU_LAUNCH(argmax_kernel);
+      }
     }
     return HWKV_OK;
   };
+  if (n_tok <= kGemvMaxTok && !replay) HWKV_TRY(gemv_tune(m, fn, n_tok, n_rows_out));
 
+  struct PdlScope {
+    explicit PdlScope(bool on) { t_pdl = on; }
+    ~PdlScope() { t_pdl = false; }
+  };
   if (!graphable) {
+    PdlScope pdl_on(m->pdl);
     HWKV_TRY(enqueue());
   } else {
     if (!replay) {
       m->drop_graph();
       HWKV_CU(cudaStreamBeginCapture(stream(), cudaStreamCaptureModeThreadLocal));
-      const hwkv_status es = enqueue();
+      hwkv_status es;
+      {
+        PdlScope pdl_on(m->pdl);
+        es = enqueue();
+      }
       cudaGraph_t g = nullptr;
       const cudaError_t ee = cudaStreamEndCapture(stream(), &g);
       if (es != HWKV_OK) {
@@ -775,6 +1211,7 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
       m->g_n_tok = n_tok;
       m->g_n_seq = n_seq;
       m->g_rows_out = n_rows_out;
+      m->g_argmax = static_cast<int32_t>(argmax);
       m->g_store = st;
       m->g_kind = plan.kind;
       m->g_attn_rows = plan.rows;
@@ -787,7 +1224,8 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
   }
 
   // Logits: device -> pinned staging (a full-speed DMA) -> the caller's buffer.
-  const size_t lbytes = static_cast<size_t>(n_rows_out * P.n_vocab) * f4;
+  const size_t lbytes = static_cast<size_t>(n_rows_out * row_floats) * f4;
+  const float* dlog = m->logits.as<float>() + (argmax ? n_rows_out * P.n_vocab : 0);
   if (lbytes > m->hlogits_cap) {
     if (m->hlogits) (void)cudaFreeHost(m->hlogits);
     m->hlogits = nullptr;
@@ -802,9 +1240,9 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
   }
   if (lbytes > 0) {
     if (m->hlogits) {
-      HWKV_CU(cudaMemcpyAsync(m->hlogits, m->logits.as<void>(), lbytes, cudaMemcpyDeviceToHost, stream()));
+      HWKV_CU(cudaMemcpyAsync(m->hlogits, dlog, lbytes, cudaMemcpyDeviceToHost, stream()));
     } else {
-      HWKV_TRY(d2h(fn, logits, m->logits.as<void>(), lbytes));
+      HWKV_TRY(d2h(fn, logits, dlog, lbytes));
     }
   }
   HWKV_TRY(sync(fn));

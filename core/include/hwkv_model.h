@@ -153,7 +153,14 @@ typedef enum hwkv_model_mode {
 typedef enum hwkv_logits_mode {
   HWKV_LOGITS_NONE = 0, /* no logits (prefill of a chunk that is followed by more)                     */
   HWKV_LOGITS_LAST = 1, /* one row per sequence: its last new token; n_rows = n_seq                    */
-  HWKV_LOGITS_ALL = 2   /* every new token, in batch order (tok_indptr order); n_rows = n_tok          */
+  HWKV_LOGITS_ALL = 2,  /* every new token, in batch order (tok_indptr order); n_rows = n_tok          */
+  /* OR'ed with LAST or ALL (added after ABI 1 shipped; a core that predates it fails with
+     INVALID_ARGUMENT): instead of the logits, each of the n_rows rows yields its greedy pick as two floats,
+     logits[2 r] = the token id (exact: n_vocab <= 2^24 is checked) and logits[2 r + 1] = its logit, so
+     n_logits need only be >= 2 n_rows. The pick is the argmax of exactly the row the logits mode would
+     return; ties go to the LOWEST token id, NaN logits are never picked, and a row without a logit
+     > -inf yields id 0 with logit -inf (ts/engine/sampling.ts argmax does the same).                   */
+  HWKV_LOGITS_ARGMAX = 16
 } hwkv_logits_mode;
 
 /*
@@ -225,8 +232,9 @@ typedef struct hwkv_model_api {
 
   /* One batched step (see hwkv_forward_batch). store: created with n_layer, n_kv_head, head_dim,
      head_dim_v = head_dim matching the model (checked). logits: [n_rows, n_vocab] float32 with n_rows as
-     given by logits_mode; n_logits is its capacity in floats (must be >= n_rows * n_vocab; may be 0
-     with logits NULL for HWKV_LOGITS_NONE). On failure every write block is truncated back to its old
+     given by logits_mode ([n_rows, 2] = (id, logit) pairs with HWKV_LOGITS_ARGMAX); n_logits is its
+     capacity in floats (must be >= n_rows * n_vocab, resp. 2 n_rows; may be 0 with logits NULL for
+     HWKV_LOGITS_NONE). On failure every write block is truncated back to its old
      length (the store is as before the call) and logits contents are unspecified.                    */
   hwkv_status (*model_forward)(hwkv_model_t* m, hwkv_store_t* store, const hwkv_forward_batch* batch,
                                float* logits, int64_t n_logits);

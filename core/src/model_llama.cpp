@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "attn.h"
 #include "model/kv.h"
@@ -83,9 +84,16 @@ hwkv_status forward(Model& m, hwkv_store_t* handle, const hwkv_forward_batch* b,
   if (n_seq < 1) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_seq must be >= 1, got %d", fn, n_seq);
   if (!b->view_indptr || !b->view_blocks || !b->tok_indptr || !b->tokens)
     return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: view_indptr, view_blocks, tok_indptr and tokens must not be NULL", fn);
-  if (b->logits_mode < HWKV_LOGITS_NONE || b->logits_mode > HWKV_LOGITS_ALL)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: logits_mode must be 0 (NONE), 1 (LAST) or 2 (ALL), got %d", fn,
-                b->logits_mode);
+  const bool argmax = (b->logits_mode & HWKV_LOGITS_ARGMAX) != 0;
+  const int32_t lmode = b->logits_mode & ~HWKV_LOGITS_ARGMAX;
+  if (lmode < HWKV_LOGITS_NONE || lmode > HWKV_LOGITS_ALL || (argmax && lmode == HWKV_LOGITS_NONE))
+    return fail(HWKV_ERR_INVALID_ARGUMENT,
+                "%s: logits_mode must be 0 (NONE), 1 (LAST) or 2 (ALL), optionally with 16 (ARGMAX) on LAST or ALL, "
+                "got %d",
+                fn, b->logits_mode);
+  if (argmax && P.n_vocab > (1 << 24))
+    return fail(HWKV_ERR_UNSUPPORTED, "%s: ARGMAX needs n_vocab <= 2^24 (ids travel as float32), n_vocab is %d", fn,
+                P.n_vocab);
   if (b->view_indptr[0] != 0 || b->tok_indptr[0] != 0)
     return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: view_indptr[0] and tok_indptr[0] must be 0", fn);
   for (int32_t s = 0; s < n_seq; ++s) {
@@ -123,15 +131,16 @@ hwkv_status forward(Model& m, hwkv_store_t* handle, const hwkv_forward_batch* b,
       stamp[wb] = s;
     }
   }
-  const int64_t n_rows_out =
-      b->logits_mode == HWKV_LOGITS_ALL ? n_tok : (b->logits_mode == HWKV_LOGITS_LAST ? n_seq : 0);
+  const int64_t n_rows_out = lmode == HWKV_LOGITS_ALL ? n_tok : (lmode == HWKV_LOGITS_LAST ? n_seq : 0);
+  const int64_t row_floats = argmax ? 2 : P.n_vocab;  // what comes back per row
   if (n_rows_out > 0) {
     if (!logits) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: logits is NULL but logits_mode asks for %lld rows", fn,
                              static_cast<long long>(n_rows_out));
-    if (n_logits < n_rows_out * P.n_vocab)
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: logits holds %lld floats, need %lld (%lld rows x n_vocab %d)", fn,
-                  static_cast<long long>(n_logits), static_cast<long long>(n_rows_out * P.n_vocab),
-                  static_cast<long long>(n_rows_out), P.n_vocab);
+    if (n_logits < n_rows_out * row_floats)
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: logits holds %lld floats, need %lld (%lld rows x %lld%s)", fn,
+                  static_cast<long long>(n_logits), static_cast<long long>(n_rows_out * row_floats),
+                  static_cast<long long>(n_rows_out), static_cast<long long>(row_floats),
+                  argmax ? ": id and logit per row, ARGMAX" : " = n_vocab");
   }
   HWKV_TRY(prepare(m));
   SpinDuringForward spin(m.pool.get());
@@ -176,7 +185,7 @@ hwkv_status forward(Model& m, hwkv_store_t* handle, const hwkv_forward_batch* b,
   // Rows that need the final norm / LM head.
   m.i_rows.resize(static_cast<size_t>(n_rows_out));
   for (int64_t r = 0; r < n_rows_out; ++r)
-    m.i_rows[r] = b->logits_mode == HWKV_LOGITS_ALL ? static_cast<int32_t>(r) : b->tok_indptr[r + 1] - 1;
+    m.i_rows[r] = lmode == HWKV_LOGITS_ALL ? static_cast<int32_t>(r) : b->tok_indptr[r + 1] - 1;
 
   float* x = m.x.get(static_cast<size_t>(n_tok * D));
   float* h = m.h.get(static_cast<size_t>(n_tok * std::max(D, qd)));
@@ -277,8 +286,24 @@ hwkv_status forward(Model& m, hwkv_store_t* handle, const hwkv_forward_batch* b,
   if (n_rows_out > 0) {
     // x rows [0, n_rows_out) are the requested rows (compacted in the last layer).
     rms_norm_rows(x, m.output_norm->f32.data(), h, n_rows_out, D, P.rms_norm_eps);
-    kern::MatmulOut o = {m.output->data, m.output->type, 0, P.n_vocab, logits, 0};
+    float* lg = argmax ? m.tmp.get(static_cast<size_t>(n_rows_out * P.n_vocab)) : logits;
+    kern::MatmulOut o = {m.output->data, m.output->type, 0, P.n_vocab, lg, 0};
     HWKV_TRY(matmul_multi(m, &o, 1, D, h, n_rows_out));
+    if (argmax) {
+      // greedy pick per row: lowest index among equal maxima, NaN never picked, id 0 / -inf if nothing > -inf
+      for (int64_t r = 0; r < n_rows_out; ++r) {
+        const float* row = lg + r * P.n_vocab;
+        int32_t best = 0;
+        float bv = -std::numeric_limits<float>::infinity();
+        for (int32_t i = 0; i < P.n_vocab; ++i)
+          if (row[i] > bv) {
+            bv = row[i];
+            best = i;
+          }
+        logits[2 * r] = static_cast<float>(best);
+        logits[2 * r + 1] = bv;
+      }
+    }
   }
   rb.armed = false;
   st.compact_all(m.pool.get());  // KV codec: encode the chunks that left the exact window (no-op without a codec)

@@ -66,6 +66,10 @@ export class Rng {
   }
 }
 
+/**
+ * Index (relative to offset) of the largest of row[offset .. offset+n). Ties go to the LOWEST index, NaN is
+ * never picked, and a row with nothing > -Infinity gives 0. The backends' HWKV_LOGITS_ARGMAX follows the same rule.
+ */
 export function argmax(row: Float32Array, offset = 0, n = row.length - offset): number {
   let best = 0;
   let bv = -Infinity;
@@ -125,6 +129,15 @@ export class Sampler {
 
   get greedy(): boolean {
     return this.o.temperature === 0;
+  }
+
+  /**
+   * True when sample() is exactly argmax of the raw logits (greedy, no penalties, no logit bias): the caller
+   * may then ask the backend for the pick instead of the logits (ModelRuntime.forwardArgmax).
+   */
+  get argmaxOnly(): boolean {
+    const o = this.o;
+    return this.greedy && o.repetitionPenalty === 1 && o.presencePenalty === 0 && o.frequencyPenalty === 0 && this.bias.length === 0;
   }
 
   /**

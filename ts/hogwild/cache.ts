@@ -11,7 +11,7 @@
  */
 import { DisposedError, InvalidArgumentError } from '../errors.js';
 import type { CoreKvStore } from '../backend/backend.js';
-import type { LogitsMode, ModelRuntime } from '../model/runtime.js';
+import type { ForwardSequence, LogitsMode, ModelRuntime } from '../model/runtime.js';
 import { layoutHeaders, layoutViews, resolveLayout, type BlockRef, type LayoutName, type LayoutSpec } from './layout.js';
 
 export interface HogwildCacheOptions {
@@ -149,14 +149,31 @@ export class HogwildCache {
    * One batched forward of all workers: worker w's `feeds[w]` (>= 1 token) are written into its block and
    * attended from its view. Returns logits: one row per worker ('last') or per fed token ('all', in worker order).
    */
-  async step(feeds: ReadonlyArray<ReadonlyArray<number>>, logits: LogitsMode = 'last', signal?: AbortSignal): Promise<Float32Array> {
+  async step(feeds: ReadonlyArray<ReadonlyArray<number>>, logits: LogitsMode = 'last', signal?: AbortSignal, reuse = false): Promise<Float32Array> {
+    const out = await this.stepWith(feeds, (seqs) => this.runtime.forward(seqs, logits, signal, this.store, reuse ? this.stepLogits : undefined));
+    if (reuse) this.stepLogits = out;
+    return out;
+  }
+
+  /** step()'s logits buffer, rewritten by the next step(reuse = true) (the run consumes each before the next). */
+  private stepLogits: Float32Array | undefined;
+
+  /**
+   * step() returning each worker's greedy pick (its last row's argmax, ties to the lowest id) instead of
+   * logits: the backend picks (ModelRuntime.forwardArgmax), no logits come back.
+   */
+  async stepArgmax(feeds: ReadonlyArray<ReadonlyArray<number>>, signal?: AbortSignal): Promise<Int32Array> {
+    return this.stepWith(feeds, async (seqs) => (await this.runtime.forwardArgmax(seqs, 'last', signal, this.store)).ids);
+  }
+
+  private async stepWith<T>(feeds: ReadonlyArray<ReadonlyArray<number>>, run: (seqs: ForwardSequence[]) => Promise<T>): Promise<T> {
     this.live();
     if (feeds.length !== this.workers) throw new InvalidArgumentError(`step needs ${this.workers} token lists, got ${feeds.length}`);
     feeds.forEach((f, w) => {
       if (!f || f.length < 1) throw new InvalidArgumentError(`worker ${w} must be fed at least one token per step`);
     });
     const seqs = feeds.map((tokens, w) => ({ view: this.view(w), tokens: tokens as number[] }));
-    const out = await this.runtime.forward(seqs, logits, signal, this.store);
+    const out = await run(seqs);
     // the forward succeeded: every write block grew (on failure the core leaves the store unchanged)
     feeds.forEach((f, w) => this.mirror.get(this.own[w]!)!.push(...f));
     this.forwardPasses++;

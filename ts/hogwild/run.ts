@@ -453,7 +453,9 @@ export class HogwildRun {
     while (cache.forwardPasses < maxPasses) {
       if (signal?.aborted) throw new AbortError('the Hogwild! run was aborted');
       const feeds = ws.map((s) => s.pending);
-      const logits = await cache.step(feeds, 'last', signal);
+      // greedy workers without bias/penalties and no pickToken hook: the backend picks (no logits come back)
+      const picks = !o.pickToken && ws.every((s) => s.sampler.argmaxOnly) ? await cache.stepArgmax(feeds, signal) : null;
+      const logits = picks ? new Float32Array(0) : await cache.step(feeds, 'last', signal, true);
       const fp = cache.forwardPasses;
       ws.forEach((s, w) => (s.fed += feeds[w]!.length));
       if (signal?.aborted) throw new AbortError('the Hogwild! run was aborted');
@@ -464,7 +466,7 @@ export class HogwildRun {
         const st = ws[w]!;
         const row = logits.subarray(w * V, (w + 1) * V);
         const sample = () => st.sampler.sample(row, st.history);
-        const t = o.pickToken ? o.pickToken({ phase: 'step', worker: w, name: st.name, step: st.step, forwardPass: fp, logits: row, sample }) : sample();
+        const t = picks ? picks[w]! : o.pickToken ? o.pickToken({ phase: 'step', worker: w, name: st.name, step: st.step, forwardPass: fp, logits: row, sample }) : sample();
         if (!Number.isInteger(t) || t < 0 || t >= V) throw new InvalidArgumentError(`pickToken returned ${String(t)}, not a token id`);
         picked.push(t);
         st.generated++;
@@ -615,10 +617,12 @@ export class HogwildRun {
     try {
       let feed = encodeFragment(tok, fmt.forcePrompt);
       for (let i = 0; i < maxTokens; i++) {
-        const l = await this.model.runtime.forward([{ view, tokens: feed }], 'last', signal, store);
-        const t = this.o.pickToken
-          ? this.o.pickToken({ phase: 'final-answer', worker: -1, name: '', step: 0, forwardPass: cache.forwardPasses, logits: l, sample: () => argmax(l) })
-          : argmax(l);
+        const seqs = [{ view, tokens: feed }];
+        let t: number;
+        if (this.o.pickToken) {
+          const l = await this.model.runtime.forward(seqs, 'last', signal, store);
+          t = this.o.pickToken({ phase: 'final-answer', worker: -1, name: '', step: 0, forwardPass: cache.forwardPasses, logits: l, sample: () => argmax(l) });
+        } else t = (await this.model.runtime.forwardArgmax(seqs, 'last', signal, store)).ids[0]!;
         if (tok.isEog(t)) break;
         text += decoder.push(t);
         if (fmt.parseForced(text, false) !== null) break;

@@ -281,10 +281,11 @@ export class Model {
       const block = await this.runtime.exclusive(() => store.createBlock());
       try {
         const chunk = options.chunk ?? 256;
+        let buf: Float32Array | undefined;
         for (let i = 0; i < ids.length; i += chunk) {
           const part = ids.slice(i, i + chunk);
-          const l = await this.runtime.forward([{ view: [block], tokens: part }], 'all', options.signal, store);
-          out.set(l, i * V);
+          buf = await this.runtime.forward([{ view: [block], tokens: part }], 'all', options.signal, store, buf);
+          out.set(buf, i * V);
         }
       } finally {
         await this.runtime.exclusive(() => store.freeBlock(block)).catch(() => undefined);
@@ -364,16 +365,24 @@ export class Model {
     try {
       const chunk = options.prefillChunk ?? 256;
       let logits: Float32Array = new Float32Array(0);
+      let buf: Float32Array | undefined; // this generation's logits row, rewritten each step
+      // greedy without penalties/bias: the backend returns the pick itself (no logits copied back or scanned)
+      const onDevice = sampler.argmaxOnly;
+      let pick = 0;
+      const step = async (tokens: number[]) => {
+        if (onDevice) pick = (await this.runtime.forwardArgmax([{ view: [block], tokens }], 'last', signal, store)).ids[0]!;
+        else buf = logits = await this.runtime.forward([{ view: [block], tokens }], 'last', signal, store, buf);
+      };
       for (let i = 0; i < ids.length; i += chunk) {
         const part = ids.slice(i, i + chunk);
-        const last = i + chunk >= ids.length;
-        logits = await this.runtime.forward([{ view: [block], tokens: part }], last ? 'last' : 'none', signal, store);
+        if (i + chunk >= ids.length) await step(part);
+        else await this.runtime.forward([{ view: [block], tokens: part }], 'none', signal, store);
       }
       prefillMs = now() - t0;
       const tDecode = now();
       while (generated.length < maxTokens) {
         if (signal?.aborted) throw new AbortError('generation was aborted');
-        const next = sampler.sample(logits, history);
+        const next = onDevice ? pick : sampler.sample(logits, history);
         if (stopOnEog && this.isEog(next)) {
           stopReason = 'eog';
           break;
@@ -400,7 +409,7 @@ export class Model {
         emittedChars = safe;
         emit({ tokens: [next], text: piece });
         if (generated.length >= maxTokens) break;
-        logits = await this.runtime.forward([{ view: [block], tokens: [next] }], 'last', signal, store);
+        await step([next]);
       }
       if (stopReason !== 'stop' && decoder) {
         text += decoder.flush();

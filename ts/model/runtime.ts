@@ -21,6 +21,8 @@ export interface LoadProgress {
 
 export type LogitsMode = 'none' | 'last' | 'all';
 const LOGITS_MODE: Record<LogitsMode, number> = { none: 0, last: 1, all: 2 };
+/** hwkv_model.h HWKV_LOGITS_ARGMAX: OR'ed with last/all, two floats (id, logit) per row instead of the logits. */
+const LOGITS_ARGMAX = 16;
 
 export interface ForwardSequence {
   /** Ordered block ids; the last one is written to. */
@@ -200,7 +202,50 @@ export class ModelRuntime {
    * (rows = sequences for 'last', new tokens for 'all', none for 'none'). `store` defaults to the runtime's own
    * store; another store of the same backend and shape (e.g. a Hogwild! run's f16 cache) may be passed.
    */
-  forward(seqs: ReadonlyArray<ForwardSequence>, logits: LogitsMode, signal?: AbortSignal, store: CoreKvStore = this.store): Promise<Float32Array> {
+  forward(
+    seqs: ReadonlyArray<ForwardSequence>,
+    logits: LogitsMode,
+    signal?: AbortSignal,
+    store: CoreKvStore = this.store,
+    /**
+     * The caller's buffer from an earlier call, written again when it has exactly the size needed (saves one
+     * vocabulary-sized allocation per step for callers that consume the logits before their next forward).
+     */
+    into?: Float32Array,
+  ): Promise<Float32Array> {
+    return this.call(seqs, LOGITS_MODE[logits], logits === 'none' ? 0 : this.config.nVocab, signal, store, into);
+  }
+
+  /**
+   * The greedy pick of each row instead of its logits (hwkv_model.h HWKV_LOGITS_ARGMAX): ids[r] is the argmax
+   * of the row `forward(seqs, logits)` would return (ties go to the lowest id, as sampling.ts argmax), maxLogits[r]
+   * its logit. Only two floats per row come back; on CUDA the pick runs on the GPU inside the step's graph.
+   */
+  async forwardArgmax(
+    seqs: ReadonlyArray<ForwardSequence>,
+    logits: 'last' | 'all',
+    signal?: AbortSignal,
+    store: CoreKvStore = this.store,
+  ): Promise<{ ids: Int32Array; maxLogits: Float32Array }> {
+    const out = await this.call(seqs, LOGITS_MODE[logits] | LOGITS_ARGMAX, 2, signal, store);
+    const n = out.length / 2;
+    const ids = new Int32Array(n);
+    const maxLogits = new Float32Array(n);
+    for (let r = 0; r < n; r++) {
+      ids[r] = out[2 * r]!;
+      maxLogits[r] = out[2 * r + 1]!;
+    }
+    return { ids, maxLogits };
+  }
+
+  private call(
+    seqs: ReadonlyArray<ForwardSequence>,
+    mode: number,
+    rowFloats: number,
+    signal: AbortSignal | undefined,
+    store: CoreKvStore,
+    into?: Float32Array,
+  ): Promise<Float32Array> {
     return this.mutex.run(async () => {
       if (signal?.aborted) throw new AbortError();
       const h = this.h();
@@ -218,9 +263,10 @@ export class ModelRuntime {
         viewBlocks.set(seqs[s]!.view as ArrayLike<number>, viewIndptr[s]!);
         tokens.set(seqs[s]!.tokens, tokIndptr[s]!);
       }
-      const rows = logits === 'none' ? 0 : logits === 'last' ? nSeq : tokens.length;
-      const out = rows > 0 ? new Float32Array(rows * this.config.nVocab) : null;
-      const mode = LOGITS_MODE[logits];
+      const base = mode & ~LOGITS_ARGMAX;
+      const rows = base === LOGITS_MODE.none ? 0 : base === LOGITS_MODE.last ? nSeq : tokens.length;
+      const need = rows * rowFloats;
+      const out = rows === 0 ? null : into && into.length === need ? into : new Float32Array(need);
       const st = this.api.modelForwardAsync
         ? await this.api.modelForwardAsync(h, store.rawHandle(), mode, viewIndptr, viewBlocks, tokIndptr, tokens, out)
         : this.api.modelForward(h, store.rawHandle(), mode, viewIndptr, viewBlocks, tokIndptr, tokens, out);
