@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "attn.cuh"
+#include "core_host.cuh"
 #include "model.cuh"
 #include "ops.cuh"
 #include "rope.cuh"
@@ -865,62 +866,13 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
                 "library's table)",
                 fn);
   const hwkv_store_params& sp = st->p;
-  if (sp.n_layer != P.n_layer || sp.n_kv_head != P.n_kv_head || sp.head_dim != P.head_dim ||
-      sp.head_dim_v != P.head_dim)
-    return fail(HWKV_ERR_INVALID_ARGUMENT,
-                "%s: store geometry (n_layer %d, n_kv_head %d, head_dim %d, head_dim_v %d) does not match the model "
-                "(n_layer %d, n_kv_head %d, head_dim %d)",
-                fn, sp.n_layer, sp.n_kv_head, sp.head_dim, sp.head_dim_v, P.n_layer, P.n_kv_head, P.head_dim);
+  bool argmax = false;
+  int32_t lmode = 0;
+  HWKV_TRY(hwkv::model::check_forward_batch(fn, P, sp, b, &argmax, &lmode));
   const int32_t n_seq = b->n_seq;
-  if (n_seq < 1) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_seq must be >= 1, got %d", fn, n_seq);
-  if (!b->view_indptr || !b->view_blocks || !b->tok_indptr || !b->tokens)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: view_indptr, view_blocks, tok_indptr and tokens must not be NULL", fn);
-  const bool argmax = (b->logits_mode & HWKV_LOGITS_ARGMAX) != 0;
-  const int32_t lmode = b->logits_mode & ~HWKV_LOGITS_ARGMAX;
-  if (lmode < HWKV_LOGITS_NONE || lmode > HWKV_LOGITS_ALL || (argmax && lmode == HWKV_LOGITS_NONE))
-    return fail(HWKV_ERR_INVALID_ARGUMENT,
-                "%s: logits_mode must be 0 (NONE), 1 (LAST) or 2 (ALL), optionally with 16 (ARGMAX) on LAST or ALL, "
-                "got %d",
-                fn, b->logits_mode);
-  if (argmax && P.n_vocab > (1 << 24))
-    return fail(HWKV_ERR_UNSUPPORTED, "%s: ARGMAX needs n_vocab <= 2^24 (ids travel as float32), n_vocab is %d", fn,
-                P.n_vocab);
-  if (b->view_indptr[0] != 0 || b->tok_indptr[0] != 0)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: view_indptr[0] and tok_indptr[0] must be 0", fn);
-  for (int32_t s = 0; s < n_seq; ++s) {
-    if (b->view_indptr[s + 1] <= b->view_indptr[s])
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: sequence %d has an empty view (view_indptr[%d] = %d, [%d] = %d)", fn, s,
-                  s, b->view_indptr[s], s + 1, b->view_indptr[s + 1]);
-    if (b->tok_indptr[s + 1] <= b->tok_indptr[s])
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: sequence %d has no new tokens (tok_indptr[%d] = %d, [%d] = %d)", fn, s,
-                  s, b->tok_indptr[s], s + 1, b->tok_indptr[s + 1]);
-  }
   const int64_t n_tok = b->tok_indptr[n_seq];
-  for (int64_t t = 0; t < n_tok; ++t)
-    if (b->tokens[t] < 0 || b->tokens[t] >= P.n_vocab)
-      return fail(HWKV_ERR_OUT_OF_RANGE, "%s: token %lld is %d, outside the vocabulary [0, %d)", fn,
-                  static_cast<long long>(t), b->tokens[t], P.n_vocab);
-  {
-    std::vector<int32_t>& stamp = m->i_stamp;
-    stamp.assign(st->blocks.size(), -1);
-    for (int32_t s = 0; s < n_seq; ++s) {
-      for (int32_t j = b->view_indptr[s]; j < b->view_indptr[s + 1]; ++j) {
-        const int32_t blk = b->view_blocks[j];
-        HWKV_TRY(check_block(fn, st, blk));
-        if (stamp[blk] == s)
-          return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: block %d appears twice in the view of sequence %d", fn, blk, s);
-        stamp[blk] = s;
-      }
-    }
-    stamp.assign(st->blocks.size(), -1);
-    for (int32_t s = 0; s < n_seq; ++s) {
-      const int32_t wb = b->view_blocks[b->view_indptr[s + 1] - 1];
-      if (stamp[wb] >= 0)
-        return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: sequences %d and %d both write to block %d (write blocks must differ)",
-                    fn, stamp[wb], s, wb);
-      stamp[wb] = s;
-    }
-  }
+  HWKV_TRY(hwkv::model::check_forward_views(fn, b, st->blocks.size(), m->i_stamp,
+                                           [&](int32_t blk) { return check_block(fn, st, blk); }));
   const int64_t n_rows_out = lmode == HWKV_LOGITS_ALL ? n_tok : (lmode == HWKV_LOGITS_LAST ? n_seq : 0);
   const int64_t row_floats = argmax ? 2 : P.n_vocab;  // what comes back per row
   if (n_rows_out > 0) {

@@ -13,6 +13,7 @@
 #include "model/kv.h"
 #include "kernels/ops.h"
 #include "model/model.h"
+#include "model_params.h"
 
 namespace hwkv {
 namespace model {
@@ -74,63 +75,14 @@ hwkv_status forward(Model& m, hwkv_store_t* handle, const hwkv_forward_batch* b,
   if (!b) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: batch is NULL", fn);
   BlockStore& st = *store_from_handle(handle);
   const hwkv_store_params& sp = st.params();
-  if (sp.n_layer != P.n_layer || sp.n_kv_head != P.n_kv_head || sp.head_dim != P.head_dim ||
-      sp.head_dim_v != P.head_dim)
-    return fail(HWKV_ERR_INVALID_ARGUMENT,
-                "%s: store geometry (n_layer %d, n_kv_head %d, head_dim %d, head_dim_v %d) does not match the model "
-                "(n_layer %d, n_kv_head %d, head_dim %d)",
-                fn, sp.n_layer, sp.n_kv_head, sp.head_dim, sp.head_dim_v, P.n_layer, P.n_kv_head, P.head_dim);
+  bool argmax = false;
+  int32_t lmode = 0;
+  HWKV_TRY(model::check_forward_batch(fn, P, sp, b, &argmax, &lmode));
   const int32_t n_seq = b->n_seq;
-  if (n_seq < 1) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_seq must be >= 1, got %d", fn, n_seq);
-  if (!b->view_indptr || !b->view_blocks || !b->tok_indptr || !b->tokens)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: view_indptr, view_blocks, tok_indptr and tokens must not be NULL", fn);
-  const bool argmax = (b->logits_mode & HWKV_LOGITS_ARGMAX) != 0;
-  const int32_t lmode = b->logits_mode & ~HWKV_LOGITS_ARGMAX;
-  if (lmode < HWKV_LOGITS_NONE || lmode > HWKV_LOGITS_ALL || (argmax && lmode == HWKV_LOGITS_NONE))
-    return fail(HWKV_ERR_INVALID_ARGUMENT,
-                "%s: logits_mode must be 0 (NONE), 1 (LAST) or 2 (ALL), optionally with 16 (ARGMAX) on LAST or ALL, "
-                "got %d",
-                fn, b->logits_mode);
-  if (argmax && P.n_vocab > (1 << 24))
-    return fail(HWKV_ERR_UNSUPPORTED, "%s: ARGMAX needs n_vocab <= 2^24 (ids travel as float32), n_vocab is %d", fn,
-                P.n_vocab);
-  if (b->view_indptr[0] != 0 || b->tok_indptr[0] != 0)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: view_indptr[0] and tok_indptr[0] must be 0", fn);
-  for (int32_t s = 0; s < n_seq; ++s) {
-    if (b->view_indptr[s + 1] <= b->view_indptr[s])
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: sequence %d has an empty view (view_indptr[%d] = %d, [%d] = %d)", fn, s,
-                  s, b->view_indptr[s], s + 1, b->view_indptr[s + 1]);
-    if (b->tok_indptr[s + 1] <= b->tok_indptr[s])
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: sequence %d has no new tokens (tok_indptr[%d] = %d, [%d] = %d)", fn, s,
-                  s, b->tok_indptr[s], s + 1, b->tok_indptr[s + 1]);
-  }
   const int64_t n_tok = b->tok_indptr[n_seq];
-  for (int64_t t = 0; t < n_tok; ++t)
-    if (b->tokens[t] < 0 || b->tokens[t] >= P.n_vocab)
-      return fail(HWKV_ERR_OUT_OF_RANGE, "%s: token %lld is %d, outside the vocabulary [0, %d)", fn,
-                  static_cast<long long>(t), b->tokens[t], P.n_vocab);
-  // Blocks: live, at most once per view, write blocks distinct.
-  {
-    std::vector<int32_t>& stamp = m.i_rows;  // reused as a stamp array here
-    stamp.assign(static_cast<size_t>(st.block_id_limit()), -1);
-    for (int32_t s = 0; s < n_seq; ++s) {
-      for (int32_t j = b->view_indptr[s]; j < b->view_indptr[s + 1]; ++j) {
-        const int32_t blk = b->view_blocks[j];
-        HWKV_TRY(st.check_block(fn, blk));
-        if (stamp[blk] == s)
-          return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: block %d appears twice in the view of sequence %d", fn, blk, s);
-        stamp[blk] = s;
-      }
-    }
-    stamp.assign(static_cast<size_t>(st.block_id_limit()), -1);
-    for (int32_t s = 0; s < n_seq; ++s) {
-      const int32_t wb = b->view_blocks[b->view_indptr[s + 1] - 1];
-      if (stamp[wb] >= 0)
-        return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: sequences %d and %d both write to block %d (write blocks must differ)",
-                    fn, stamp[wb], s, wb);
-      stamp[wb] = s;
-    }
-  }
+  // Blocks: live, at most once per view, write blocks distinct (m.i_rows reused as the stamp array).
+  HWKV_TRY(model::check_forward_views(fn, b, static_cast<size_t>(st.block_id_limit()), m.i_rows,
+                                      [&](int32_t blk) { return st.check_block(fn, blk); }));
   const int64_t n_rows_out = lmode == HWKV_LOGITS_ALL ? n_tok : (lmode == HWKV_LOGITS_LAST ? n_seq : 0);
   const int64_t row_floats = argmax ? 2 : P.n_vocab;  // what comes back per row
   if (n_rows_out > 0) {

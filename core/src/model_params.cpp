@@ -38,5 +38,48 @@ hwkv_status check_params(const hwkv_model_params* p) {
   return HWKV_OK;
 }
 
+
+hwkv_status check_forward_batch(const char* fn, const hwkv_model_params& P, const hwkv_store_params& sp,
+                                const hwkv_forward_batch* b, bool* argmax_out, int32_t* lmode_out) {
+  if (sp.n_layer != P.n_layer || sp.n_kv_head != P.n_kv_head || sp.head_dim != P.head_dim ||
+      sp.head_dim_v != P.head_dim)
+    return fail(HWKV_ERR_INVALID_ARGUMENT,
+                "%s: store geometry (n_layer %d, n_kv_head %d, head_dim %d, head_dim_v %d) does not match the model "
+                "(n_layer %d, n_kv_head %d, head_dim %d)",
+                fn, sp.n_layer, sp.n_kv_head, sp.head_dim, sp.head_dim_v, P.n_layer, P.n_kv_head, P.head_dim);
+  const int32_t n_seq = b->n_seq;
+  if (n_seq < 1) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_seq must be >= 1, got %d", fn, n_seq);
+  if (!b->view_indptr || !b->view_blocks || !b->tok_indptr || !b->tokens)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: view_indptr, view_blocks, tok_indptr and tokens must not be NULL", fn);
+  const bool argmax = (b->logits_mode & HWKV_LOGITS_ARGMAX) != 0;
+  const int32_t lmode = b->logits_mode & ~HWKV_LOGITS_ARGMAX;
+  if (lmode < HWKV_LOGITS_NONE || lmode > HWKV_LOGITS_ALL || (argmax && lmode == HWKV_LOGITS_NONE))
+    return fail(HWKV_ERR_INVALID_ARGUMENT,
+                "%s: logits_mode must be 0 (NONE), 1 (LAST) or 2 (ALL), optionally with 16 (ARGMAX) on LAST or ALL, "
+                "got %d",
+                fn, b->logits_mode);
+  if (argmax && P.n_vocab > (1 << 24))
+    return fail(HWKV_ERR_UNSUPPORTED, "%s: ARGMAX needs n_vocab <= 2^24 (ids travel as float32), n_vocab is %d", fn,
+                P.n_vocab);
+  if (b->view_indptr[0] != 0 || b->tok_indptr[0] != 0)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: view_indptr[0] and tok_indptr[0] must be 0", fn);
+  for (int32_t s = 0; s < n_seq; ++s) {
+    if (b->view_indptr[s + 1] <= b->view_indptr[s])
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: sequence %d has an empty view (view_indptr[%d] = %d, [%d] = %d)", fn, s,
+                  s, b->view_indptr[s], s + 1, b->view_indptr[s + 1]);
+    if (b->tok_indptr[s + 1] <= b->tok_indptr[s])
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: sequence %d has no new tokens (tok_indptr[%d] = %d, [%d] = %d)", fn, s,
+                  s, b->tok_indptr[s], s + 1, b->tok_indptr[s + 1]);
+  }
+  const int64_t n_tok = b->tok_indptr[n_seq];
+  for (int64_t t = 0; t < n_tok; ++t)
+    if (b->tokens[t] < 0 || b->tokens[t] >= P.n_vocab)
+      return fail(HWKV_ERR_OUT_OF_RANGE, "%s: token %lld is %d, outside the vocabulary [0, %d)", fn,
+                  static_cast<long long>(t), b->tokens[t], P.n_vocab);
+  *argmax_out = argmax;
+  *lmode_out = lmode;
+  return HWKV_OK;
+}
+
 }  // namespace model
 }  // namespace hwkv
