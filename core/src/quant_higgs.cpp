@@ -146,18 +146,25 @@ hwkv_status higgs_size(const hwkv_higgs_params* p, int64_t n_tok, int64_t* n_wor
   return HWKV_OK;
 }
 
-hwkv_status higgs_encode(const hwkv_higgs_params* p, const float* grid, const float* x, int64_t n_tok,
-                         uint32_t* codes, int64_t n_words, uint16_t* scales) {
-  const char* fn = "higgs_encode";
+// The checks encode and decode share: grid, parameters, n_tok, and room for the packed codes.
+static hwkv_status check_higgs_call(const char* fn, const hwkv_higgs_params* p, const float* grid, int64_t n_tok,
+                             int64_t n_words) {
   if (!grid) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: grid is NULL", fn);
   HWKV_TRY(check_higgs(fn, p, grid));
   if (n_tok < 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_tok must be >= 0, got %lld", fn, (long long)n_tok);
-  const int32_t C = p->channels, g = p->group, d = p->dim, bits = log2i(p->n_points);
-  const int64_t n_codes = n_tok * (C / d);
-  const int64_t need = packed_words(n_codes, bits);
+  const int64_t need = packed_words(n_tok * (p->channels / p->dim), log2i(p->n_points));
   if (n_words < need)
     return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codes has %lld words, needs %lld (ceil(n_tok*(C/d)*log2(n)/32))", fn,
                 (long long)n_words, (long long)need);
+  return HWKV_OK;
+}
+
+hwkv_status higgs_encode(const hwkv_higgs_params* p, const float* grid, const float* x, int64_t n_tok,
+                         uint32_t* codes, int64_t n_words, uint16_t* scales) {
+  const char* fn = "higgs_encode";
+  HWKV_TRY(check_higgs_call(fn, p, grid, n_tok, n_words));
+  const int32_t C = p->channels, g = p->group, d = p->dim, bits = log2i(p->n_points);
+  const int64_t n_codes = n_tok * (C / d);
   if (n_tok == 0) return HWKV_OK;
   if (!x || !codes || !scales) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: x, codes and scales must not be NULL", fn);
   const int32_t G = C / g;
@@ -216,15 +223,9 @@ hwkv_status higgs_encode(const hwkv_higgs_params* p, const float* grid, const fl
 hwkv_status higgs_decode(const hwkv_higgs_params* p, const float* grid, const uint32_t* codes, int64_t n_words,
                          const uint16_t* scales, int64_t n_tok, float* y, int32_t accumulate) {
   const char* fn = "higgs_decode";
-  if (!grid) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: grid is NULL", fn);
-  HWKV_TRY(check_higgs(fn, p, grid));
-  if (n_tok < 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_tok must be >= 0, got %lld", fn, (long long)n_tok);
+  HWKV_TRY(check_higgs_call(fn, p, grid, n_tok, n_words));
   const int32_t C = p->channels, g = p->group, d = p->dim, bits = log2i(p->n_points);
   const int64_t n_codes = n_tok * (C / d);
-  const int64_t need = packed_words(n_codes, bits);
-  if (n_words < need)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codes has %lld words, needs %lld (ceil(n_tok*(C/d)*log2(n)/32))", fn,
-                (long long)n_words, (long long)need);
   if (n_tok == 0) return HWKV_OK;
   if (!y || !codes || !scales) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codes, scales and y must not be NULL", fn);
   const int32_t G = C / g;
