@@ -245,7 +245,9 @@ seededTest(S, 'hogwild-cache', 'visibility and causality: a token fed to worker 
       const feeds = Array.from({ length: 6 }, () => Array.from({ length: W }, () => randomTokens(rng, rng.bool(0.25) ? 2 : 1, V)));
       const alt = feeds.map((f) => f.map((x) => x.slice()));
       const j = 1;
-      alt[N]![j]![0] = (alt[N]![j]![0]! + 1 + rng.int(0, V - 5)) % (V - 3) + 3;
+      // a different token in [3, V): shift by 1..V-4 within the V-3 ids (never a whole turn, so never the same id)
+      alt[N]![j]![0] = 3 + ((alt[N]![j]![0]! - 3 + 1 + rng.int(0, V - 5)) % (V - 3));
+      assert.ok(alt[N]![j]![0] !== feeds[N]![j]![0], 'the altered token differs');
       for (const layout of ['combined', 'interleaved'] as const) {
         const a = await scripted(model, W, layout, prompt, feeds);
         const b = await scripted(model, W, layout, prompt, alt);
