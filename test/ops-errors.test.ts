@@ -10,9 +10,11 @@
  * Every case runs and all mismatches are reported together.
  */
 import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
 import { HogwildError, InvalidArgumentError, OutOfRangeError } from '../ts/index.ts';
 import type { Backend, KvStore, RopeParams } from '../ts/backend/types.ts';
-import { forEachVariant } from './helpers/backends.ts';
+import { backendsUnderTest, forEachVariant, skipLine } from './helpers/backends.ts';
+import type { CoreBackend } from '../ts/backend/backend.ts';
 import { expectThrows, seededTest } from './helpers/harness.ts';
 import { expectExact } from './helpers/metrics.ts';
 import type { Rng } from './helpers/rng.ts';
@@ -190,6 +192,56 @@ seededTest(S, NAME, 'store ops: lengths, handles (freed, negative, huge), ranges
       st.dispose();
     }
   });
+});
+
+/**
+ * The addon's own check of the flat parameter structs (bindings/flat_params.h): every integer field of a
+ * Float64Array struct that its C type cannot hold (a fraction, a negative uint32, beyond 2^53) is refused
+ * with INVALID_ARGUMENT and a message naming the array slot and the field, before the library sees it.
+ * (The WASM exports decode without checking: there the TS layer above is the check, tested above.)
+ */
+seededTest(S, NAME, 'addon: a flat struct field its C type cannot hold is named and refused', async (rng: Rng) => {
+  let ran = 0;
+  for (const { name, backend } of await backendsUnderTest()) {
+    if (name !== 'native' && name !== 'cuda') continue;
+    const raw = (backend as unknown as CoreBackend).raw;
+    const expect = (what: string, st: number, re: RegExp) => {
+      assert.is(st, 1, `${name}: ${what}: status INVALID_ARGUMENT (1)`);
+      assert.match(raw.lastError(), re, `${name}: ${what}: message`);
+      ran++;
+    };
+    const storeNames = ['n_layer', 'n_kv_head', 'head_dim', 'head_dim_v', 'page_tokens', 'dtype'];
+    const sp = () => new Float64Array([rng.int(1, 4), rng.int(1, 4), 16, 16, 8, 0, 0]);
+    const k = rng.int(0, 5);
+    const bad = sp();
+    bad[k] = bad[k]! + rng.pick([0.5, 0.25, -0.75]);
+    expect(`storeCreate sp[${k}] = ${bad[k]}`, raw.storeCreate(bad, []), new RegExp(`sp\\[${k}\\] \\(${storeNames[k]}\\) must be an int32 integer`));
+    const big = sp();
+    big[6] = 2 ** 54;
+    expect('storeCreate max_bytes 2^54', raw.storeCreate(big, []), /sp\[6\] \(max_bytes\) must be a safe integer/);
+    if (raw.storeCreateCodec) {
+      const codec = new Float64Array([2, 2, 0, 8, 8, 2, 16, 0, 0, -rng.int(1, 99), 0, 0]);
+      expect('storeCreateCodec seed < 0', raw.storeCreateCodec(sp(), codec, null, null, []), /codec\[9\] \(seed\) must be a uint32 integer/);
+      expect('storeCreateCodec 9 fields', raw.storeCreateCodec(sp(), codec.subarray(0, 9), null, null, []), /codec has 9 elements, needs 10 \(CODEC_LEN\)/);
+    }
+    if (raw.quant) {
+      const hp = new Float64Array([64, 64, 2, 16, 1, rng.int(0, 1000)]);
+      hp[3] = 16.5;
+      expect('higgsSize n_points 16.5', raw.quant.higgsSize(hp, 4, new Float64Array(2)), /hp\[3\] \(n_points\) must be an int32 integer/);
+    }
+    if (raw.model) {
+      const mp = new Float64Array(24);
+      mp.set([1, 32, 2, 2, 16, 64, 50, 0, 1e-5, 1, 0.25, 1, 16, 16, 0, 0, 10000, 1, 1, 4, 8192, 32, 1, 0]);
+      const m1 = mp.slice();
+      m1[7] = -1;
+      const none = [[], new Int32Array(0), new Int32Array(0), new Float64Array(0), [], new Float64Array(0), new Float64Array(0), 1, []] as const;
+      expect('modelCreate flags -1', raw.model.modelCreate(m1, ...none), /mp\[7\] \(flags\) must be a uint32 integer/);
+      const m2 = mp.slice();
+      m2[23] = 0.5;
+      expect('modelCreate rope yarn_truncate 0.5', raw.model.modelCreate(m2, ...none), /mp\[23\] \(rope yarn_truncate\) must be an int32 integer/);
+    }
+  }
+  if (ran === 0) skipLine('ops-errors addon structs', 'no addon-based backend (native, cuda) is available');
 });
 
 S.run();

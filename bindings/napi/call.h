@@ -4,6 +4,7 @@
 #ifndef HWKV_NAPI_CALL_H
 #define HWKV_NAPI_CALL_H
 
+#include <algorithm>
 #include <cinttypes>
 #include <cmath>
 #include <cstdarg>
@@ -16,12 +17,13 @@
 #include <string>
 #include <unordered_set>
 
+#include "../flat_params.h"
 #include "binding.h"
 
 namespace hwkv_napi {
 
-constexpr size_t kRopeParamsLen = 12;
-constexpr size_t kStoreParamsLen = 7;
+constexpr size_t kRopeParamsLen = hwkv_flat::kRopeLen;
+constexpr size_t kStoreParamsLen = hwkv_flat::kStoreLen;
 
 // ------------------------------------------------------------------------------------------------
 // Store handles
@@ -259,83 +261,47 @@ class Call {
     }
   }
 
-  // ---- parameter structs
-  // Reads a Float64Array(ROPE_PARAMS_LEN) into *out; returns false when null (nullable) or on error.
-  bool Rope(size_t i, hwkv_rope_params* out, bool nullable) {
-    Span<double> a = Array<double>(i, "rp", napi_float64_array, nullable);
-    if (failed_ || !a.present) return false;
-    if (a.len < static_cast<int64_t>(kRopeParamsLen)) {
-      Fail(Format("rp has %" PRId64 " elements, needs %zu (ROPE_PARAMS_LEN)", a.len, kRopeParamsLen));
-      return false;
+  // ---- parameter structs (layouts: bindings/flat_params.h)
+  // The Float64Array argument i holding a flat struct of n >= need fields (`what` names the TS constant, e.g.
+  // "STORE_PARAMS_LEN"); every integer field checked. Returns the doubles, or nullptr (null when nullable, or
+  // an error recorded). *n_out (optional) receives the length.
+  const double* Flat(size_t i, const char* arr, const hwkv_flat::Field* fields, size_t n, size_t need, const char* what,
+                     bool nullable, size_t* n_out = nullptr) {
+    Span<double> a = Array<double>(i, arr, napi_float64_array, nullable);
+    if (failed_ || !a.present) return nullptr;
+    if (a.len < static_cast<int64_t>(need)) {
+      Fail(Format("%s has %" PRId64 " elements, needs %zu (%s)", arr, a.len, need, what));
+      return nullptr;
     }
-    return DecodeRope(a.data, "rp", 0, out);
+    const size_t have = std::min(n, static_cast<size_t>(a.len));
+    if (!CheckFlat(a.data, fields, have, arr, 0, "")) return nullptr;
+    if (n_out) *n_out = have;
+    return a.data;
   }
 
-  // Decodes kRopeParamsLen doubles r[0..12) (hwkv_rope_params field order); `arr`/`base` name them in
-  // messages as arr[base + k].
-  bool DecodeRope(const double* r, const char* arr, size_t base, hwkv_rope_params* out) {
-    static const char* const names[kRopeParamsLen] = {
-        "head_dim", "rotary_dim", "style", "scaling", "theta", "factor", "low_freq_factor", "high_freq_factor",
-        "original_max_position", "beta_fast", "beta_slow", "yarn_truncate"};
-    std::memset(out, 0, sizeof *out);
-    int32_t ints[5];
-    const size_t int_idx[5] = {0, 1, 2, 3, 11};
-    for (int k = 0; k < 5; ++k) {
-      double d = r[int_idx[k]];
-      if (!(std::trunc(d) == d) || d < -2147483648.0 || d > 2147483647.0) {
-        Fail(Format("%s[%zu] (rope %s) must be an int32 integer, got %.17g", arr, base + int_idx[k],
-                    names[int_idx[k]], d));
-        return false;
-      }
-      ints[k] = static_cast<int32_t>(d);
-    }
-    out->head_dim = ints[0];
-    out->rotary_dim = ints[1];
-    out->style = ints[2];
-    out->scaling = ints[3];
-    out->theta = r[4];
-    out->factor = r[5];
-    out->low_freq_factor = r[6];
-    out->high_freq_factor = r[7];
-    out->original_max_position = r[8];
-    out->beta_fast = r[9];
-    out->beta_slow = r[10];
-    out->yarn_truncate = ints[4];
-    out->reserved = 0;
+  // Checks the integer fields of a[0..n) (field k named arr[base + k] in messages, "(prefix name)").
+  bool CheckFlat(const double* a, const hwkv_flat::Field* fields, size_t n, const char* arr, size_t base,
+                 const char* prefix) {
+    const int k = hwkv_flat::bad_field(a, fields, n);
+    if (k < 0) return true;
+    Fail(Format("%s[%zu] (%s%s) must be %s, got %.17g", arr, base + k, prefix, fields[k].name,
+                hwkv_flat::kind_text(fields[k].kind), a[k]));
+    return false;
+  }
+
+  // Reads a Float64Array(ROPE_PARAMS_LEN) into *out; returns false when null (nullable) or on error.
+  bool Rope(size_t i, hwkv_rope_params* out, bool nullable) {
+    const double* r = Flat(i, "rp", hwkv_flat::kRope, hwkv_flat::kRopeLen, hwkv_flat::kRopeLen, "ROPE_PARAMS_LEN", nullable);
+    if (r == nullptr) return false;
+    *out = hwkv_flat::rope(r);
     return true;
   }
 
   bool StoreParams(size_t i, hwkv_store_params* out) {
-    Span<double> a = Array<double>(i, "sp", napi_float64_array, false);
-    if (failed_) return false;
-    if (a.len < static_cast<int64_t>(kStoreParamsLen)) {
-      Fail(Format("sp has %" PRId64 " elements, needs %zu (STORE_PARAMS_LEN)", a.len, kStoreParamsLen));
-      return false;
-    }
-    static const char* const names[kStoreParamsLen] = {"n_layer", "n_kv_head", "head_dim", "head_dim_v",
-                                                        "page_tokens", "dtype", "max_bytes"};
-    int32_t ints[6];
-    for (size_t k = 0; k < 6; ++k) {
-      double d = a.data[k];
-      if (!(std::trunc(d) == d) || d < -2147483648.0 || d > 2147483647.0) {
-        Fail(Format("sp[%zu] (%s) must be an int32 integer, got %.17g", k, names[k], d));
-        return false;
-      }
-      ints[k] = static_cast<int32_t>(d);
-    }
-    double mb = a.data[6];
-    if (!(std::trunc(mb) == mb) || std::fabs(mb) > 9007199254740991.0) {
-      Fail(Format("sp[6] (max_bytes) must be a safe integer, got %.17g", mb));
-      return false;
-    }
-    std::memset(out, 0, sizeof *out);
-    out->n_layer = ints[0];
-    out->n_kv_head = ints[1];
-    out->head_dim = ints[2];
-    out->head_dim_v = ints[3];
-    out->page_tokens = ints[4];
-    out->dtype = ints[5];
-    out->max_bytes = static_cast<int64_t>(mb);
+    const double* a =
+        Flat(i, "sp", hwkv_flat::kStore, hwkv_flat::kStoreLen, hwkv_flat::kStoreLen, "STORE_PARAMS_LEN", false);
+    if (a == nullptr) return false;
+    *out = hwkv_flat::store(a);
     return true;
   }
 

@@ -28,8 +28,8 @@
 namespace hwkv_napi {
 namespace {
 
-constexpr size_t kModelParamsLen = 12 + kRopeParamsLen;
-constexpr size_t kModelInfoLen = 6;
+constexpr size_t kModelParamsLen = hwkv_flat::kModelLen + hwkv_flat::kRopeLen;
+constexpr size_t kModelInfoLen = hwkv_flat::kModelInfoLen;
 
 // ------------------------------------------------------------------------------------------------
 // Model handles
@@ -94,8 +94,7 @@ ModelBox* GetModel(Call& c, size_t i) {
   return box;
 }
 
-bool IsInt32(double d) { return std::trunc(d) == d && d >= -2147483648.0 && d <= 2147483647.0; }
-bool IsSafeInt(double d) { return std::trunc(d) == d && std::fabs(d) <= 9007199254740991.0; }
+bool IsSafeInt(double d) { return hwkv_flat::fits(d, hwkv_flat::I53); }
 
 // Requires arr.len == want.
 template <class T>
@@ -121,40 +120,12 @@ bool DecodeModelParams(Call& c, const Span<double>& a, hwkv_model_params* p) {
     c.Fail(Format("mp has %" PRId64 " elements, needs %zu (MODEL_PARAMS_LEN)", a.len, kModelParamsLen));
     return false;
   }
-  static const char* const names[12] = {"n_layer", "n_embd",       "n_head",      "n_kv_head",
-                                        "head_dim", "n_ff",        "n_vocab",     "flags",
-                                        "rms_norm_eps", "attn_factor", "attn_scale", "n_threads"};
-  std::memset(p, 0, sizeof *p);
-  int32_t ints[7];
-  for (int k = 0; k < 7; ++k) {
-    if (!IsInt32(a.data[k])) {
-      c.Fail(Format("mp[%d] (%s) must be an int32 integer, got %.17g", k, names[k], a.data[k]));
-      return false;
-    }
-    ints[k] = static_cast<int32_t>(a.data[k]);
-  }
-  const double flags = a.data[7];
-  if (!(std::trunc(flags) == flags) || flags < 0 || flags > 4294967295.0) {
-    c.Fail(Format("mp[7] (flags) must be a uint32 integer, got %.17g", flags));
+  if (!c.CheckFlat(a.data, hwkv_flat::kModel, hwkv_flat::kModelLen, "mp", 0, "") ||
+      !c.CheckFlat(a.data + hwkv_flat::kModelLen, hwkv_flat::kRope, hwkv_flat::kRopeLen, "mp", hwkv_flat::kModelLen,
+                   "rope "))
     return false;
-  }
-  if (!IsInt32(a.data[11])) {
-    c.Fail(Format("mp[11] (n_threads) must be an int32 integer, got %.17g", a.data[11]));
-    return false;
-  }
-  p->n_layer = ints[0];
-  p->n_embd = ints[1];
-  p->n_head = ints[2];
-  p->n_kv_head = ints[3];
-  p->head_dim = ints[4];
-  p->n_ff = ints[5];
-  p->n_vocab = ints[6];
-  p->flags = static_cast<uint32_t>(flags);
-  p->rms_norm_eps = static_cast<float>(a.data[8]);
-  p->attn_factor = static_cast<float>(a.data[9]);
-  p->attn_scale = static_cast<float>(a.data[10]);
-  p->n_threads = static_cast<int32_t>(a.data[11]);
-  return c.DecodeRope(a.data + 12, "mp", 12, &p->rope);
+  *p = hwkv_flat::model(a.data);
+  return true;
 }
 
 Napi::Value ModelCreate(const Napi::CallbackInfo& info) {
@@ -300,14 +271,7 @@ Napi::Value ModelInfo(const Napi::CallbackInfo& info) {
   std::memset(&mi, 0, sizeof mi);
   c.Enter();
   hwkv_status st = mapi->model_info(box->model, &mi);
-  if (st == HWKV_OK) {
-    out.data[0] = static_cast<double>(mi.weight_bytes);
-    out.data[1] = static_cast<double>(mi.scratch_bytes);
-    out.data[2] = mi.n_tensors;
-    out.data[3] = mi.uploads_pending;
-    out.data[4] = mi.mapped;
-    out.data[5] = mi.params.n_threads;
-  }
+  if (st == HWKV_OK) hwkv_flat::put(mi, out.data);
   return c.Status(st);
 }
 

@@ -10,62 +10,25 @@
 namespace hwkv_napi {
 namespace {
 
-constexpr size_t kHiggsParamsLen = 6;
-constexpr size_t kUniformParamsLen = 4;
-
 #define HWKV_Q_OF(c) const hwkv_quant_api* api = (c).binding()->quant
 #define HWKV_Q_REQUIRE(c, member) \
   if (api == nullptr || api->member == nullptr) return (c).Unsupported()
 #define HWKV_CHECKED(c) \
   if (!(c).ok()) return (c).Reject()
 
-bool IntField(Call& c, const double* a, size_t k, const char* arr, const char* name, double lo, double hi, int64_t* out) {
-  const double d = a[k];
-  if (!(std::trunc(d) == d) || d < lo || d > hi) {
-    c.Fail(Format("%s[%zu] (%s) must be an integer in %.0f..%.0f, got %.17g", arr, k, name, lo, hi, d));
-    return false;
-  }
-  *out = static_cast<int64_t>(d);
-  return true;
-}
-
 bool HiggsParams(Call& c, size_t i, hwkv_higgs_params* out) {
-  Span<double> a = c.Array<double>(i, "hp", napi_float64_array, false);
-  if (!c.ok()) return false;
-  if (a.len < static_cast<int64_t>(kHiggsParamsLen)) {
-    c.Fail(Format("hp has %" PRId64 " elements, needs %zu (HIGGS_PARAMS_LEN)", a.len, kHiggsParamsLen));
-    return false;
-  }
-  static const char* const names[kHiggsParamsLen] = {"channels", "group", "dim", "n_points", "use_signs", "seed"};
-  int64_t v[kHiggsParamsLen];
-  for (size_t k = 0; k < kHiggsParamsLen; ++k) {
-    const double lo = k == 5 ? 0.0 : -2147483648.0, hi = k == 5 ? 4294967295.0 : 2147483647.0;
-    if (!IntField(c, a.data, k, "hp", names[k], lo, hi, &v[k])) return false;
-  }
-  out->channels = static_cast<int32_t>(v[0]);
-  out->group = static_cast<int32_t>(v[1]);
-  out->dim = static_cast<int32_t>(v[2]);
-  out->n_points = static_cast<int32_t>(v[3]);
-  out->use_signs = static_cast<int32_t>(v[4]);
-  out->seed = static_cast<uint32_t>(v[5]);
+  const double* a =
+      c.Flat(i, "hp", hwkv_flat::kHiggs, hwkv_flat::kHiggsLen, hwkv_flat::kHiggsLen, "HIGGS_PARAMS_LEN", false);
+  if (a == nullptr) return false;
+  *out = hwkv_flat::higgs(a);
   return true;
 }
 
 bool UniformParams(Call& c, size_t i, hwkv_uniform_params* out) {
-  Span<double> a = c.Array<double>(i, "up", napi_float64_array, false);
-  if (!c.ok()) return false;
-  if (a.len < static_cast<int64_t>(kUniformParamsLen)) {
-    c.Fail(Format("up has %" PRId64 " elements, needs %zu (UNIFORM_PARAMS_LEN)", a.len, kUniformParamsLen));
-    return false;
-  }
-  static const char* const names[kUniformParamsLen] = {"channels", "bits", "axis", "group"};
-  int64_t v[kUniformParamsLen];
-  for (size_t k = 0; k < kUniformParamsLen; ++k)
-    if (!IntField(c, a.data, k, "up", names[k], -2147483648.0, 2147483647.0, &v[k])) return false;
-  out->channels = static_cast<int32_t>(v[0]);
-  out->bits = static_cast<int32_t>(v[1]);
-  out->axis = static_cast<int32_t>(v[2]);
-  out->group = static_cast<int32_t>(v[3]);
+  const double* a =
+      c.Flat(i, "up", hwkv_flat::kUniform, hwkv_flat::kUniformLen, hwkv_flat::kUniformLen, "UNIFORM_PARAMS_LEN", false);
+  if (a == nullptr) return false;
+  *out = hwkv_flat::uniform(a);
   return true;
 }
 

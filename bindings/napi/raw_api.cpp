@@ -16,7 +16,7 @@
 namespace hwkv_napi {
 namespace {
 
-constexpr size_t kStoreStatsLen = 5;
+constexpr size_t kStoreStatsLen = hwkv_flat::kStoreStatsLen;
 
 
 // ------------------------------------------------------------------------------------------------
@@ -146,32 +146,21 @@ Napi::Value StoreCreateCodec(const Napi::CallbackInfo& info) {
   HWKV_REQUIRE_APPENDED(c, store_create_codec);
   hwkv_store_params sp;
   c.StoreParams(0, &sp);
-  Span<double> cd = c.Array<double>(1, "codec", napi_float64_array, false);
-  c.AtLeast(cd, 10, "codec", "CODEC_LEN");
+  size_t n_cd = 0;
+  const double* cd = c.Flat(1, "codec", hwkv_flat::kCodec, hwkv_flat::kCodecLen, hwkv_flat::kCodecMinLen, "CODEC_LEN",
+                            false, &n_cd);
   Span<float> grid = c.F32Array(2, "grid", true);
   Span<float> grid0 = c.F32Array(3, "grid0", true);
   if (c.ok() && !info[4].IsArray()) c.Fail("out must be an Array (out[0] receives the handle)");
   HWKV_CHECKED(c);
   if (api->store_free == nullptr) return c.Unsupported();
-  hwkv_store_codec codec{};
-  codec.type = static_cast<int32_t>(cd.data[0]);
-  codec.bits = static_cast<int32_t>(cd.data[1]);
-  codec.sinks = static_cast<int32_t>(cd.data[2]);
-  codec.buffer = static_cast<int32_t>(cd.data[3]);
-  codec.chunk_tokens = static_cast<int32_t>(cd.data[4]);
-  codec.grid_dim = static_cast<int32_t>(cd.data[5]);
-  codec.grid_n = static_cast<int32_t>(cd.data[6]);
-  codec.grid0_dim = static_cast<int32_t>(cd.data[7]);
-  codec.grid0_n = static_cast<int32_t>(cd.data[8]);
-  codec.seed = static_cast<uint32_t>(cd.data[9]);
+  hwkv_store_codec codec = hwkv_flat::codec(cd, n_cd);
   if (grid.data != nullptr && grid.len < int64_t(codec.grid_n) * codec.grid_dim)
     return c.RejectWith(HWKV_ERR_INVALID_ARGUMENT, "storeCreateCodec: grid is shorter than grid_n*grid_dim");
   if (grid0.data != nullptr && grid0.len < int64_t(codec.grid0_n) * codec.grid0_dim)
     return c.RejectWith(HWKV_ERR_INVALID_ARGUMENT, "storeCreateCodec: grid0 is shorter than grid0_n*grid0_dim");
   codec.grid = grid.data;
   codec.grid0 = grid0.data;
-  if (cd.len >= 11) codec.layer0_exact = static_cast<int32_t>(cd.data[10]);
-  if (cd.len >= 12) codec.cache_bytes = static_cast<int64_t>(cd.data[11]);
   // AQUA: rope (arg 5) and predictors (arg 6), both optional for the other codecs
   hwkv_rope_params rp;
   const bool has_rope = info.Length() > 5 && c.Rope(5, &rp, true);
@@ -231,13 +220,7 @@ Napi::Value StoreCodecStats(const Napi::CallbackInfo& info) {
   hwkv_store_codec_stats st{};
   c.Enter();
   hwkv_status rc = api->store_codec_stats(box->store, &st);
-  if (rc == HWKV_OK) {
-    out.data[0] = static_cast<double>(st.bytes_compressed);
-    out.data[1] = static_cast<double>(st.tokens_compressed);
-    out.data[2] = static_cast<double>(st.values_compressed);
-    out.data[3] = static_cast<double>(st.chunks);
-    out.data[4] = static_cast<double>(st.bytes_scratch);
-  }
+  if (rc == HWKV_OK) hwkv_flat::put(st, out.data);
   return c.Status(rc);
 }
 
@@ -282,13 +265,7 @@ Napi::Value StoreStats(const Napi::CallbackInfo& info) {
   hwkv_store_stats st{};
   c.Enter();
   hwkv_status rc = api->store_stats(box->store, &st);
-  if (rc == HWKV_OK) {
-    out.data[0] = static_cast<double>(st.bytes_reserved);
-    out.data[1] = static_cast<double>(st.bytes_in_use);
-    out.data[2] = st.pages_in_use;
-    out.data[3] = st.pages_free;
-    out.data[4] = st.blocks_live;
-  }
+  if (rc == HWKV_OK) hwkv_flat::put(st, out.data);
   return c.Status(rc);
 }
 

@@ -21,9 +21,7 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "../../core/include/hwkv.h"
-#include "../../core/include/hwkv_model.h"
-#include "../../core/include/hwkv_quant.h"
+#include "../flat_params.h"
 
 #define HWKV_WASM_EXPORT extern "C" EMSCRIPTEN_KEEPALIVE
 
@@ -34,38 +32,19 @@ const hwkv_api* api() {
   return a;
 }
 
-// Only called with a non-null pointer.
-hwkv_rope_params decode_rope(const double* r) {
-  hwkv_rope_params p;
-  p.head_dim = static_cast<int32_t>(r[0]);
-  p.rotary_dim = static_cast<int32_t>(r[1]);
-  p.style = static_cast<int32_t>(r[2]);
-  p.scaling = static_cast<int32_t>(r[3]);
-  p.theta = r[4];
-  p.factor = r[5];
-  p.low_freq_factor = r[6];
-  p.high_freq_factor = r[7];
-  p.original_max_position = r[8];
-  p.beta_fast = r[9];
-  p.beta_slow = r[10];
-  p.yarn_truncate = static_cast<int32_t>(r[11]);
-  p.reserved = 0;
-  return p;
-}
-
 // Helper holding an optional decoded rope struct.
 struct OptRope {
   hwkv_rope_params p;
   const hwkv_rope_params* ptr;
   explicit OptRope(const double* r) : p(), ptr(nullptr) {
     if (r != nullptr) {
-      p = decode_rope(r);
+      p = hwkv_flat::rope(r);
       ptr = &p;
     }
   }
 };
 
-inline int64_t i64(double x) { return static_cast<int64_t>(x); }
+using hwkv_flat::i64;
 
 const hwkv_model_api* model_api() {
   static const hwkv_model_api* const a = hwkv_cpu_model_api();
@@ -110,14 +89,7 @@ HWKV_WASM_EXPORT int32_t hwkv_wasm_fwht(float* x, double rows, int32_t n, float 
 }
 
 HWKV_WASM_EXPORT int32_t hwkv_wasm_store_create(const double* sp, hwkv_store_t** out) {
-  hwkv_store_params p;
-  p.n_layer = static_cast<int32_t>(sp[0]);
-  p.n_kv_head = static_cast<int32_t>(sp[1]);
-  p.head_dim = static_cast<int32_t>(sp[2]);
-  p.head_dim_v = static_cast<int32_t>(sp[3]);
-  p.page_tokens = static_cast<int32_t>(sp[4]);
-  p.dtype = static_cast<int32_t>(sp[5]);
-  p.max_bytes = i64(sp[6]);
+  const hwkv_store_params p = hwkv_flat::store(sp);
   *out = nullptr;
   return api()->store_create(&p, out);
 }
@@ -127,32 +99,12 @@ HWKV_WASM_EXPORT int32_t hwkv_wasm_store_create(const double* sp, hwkv_store_t**
 HWKV_WASM_EXPORT int32_t hwkv_wasm_store_create_codec(const double* sp, const double* cd, const float* grid,
                                                       const float* grid0, hwkv_store_t** out, const double* rp,
                                                       const float* predictors, double n_pred) {
-  hwkv_store_params p;
-  p.n_layer = static_cast<int32_t>(sp[0]);
-  p.n_kv_head = static_cast<int32_t>(sp[1]);
-  p.head_dim = static_cast<int32_t>(sp[2]);
-  p.head_dim_v = static_cast<int32_t>(sp[3]);
-  p.page_tokens = static_cast<int32_t>(sp[4]);
-  p.dtype = static_cast<int32_t>(sp[5]);
-  p.max_bytes = i64(sp[6]);
-  hwkv_store_codec c = {};
-  c.type = static_cast<int32_t>(cd[0]);
-  c.bits = static_cast<int32_t>(cd[1]);
-  c.sinks = static_cast<int32_t>(cd[2]);
-  c.buffer = static_cast<int32_t>(cd[3]);
-  c.chunk_tokens = static_cast<int32_t>(cd[4]);
-  c.grid_dim = static_cast<int32_t>(cd[5]);
-  c.grid_n = static_cast<int32_t>(cd[6]);
-  c.grid0_dim = static_cast<int32_t>(cd[7]);
-  c.grid0_n = static_cast<int32_t>(cd[8]);
-  c.seed = static_cast<uint32_t>(cd[9]);
+  const hwkv_store_params p = hwkv_flat::store(sp);
+  hwkv_store_codec c = hwkv_flat::codec(cd, hwkv_flat::kCodecLen);
   c.grid = grid;
   c.grid0 = grid0;
-  c.layer0_exact = static_cast<int32_t>(cd[10]);
-  c.cache_bytes = i64(cd[11]);
-  hwkv_rope_params r;
-  if (rp) r = decode_rope(rp);
-  c.rope = rp ? &r : nullptr;
+  OptRope r(rp);
+  c.rope = r.ptr;
   c.predictors = predictors;
   c.n_predictors = i64(n_pred);
   *out = nullptr;
@@ -172,13 +124,7 @@ HWKV_WASM_EXPORT int32_t hwkv_wasm_store_codec_chunk(hwkv_store_t* s, int32_t bl
 HWKV_WASM_EXPORT int32_t hwkv_wasm_store_codec_stats(hwkv_store_t* s, double* out) {
   hwkv_store_codec_stats st = {};
   const hwkv_status rc = api()->store_codec_stats(s, &st);
-  if (rc == HWKV_OK) {
-    out[0] = static_cast<double>(st.bytes_compressed);
-    out[1] = static_cast<double>(st.tokens_compressed);
-    out[2] = static_cast<double>(st.values_compressed);
-    out[3] = static_cast<double>(st.chunks);
-    out[4] = static_cast<double>(st.bytes_scratch);
-  }
+  if (rc == HWKV_OK) hwkv_flat::put(st, out);
   return rc;
 }
 
@@ -187,13 +133,7 @@ HWKV_WASM_EXPORT void hwkv_wasm_store_free(hwkv_store_t* s) { api()->store_free(
 HWKV_WASM_EXPORT int32_t hwkv_wasm_store_stats(hwkv_store_t* s, double* out) {
   hwkv_store_stats st = {};
   const hwkv_status rc = api()->store_stats(s, &st);
-  if (rc == HWKV_OK) {
-    out[0] = static_cast<double>(st.bytes_reserved);
-    out[1] = static_cast<double>(st.bytes_in_use);
-    out[2] = st.pages_in_use;
-    out[3] = st.pages_free;
-    out[4] = st.blocks_live;
-  }
+  if (rc == HWKV_OK) hwkv_flat::put(st, out);
   return rc;
 }
 
@@ -254,20 +194,7 @@ HWKV_WASM_EXPORT int32_t hwkv_wasm_model_create(const double* mp, int32_t n_tens
                                                 const int32_t* n_dims, const double* ne, const double* nbytes,
                                                 int32_t mode, hwkv_model_t** out) {
   *out = nullptr;
-  hwkv_model_params p;
-  p.n_layer = static_cast<int32_t>(mp[0]);
-  p.n_embd = static_cast<int32_t>(mp[1]);
-  p.n_head = static_cast<int32_t>(mp[2]);
-  p.n_kv_head = static_cast<int32_t>(mp[3]);
-  p.head_dim = static_cast<int32_t>(mp[4]);
-  p.n_ff = static_cast<int32_t>(mp[5]);
-  p.n_vocab = static_cast<int32_t>(mp[6]);
-  p.flags = static_cast<uint32_t>(mp[7]);
-  p.rms_norm_eps = static_cast<float>(mp[8]);
-  p.attn_factor = static_cast<float>(mp[9]);
-  p.attn_scale = static_cast<float>(mp[10]);
-  p.n_threads = static_cast<int32_t>(mp[11]);
-  p.rope = decode_rope(mp + 12);
+  const hwkv_model_params p = hwkv_flat::model(mp);
   hwkv_tensor_desc* d = nullptr;
   if (n_tensors > 0) {
     d = static_cast<hwkv_tensor_desc*>(std::calloc(static_cast<size_t>(n_tensors), sizeof(hwkv_tensor_desc)));
@@ -297,14 +224,7 @@ HWKV_WASM_EXPORT int32_t hwkv_wasm_model_upload(hwkv_model_t* m, int32_t index, 
 HWKV_WASM_EXPORT int32_t hwkv_wasm_model_info(hwkv_model_t* m, double* out) {
   hwkv_model_info mi = {};
   const hwkv_status rc = model_api()->model_info(m, &mi);
-  if (rc == HWKV_OK) {
-    out[0] = static_cast<double>(mi.weight_bytes);
-    out[1] = static_cast<double>(mi.scratch_bytes);
-    out[2] = mi.n_tensors;
-    out[3] = mi.uploads_pending;
-    out[4] = mi.mapped;
-    out[5] = mi.params.n_threads;
-  }
+  if (rc == HWKV_OK) hwkv_flat::put(mi, out);
   return rc;
 }
 
@@ -341,30 +261,10 @@ const hwkv_quant_api* quant_api() {
   return a;
 }
 
-hwkv_higgs_params decode_higgs(const double* h) {
-  hwkv_higgs_params p;
-  p.channels = static_cast<int32_t>(h[0]);
-  p.group = static_cast<int32_t>(h[1]);
-  p.dim = static_cast<int32_t>(h[2]);
-  p.n_points = static_cast<int32_t>(h[3]);
-  p.use_signs = static_cast<int32_t>(h[4]);
-  p.seed = static_cast<uint32_t>(h[5]);
-  return p;
-}
-
-hwkv_uniform_params decode_uniform(const double* u) {
-  hwkv_uniform_params p;
-  p.channels = static_cast<int32_t>(u[0]);
-  p.bits = static_cast<int32_t>(u[1]);
-  p.axis = static_cast<int32_t>(u[2]);
-  p.group = static_cast<int32_t>(u[3]);
-  return p;
-}
-
 }  // namespace
 
 HWKV_WASM_EXPORT int32_t hwkv_wasm_higgs_size(const double* hp, double n_tok, double* out) {
-  const hwkv_higgs_params p = decode_higgs(hp);
+  const hwkv_higgs_params p = hwkv_flat::higgs(hp);
   int64_t w = 0, s = 0;
   const hwkv_status rc = quant_api()->higgs_size(&p, i64(n_tok), &w, &s);
   if (rc == HWKV_OK) {
@@ -376,14 +276,14 @@ HWKV_WASM_EXPORT int32_t hwkv_wasm_higgs_size(const double* hp, double n_tok, do
 
 HWKV_WASM_EXPORT int32_t hwkv_wasm_higgs_encode(const double* hp, const float* grid, const float* x, double n_tok,
                                                 uint32_t* codes, double n_words, uint16_t* scales) {
-  const hwkv_higgs_params p = decode_higgs(hp);
+  const hwkv_higgs_params p = hwkv_flat::higgs(hp);
   return quant_api()->higgs_encode(&p, grid, x, i64(n_tok), codes, i64(n_words), scales);
 }
 
 HWKV_WASM_EXPORT int32_t hwkv_wasm_higgs_decode(const double* hp, const float* grid, const uint32_t* codes,
                                                 double n_words, const uint16_t* scales, double n_tok, float* y,
                                                 int32_t accumulate) {
-  const hwkv_higgs_params p = decode_higgs(hp);
+  const hwkv_higgs_params p = hwkv_flat::higgs(hp);
   return quant_api()->higgs_decode(&p, grid, codes, i64(n_words), scales, i64(n_tok), y, accumulate);
 }
 
@@ -397,7 +297,7 @@ HWKV_WASM_EXPORT int32_t hwkv_wasm_higgs_signs(double seed, int32_t channels, fl
 }
 
 HWKV_WASM_EXPORT int32_t hwkv_wasm_uniform_size(const double* up, double n_tok, double* out) {
-  const hwkv_uniform_params p = decode_uniform(up);
+  const hwkv_uniform_params p = hwkv_flat::uniform(up);
   int64_t w = 0, s = 0;
   const hwkv_status rc = quant_api()->uniform_size(&p, i64(n_tok), &w, &s);
   if (rc == HWKV_OK) {
@@ -409,14 +309,14 @@ HWKV_WASM_EXPORT int32_t hwkv_wasm_uniform_size(const double* up, double n_tok, 
 
 HWKV_WASM_EXPORT int32_t hwkv_wasm_uniform_encode(const double* up, const float* x, double n_tok, uint32_t* codes,
                                                   double n_words, uint16_t* scales, uint16_t* zeros) {
-  const hwkv_uniform_params p = decode_uniform(up);
+  const hwkv_uniform_params p = hwkv_flat::uniform(up);
   return quant_api()->uniform_encode(&p, x, i64(n_tok), codes, i64(n_words), scales, zeros);
 }
 
 HWKV_WASM_EXPORT int32_t hwkv_wasm_uniform_decode(const double* up, const uint32_t* codes, double n_words,
                                                   const uint16_t* scales, const uint16_t* zeros, double n_tok,
                                                   float* y, int32_t accumulate) {
-  const hwkv_uniform_params p = decode_uniform(up);
+  const hwkv_uniform_params p = hwkv_flat::uniform(up);
   return quant_api()->uniform_decode(&p, codes, i64(n_words), scales, zeros, i64(n_tok), y, accumulate);
 }
 
