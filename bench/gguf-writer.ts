@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { GgmlType, GgufValueType } from '../ts/formats/gguf.ts';
+import { hashString, Xoshiro128 } from '../ts/util/random.ts';
 
 // ---------------------------------------------------------------------------------------------------------
 // Metadata values
@@ -212,54 +213,13 @@ export function writeGguf(file: string, metadata: ReadonlyArray<[string, GgufMet
 // ---------------------------------------------------------------------------------------------------------
 // Random numbers and f16
 
-/** xorshift128+ style generator over 32-bit lanes, seeded by a string (deterministic across runs). */
-export class Rng {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
-  private spare: number | null = null;
+/** Seeded by a string (deterministic across runs); `uniform()` is in (0, 1), `normal()` standard normal. */
+export class Rng extends Xoshiro128 {
   constructor(seed: string) {
-    // FNV-1a then splitmix-like scrambling into four lanes
-    let h = 0x811c9dc5;
-    for (let i = 0; i < seed.length; i++) h = Math.imul(h ^ seed.charCodeAt(i), 0x01000193) >>> 0;
-    const next = () => {
-      h = (h + 0x9e3779b9) >>> 0;
-      let z = h;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-      return (z ^ (z >>> 16)) >>> 0;
-    };
-    this.a = next() | 1;
-    this.b = next();
-    this.c = next();
-    this.d = next();
+    super(hashString(seed));
   }
-  /** Uniform in (0, 1). */
   uniform(): number {
-    // xoshiro128** on 32-bit lanes
-    const r = Math.imul(((Math.imul(this.b, 5) << 7) | (Math.imul(this.b, 5) >>> 25)) >>> 0, 9) >>> 0;
-    const t = this.b << 9;
-    this.c ^= this.a;
-    this.d ^= this.b;
-    this.b ^= this.c;
-    this.a ^= this.d;
-    this.c ^= t;
-    this.d = (this.d << 11) | (this.d >>> 21);
-    return (r + 0.5) / 4294967296;
-  }
-  /** Standard normal (Box–Muller, both outputs used). */
-  normal(): number {
-    if (this.spare !== null) {
-      const s = this.spare;
-      this.spare = null;
-      return s;
-    }
-    const u = this.uniform();
-    const v = this.uniform();
-    const r = Math.sqrt(-2 * Math.log(u));
-    this.spare = r * Math.sin(2 * Math.PI * v);
-    return r * Math.cos(2 * Math.PI * v);
+    return this.open();
   }
 }
 

@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createBackend } from '../ts/index.js';
 import { quantOf } from '../ts/aqua/quantizer.js';
+import { Sfc32 } from '../ts/util/random.js';
 
 interface Spec {
   dim: 1 | 2 | 4 | 8;
@@ -40,42 +41,13 @@ const SPECS: Spec[] = [
 const SEED = 20250131;
 const VALID_SAMPLES = 1_000_000;
 
-/** sfc32 + Box–Muller: deterministic standard normal samples. */
-class Gauss {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
-  private spare: number | null = null;
+/** sfc32 (20 warm-up words) + Box–Muller: deterministic standard normal samples (the grids depend on this stream). */
+class Gauss extends Sfc32 {
   constructor(seed: number) {
-    this.a = 0x9e3779b9;
-    this.b = 0x243f6a88;
-    this.c = 0xb7e15162;
-    this.d = seed >>> 0;
-    for (let i = 0; i < 20; i++) this.u32();
-  }
-  u32(): number {
-    const t = (((this.a + this.b) >>> 0) + this.d) >>> 0;
-    this.d = (this.d + 1) >>> 0;
-    this.a = this.b ^ (this.b >>> 9);
-    this.b = (this.c + (this.c << 3)) >>> 0;
-    this.c = ((this.c << 21) | (this.c >>> 11)) >>> 0;
-    this.c = (this.c + t) >>> 0;
-    return t;
+    super(seed, 20);
   }
   uniform(): number {
-    return (this.u32() + 0.5) / 0x100000000;
-  }
-  normal(): number {
-    if (this.spare !== null) {
-      const s = this.spare;
-      this.spare = null;
-      return s;
-    }
-    const r = Math.sqrt(-2 * Math.log(this.uniform()));
-    const th = 2 * Math.PI * this.uniform();
-    this.spare = r * Math.sin(th);
-    return r * Math.cos(th);
+    return this.open();
   }
   fill(n: number): Float32Array {
     const out = new Float32Array(n);

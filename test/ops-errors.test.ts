@@ -234,11 +234,12 @@ seededTest(S, NAME, 'addon: a flat struct field its C type cannot hold is named 
       mp.set([1, 32, 2, 2, 16, 64, 50, 0, 1e-5, 1, 0.25, 1, 16, 16, 0, 0, 10000, 1, 1, 4, 8192, 32, 1, 0]);
       const m1 = mp.slice();
       m1[7] = -1;
-      const none = [[], new Int32Array(0), new Int32Array(0), new Float64Array(0), [], new Float64Array(0), new Float64Array(0), 1, []] as const;
-      expect('modelCreate flags -1', raw.model.modelCreate(m1, ...none), /mp\[7\] \(flags\) must be a uint32 integer/);
+      const create = (m: Float64Array) =>
+        raw.model!.modelCreate(m, [], new Int32Array(0), new Int32Array(0), new Float64Array(0), [], new Float64Array(0), new Float64Array(0), 1, []);
+      expect('modelCreate flags -1', create(m1), /mp\[7\] \(flags\) must be a uint32 integer/);
       const m2 = mp.slice();
       m2[23] = 0.5;
-      expect('modelCreate rope yarn_truncate 0.5', raw.model.modelCreate(m2, ...none), /mp\[23\] \(rope yarn_truncate\) must be an int32 integer/);
+      expect('modelCreate rope yarn_truncate 0.5', create(m2), /mp\[23\] \(rope yarn_truncate\) must be an int32 integer/);
     }
   }
   if (ran === 0) skipLine('ops-errors addon structs', 'no addon-based backend (native, cuda) is available');

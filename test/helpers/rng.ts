@@ -3,6 +3,8 @@
  * otherwise fresh. Each test derives its own stream from (seed, test name), so a test replays identically
  * whatever else ran before it.
  */
+import { Sfc32 } from '../../ts/util/random.ts';
+
 let cachedSeed: number | undefined;
 
 export function runSeed(): number {
@@ -30,35 +32,10 @@ function mixSeed(seed: number, label: string): number {
   return h;
 }
 
-/** sfc32: small, fast, good enough for test inputs. */
-export class Rng {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
-  private spare: number | undefined;
-
+/** Test inputs: sfc32 (ts/util/random.ts) plus the draws tests use. */
+export class Rng extends Sfc32 {
   constructor(seed: number) {
-    this.a = 0x9e3779b9;
-    this.b = 0x243f6a88;
-    this.c = 0xb7e15162;
-    this.d = seed >>> 0;
-    for (let i = 0; i < 15; i++) this.u32();
-  }
-
-  u32(): number {
-    const t = (((this.a + this.b) >>> 0) + this.d) >>> 0;
-    this.d = (this.d + 1) >>> 0;
-    this.a = this.b ^ (this.b >>> 9);
-    this.b = (this.c + (this.c << 3)) >>> 0;
-    this.c = ((this.c << 21) | (this.c >>> 11)) >>> 0;
-    this.c = (this.c + t) >>> 0;
-    return t;
-  }
-
-  /** [0, 1) */
-  next(): number {
-    return this.u32() / 0x100000000;
+    super(seed, 15);
   }
 
   /** Integer in [lo, hi] inclusive. */
@@ -80,21 +57,6 @@ export class Rng {
       [xs[i], xs[j]] = [xs[j]!, xs[i]!];
     }
     return xs;
-  }
-
-  /** Standard normal (Box–Muller). */
-  normal(): number {
-    if (this.spare !== undefined) {
-      const s = this.spare;
-      this.spare = undefined;
-      return s;
-    }
-    let u = 0;
-    while (u === 0) u = this.next();
-    const v = this.next();
-    const r = Math.sqrt(-2 * Math.log(u));
-    this.spare = r * Math.sin(2 * Math.PI * v);
-    return r * Math.cos(2 * Math.PI * v);
   }
 
   /** n standard-normal float32 values times `scale`. */

@@ -5,6 +5,7 @@
  * -> temperature -> top-k -> top-p -> min-p -> draw. Temperature 0 (the default) is greedy decoding.
  */
 import { InvalidArgumentError } from '../errors.js';
+import { Xoshiro128 } from '../util/random.js';
 
 export interface SamplingOptions {
   /** 0 = greedy. Defaults to 0. */
@@ -29,42 +30,8 @@ export interface SamplingOptions {
   seed?: number;
 }
 
-/** Small, fast, seedable PRNG (SplitMix32 seeding a xoshiro128**). */
-export class Rng {
-  private s0: number;
-  private s1: number;
-  private s2: number;
-  private s3: number;
-  constructor(seed: number) {
-    let x = seed >>> 0;
-    const next = () => {
-      x = (x + 0x9e3779b9) >>> 0;
-      let z = x;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-      return (z ^ (z >>> 16)) >>> 0;
-    };
-    this.s0 = next();
-    this.s1 = next();
-    this.s2 = next();
-    this.s3 = next() | 1;
-  }
-  /** Uniform in [0, 1). */
-  next(): number {
-    const r = Math.imul(this.rotl(Math.imul(this.s1, 5) >>> 0, 7), 9) >>> 0;
-    const t = (this.s1 << 9) >>> 0;
-    this.s2 ^= this.s0;
-    this.s3 ^= this.s1;
-    this.s1 ^= this.s2;
-    this.s0 ^= this.s3;
-    this.s2 ^= t;
-    this.s3 = this.rotl(this.s3, 11);
-    return r / 4294967296;
-  }
-  private rotl(x: number, k: number): number {
-    return ((x << k) | (x >>> (32 - k))) >>> 0;
-  }
-}
+/** Small, fast, seedable PRNG (xoshiro128** seeded by SplitMix32; `next()` is uniform in [0, 1)). */
+export class Rng extends Xoshiro128 {}
 
 /**
  * Index (relative to offset) of the largest of row[offset .. offset+n). Ties go to the LOWEST index, NaN is
