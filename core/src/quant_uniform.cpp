@@ -37,6 +37,16 @@ int64_t n_scales_of(const hwkv_uniform_params* p, int64_t n_tok) {
   return ceil_div(n_tok, p->group) * p->channels;
 }
 
+// check_uniform plus room for the packed codes (encode and decode).
+hwkv_status check_uniform_call(const char* fn, const hwkv_uniform_params* p, int64_t n_tok, int64_t n_words) {
+  HWKV_TRY(check_uniform(fn, p, n_tok));
+  const int64_t need = packed_words(n_tok * p->channels, p->bits);
+  if (n_words < need)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codes has %lld words, needs %lld (ceil(n_tok*C*bits/32))", fn,
+                (long long)n_words, (long long)need);
+  return HWKV_OK;
+}
+
 inline bool f16_finite(uint16_t h) { return (h & 0x7c00u) != 0x7c00u; }
 
 }  // namespace
@@ -51,13 +61,9 @@ hwkv_status uniform_size(const hwkv_uniform_params* p, int64_t n_tok, int64_t* n
 hwkv_status uniform_encode(const hwkv_uniform_params* p, const float* x, int64_t n_tok, uint32_t* codes,
                            int64_t n_words, uint16_t* scales, uint16_t* zeros) {
   const char* fn = "uniform_encode";
-  HWKV_TRY(check_uniform(fn, p, n_tok));
+  HWKV_TRY(check_uniform_call(fn, p, n_tok, n_words));
   const int32_t C = p->channels, bits = p->bits, grp = p->group;
   const int64_t n_codes = n_tok * C;
-  const int64_t need = packed_words(n_codes, bits);
-  if (n_words < need)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codes has %lld words, needs %lld (ceil(n_tok*C*bits/32))", fn,
-                (long long)n_words, (long long)need);
   if (n_tok == 0) return HWKV_OK;
   if (!x || !codes || !scales || !zeros)
     return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: x, codes, scales and zeros must not be NULL", fn);
@@ -131,13 +137,9 @@ hwkv_status uniform_encode(const hwkv_uniform_params* p, const float* x, int64_t
 hwkv_status uniform_decode(const hwkv_uniform_params* p, const uint32_t* codes, int64_t n_words,
                            const uint16_t* scales, const uint16_t* zeros, int64_t n_tok, float* y, int32_t accumulate) {
   const char* fn = "uniform_decode";
-  HWKV_TRY(check_uniform(fn, p, n_tok));
+  HWKV_TRY(check_uniform_call(fn, p, n_tok, n_words));
   const int32_t C = p->channels, bits = p->bits, grp = p->group;
   const int64_t n_codes = n_tok * C;
-  const int64_t need = packed_words(n_codes, bits);
-  if (n_words < need)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codes has %lld words, needs %lld (ceil(n_tok*C*bits/32))", fn,
-                (long long)n_words, (long long)need);
   if (n_tok == 0) return HWKV_OK;
   if (!y || !codes || !scales || !zeros)
     return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codes, scales, zeros and y must not be NULL", fn);

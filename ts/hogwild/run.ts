@@ -15,6 +15,7 @@ import { resolveKvCache, type KvCacheOption } from '../aqua/cache.js';
 import { Sampler, argmax, validateSampling, type SamplingOptions } from '../engine/sampling.js';
 import type { Model } from '../model/model.js';
 import type { Tokenizer, TokenStreamDecoder } from '../tokenizer/types.js';
+import { EventStream } from '../util/event-stream.js';
 import { HogwildCache, type HeaderPrefill } from './cache.js';
 import { resolveLayout, type LayoutName, type LayoutSpec } from './layout.js';
 import {
@@ -186,52 +187,10 @@ export interface HogwildResult {
 }
 
 /** A running solve: iterate it for events, or await `result`. */
-export class HogwildSolve implements AsyncIterable<HogwildEvent> {
-  readonly result: Promise<HogwildResult>;
-  private readonly queue: HogwildEvent[] = [];
-  private waiter: (() => void) | null = null;
-  private done = false;
-  private error: unknown = null;
-
+export class HogwildSolve extends EventStream<HogwildEvent, HogwildResult> {
   /** @internal */
   constructor(run: (emit: (e: HogwildEvent) => void) => Promise<HogwildResult>) {
-    this.result = run((e) => {
-      this.queue.push(e);
-      this.wake();
-    }).then(
-      (r) => {
-        this.done = true;
-        this.wake();
-        return r;
-      },
-      (e: unknown) => {
-        this.done = true;
-        this.error = e;
-        this.wake();
-        throw e;
-      },
-    );
-    this.result.catch(() => undefined);
-  }
-
-  private wake(): void {
-    const w = this.waiter;
-    this.waiter = null;
-    w?.();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<HogwildEvent> {
-    for (;;) {
-      if (this.queue.length > 0) {
-        yield this.queue.shift()!;
-        continue;
-      }
-      if (this.done) {
-        if (this.error) throw this.error;
-        return;
-      }
-      await new Promise<void>((r) => (this.waiter = r));
-    }
+    super(run);
   }
 }
 

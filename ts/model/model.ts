@@ -19,6 +19,7 @@ import { ModelRuntime, type LoadProgress, type ModelInfo } from './runtime.js';
 import { HogwildRun, type HogwildOptions } from '../hogwild/run.js';
 import { resolveKvCache, type KvCacheOption } from '../aqua/cache.js';
 import type { CoreKvStore } from '../backend/backend.js';
+import { EventStream } from '../util/event-stream.js';
 
 export type { KvCacheOption } from '../aqua/cache.js';
 
@@ -117,70 +118,12 @@ export interface PerplexityResult {
   perplexity: number;
 }
 
-/** A running generation: iterate it for chunks, or await `result`. */
-export class Generation implements AsyncIterable<GenerateChunk> {
-  readonly result: Promise<GenerateResult>;
-  private readonly queue: GenerateChunk[] = [];
-  private waiter: (() => void) | null = null;
-  private done = false;
-  private error: unknown = null;
-
+/** A running generation: iterate it for chunks, or await `result`. Aborting (the signal) rejects at once;
+ *  chunks still queued then are not delivered. */
+export class Generation extends EventStream<GenerateChunk, GenerateResult> {
   /** @internal */
   constructor(run: (emit: (c: GenerateChunk) => void) => Promise<GenerateResult>, signal?: AbortSignal) {
-    this.result = new Promise<GenerateResult>((resolve, reject) => {
-      let settled = false;
-      const finish = (e: unknown, r?: GenerateResult) => {
-        if (settled) return;
-        settled = true;
-        signal?.removeEventListener('abort', onAbort);
-        this.done = true;
-        if (e !== null) {
-          this.error = e;
-          // an abort ends the stream now: chunks still queued are not delivered
-          if (e instanceof AbortError) this.queue.length = 0;
-          reject(e);
-        } else {
-          resolve(r!);
-        }
-        this.wake();
-      };
-      // Reject at once on abort, without waiting for a forward pass in flight (it completes in the
-      // background under the model's lock, and the generation's KV block is freed after it).
-      const onAbort = () => finish(new AbortError('generation was aborted'));
-      signal?.addEventListener('abort', onAbort, { once: true });
-      if (signal?.aborted) onAbort();
-      run((c) => {
-        if (settled) return;
-        this.queue.push(c);
-        this.wake();
-      }).then(
-        (r) => finish(null, r),
-        (e: unknown) => finish(e),
-      );
-    });
-    // an un-awaited result must not become an unhandled rejection when the iterator is used
-    this.result.catch(() => undefined);
-  }
-
-  private wake(): void {
-    const w = this.waiter;
-    this.waiter = null;
-    w?.();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<GenerateChunk> {
-    for (;;) {
-      if (this.error instanceof AbortError) throw this.error;
-      if (this.queue.length > 0) {
-        yield this.queue.shift()!;
-        continue;
-      }
-      if (this.done) {
-        if (this.error) throw this.error;
-        return;
-      }
-      await new Promise<void>((r) => (this.waiter = r));
-    }
+    super(run, { signal, abortMessage: 'generation was aborted', dropQueuedOnAbort: true });
   }
 
   /** The whole text (runs the generation to the end). */
