@@ -17,28 +17,14 @@ import { argmax } from '../ts/engine/sampling.ts';
 import { backendsUnderTest, skipLine } from './helpers/backends.ts';
 import { seededTest } from './helpers/harness.ts';
 import type { Rng } from './helpers/rng.ts';
+import { relMax, maxAbsDiff } from './helpers/metrics.ts';
 
 const FIX = path.resolve('test/fixtures/hf');
 const SHARED = process.env.HOGWILD_SHARED ?? path.resolve('..', 'shared');
 const STORIES = path.join(SHARED, 'models', 'stories260K', 'stories260K.gguf');
 const TOL = 1e-4;
 
-function relMax(a: Float32Array, b: Float32Array): number {
-  assert.is(a.length, b.length, 'length');
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    m = Math.max(m, Math.abs(b[i]!));
-  }
-  return d / m;
-}
 
-function maxAbs(a: Float32Array, b: Float32Array): number {
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
-  return d;
-}
 
 const SINGLE: LayoutSpec = { name: 'single', mergeFinishedSteps: false, views: [['common', 'self']] };
 
@@ -251,9 +237,9 @@ seededTest(S, 'hogwild-cache', 'visibility and causality: a token fed to worker 
       for (const layout of ['combined', 'interleaved'] as const) {
         const a = await scripted(model, W, layout, prompt, feeds);
         const b = await scripted(model, W, layout, prompt, alt);
-        for (let s = 0; s < N; s++) assert.ok(maxAbs(a[s]!, b[s]!) === 0, `${bname}/${layout}: step ${s} < ${N} changed`);
+        for (let s = 0; s < N; s++) assert.ok(maxAbsDiff(a[s]!, b[s]!) === 0, `${bname}/${layout}: step ${s} < ${N} changed`);
         for (let w = 0; w < W; w++) {
-          const d = maxAbs(a[N]!.subarray(w * V, (w + 1) * V), b[N]!.subarray(w * V, (w + 1) * V));
+          const d = maxAbsDiff(a[N]!.subarray(w * V, (w + 1) * V), b[N]!.subarray(w * V, (w + 1) * V));
           if (w === j) assert.ok(d > 1e-3, `${bname}/${layout}: worker ${j}'s own logits must change (${d})`);
           else if (layout === 'combined') assert.ok(d > 1e-4, `${bname}/combined: worker ${w} must see worker ${j}'s token in the same step (${d})`);
           else assert.ok(d === 0, `${bname}/interleaved: worker ${w} must not see worker ${j}'s unfinished step (${d})`);
@@ -309,7 +295,7 @@ seededTest(S, 'hogwild-cache', 'permuting worker order permutes the outputs (to 
             const y = b[s]!.subarray(perm[w]! * V, (perm[w]! + 1) * V);
             const e = relMax(y, x);
             worst = Math.max(worst, e);
-            if (maxAbs(x, y) !== 0) exact = false;
+            if (maxAbsDiff(x, y) !== 0) exact = false;
             assert.ok(e <= 1e-5, `${bname}/${kind}: step ${s} worker ${w}: rel err ${e}`);
           }
         }

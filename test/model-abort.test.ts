@@ -15,6 +15,7 @@ import { AbortError, loadModel, type Backend, type Generation, type Model } from
 import { readSafetensorsHeader, readSafetensorsTensorData } from '../ts/formats/safetensors.ts';
 import { backendsUnderTest, skipLine } from './helpers/backends.ts';
 import { seededTest } from './helpers/harness.ts';
+import { relMax } from './helpers/metrics.ts';
 
 const LLAMA = path.resolve('test/fixtures/hf/llama');
 const SHARED = process.env.HOGWILD_SHARED ?? path.resolve('..', 'shared');
@@ -48,15 +49,6 @@ function reference(): { ids: number[]; logits: Float32Array } {
   };
 }
 
-function relMax(a: Float32Array, b: Float32Array): number {
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    m = Math.max(m, Math.abs(b[i]!));
-  }
-  return d / m;
-}
 
 /** Live KV blocks of the model's store; -1 while a forward holds the store. */
 function blocksLive(m: Model): number {

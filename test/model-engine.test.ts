@@ -17,6 +17,7 @@ import * as assert from 'uvu/assert';
 import { loadModel, type Model } from '../ts/index.ts';
 import { readSafetensorsHeader, readSafetensorsTensorData, writeSafetensors, type SafetensorsTensorInput } from '../ts/formats/safetensors.ts';
 import { backendsUnderTest, skipLine } from './helpers/backends.ts';
+import { relMax } from './helpers/metrics.ts';
 
 const FIX = path.resolve('test/fixtures/hf');
 const SHARED = process.env.HOGWILD_SHARED ?? path.resolve('..', 'shared');
@@ -33,16 +34,6 @@ function refTensor(file: string, name: string): { data: Float32Array | Int32Arra
 }
 
 /** max|a-b| / max|b| */
-function relMax(a: Float32Array, b: Float32Array): number {
-  assert.is(a.length, b.length, 'length');
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    m = Math.max(m, Math.abs(b[i]!));
-  }
-  return d / m;
-}
 
 /** A copy of fixture `dir` in `out` with every F32 tensor of model.safetensors rounded to BF16 (nearest even). */
 function bf16Copy(dir: string, out: string): void {

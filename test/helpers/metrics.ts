@@ -50,6 +50,19 @@ export function compareArrays(actual: ArrayLike<number>, ref: ArrayLike<number>)
 /** Largest errors seen per label, reported at the end of a file (for the lead's summary). */
 const worstSeen = new Map<string, number>();
 
+/** max_i |a_i − r_i| / max_i |r_i| (Infinity for a non-finite difference; lengths must match). */
+export function relMax(actual: ArrayLike<number>, ref: ArrayLike<number>): number {
+  return compareArrays(actual, ref).relMax;
+}
+
+/** max_i |a_i − r_i| (lengths must match). */
+export function maxAbsDiff(actual: ArrayLike<number>, ref: ArrayLike<number>): number {
+  if (actual.length !== ref.length) throw new Error(`length mismatch: actual ${actual.length}, reference ${ref.length}`);
+  let d = 0;
+  for (let i = 0; i < ref.length; i++) d = Math.max(d, Math.abs(actual[i]! - ref[i]!));
+  return d;
+}
+
 export function recordErr(label: string, err: number): void {
   worstSeen.set(label, Math.max(worstSeen.get(label) ?? 0, err));
 }
