@@ -855,13 +855,34 @@ hwkv_status mma_attr(const char* fn, size_t smem) {
   return HWKV_OK;
 }
 
-// HWKV_CUDA_ATTN=mma: the tensor-core decode kernel (kind 2) for F16 stores with more than 4 rows per block.
-bool attn_mma_enabled() {
-  static const bool on = [] {
+// Which decode kernel serves F16 stores with more than 4 rows per block (Hogwild! workers x GQA heads):
+// the tensor-core one (kind 2) or the FMA one (kind 1). HWKV_CUDA_ATTN=mma / fma forces one; by default
+// (auto) kind 2 is taken when the longest block of the call has at least HWKV_CUDA_ATTN_MMA_KEYS keys
+// (default 16384). Measured on an H100 (bench/RESULTS.md, 2026-11-26 08:49): 8B shape, W = 4 (16 rows),
+// kind 2 was 11% faster at 32K context and 5% slower at 8K, where the step is short and the FMA kernel's
+// lighter per-tile work wins; the threshold sits between the two.
+int attn_mma_policy() {  // 0 auto, 1 always, -1 never
+  static const int v = [] {
     const char* e = std::getenv("HWKV_CUDA_ATTN");
-    return e && std::strcmp(e, "mma") == 0;
+    if (e && std::strcmp(e, "mma") == 0) return 1;
+    if (e && std::strcmp(e, "fma") == 0) return -1;
+    return 0;
   }();
-  return on;
+  return v;
+}
+int64_t attn_mma_min_keys() {
+  static const int64_t v = [] {
+    const char* e = std::getenv("HWKV_CUDA_ATTN_MMA_KEYS");
+    const long long x = e ? std::atoll(e) : 0;
+    return x > 0 ? static_cast<int64_t>(x) : static_cast<int64_t>(16384);
+  }();
+  return v;
+}
+bool attn_use_mma(int max_rows, int64_t max_block_keys) {
+  if (max_rows <= 4) return false;
+  const int pol = attn_mma_policy();
+  if (pol != 0) return pol > 0;
+  return max_block_keys >= attn_mma_min_keys();
 }
 
 hwkv_status set_smem_attr(const char* fn, const AttnPlan& plan, bool f16) {
@@ -965,7 +986,9 @@ hwkv_status attn_plan_build(const char* fn, const hwkv_store* s, const RopeHost&
   const bool decode = D == Dv && (D == 64 || D == 128);
   int rows = 0;
   const int kstride = D | 1;
-  if (decode && s->geo.f16 != 0 && max_rows_needed > 4 && attn_mma_enabled()) {
+  int64_t max_block_keys = 0;
+  for (int32_t b = 0; b < n_blk; ++b) max_block_keys = std::max<int64_t>(max_block_keys, s->blocks[blk_ids[b]].len);
+  if (decode && s->geo.f16 != 0 && attn_use_mma(max_rows_needed, max_block_keys)) {
     rows = 16;
     plan->kind = 2;
     plan->smem = decode_mma_smem_bytes(D);
