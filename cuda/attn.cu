@@ -861,22 +861,17 @@ hwkv_status mma_attr(const char* fn, size_t smem) {
 // (default 16384). Measured on an H100 (bench/RESULTS.md, 2026-11-26 08:49): 8B shape, W = 4 (16 rows),
 // kind 2 was 11% faster at 32K context and 5% slower at 8K, where the step is short and the FMA kernel's
 // lighter per-tile work wins; the threshold sits between the two.
+// Read at every plan (cheap next to building the plan), so a process may switch (the tests do).
 int attn_mma_policy() {  // 0 auto, 1 always, -1 never
-  static const int v = [] {
-    const char* e = std::getenv("HWKV_CUDA_ATTN");
-    if (e && std::strcmp(e, "mma") == 0) return 1;
-    if (e && std::strcmp(e, "fma") == 0) return -1;
-    return 0;
-  }();
-  return v;
+  const char* e = std::getenv("HWKV_CUDA_ATTN");
+  if (e && std::strcmp(e, "mma") == 0) return 1;
+  if (e && std::strcmp(e, "fma") == 0) return -1;
+  return 0;
 }
 int64_t attn_mma_min_keys() {
-  static const int64_t v = [] {
-    const char* e = std::getenv("HWKV_CUDA_ATTN_MMA_KEYS");
-    const long long x = e ? std::atoll(e) : 0;
-    return x > 0 ? static_cast<int64_t>(x) : static_cast<int64_t>(16384);
-  }();
-  return v;
+  const char* e = std::getenv("HWKV_CUDA_ATTN_MMA_KEYS");
+  const long long x = e ? std::atoll(e) : 0;
+  return x > 0 ? static_cast<int64_t>(x) : static_cast<int64_t>(16384);
 }
 bool attn_use_mma(int max_rows, int64_t max_block_keys) {
   if (max_rows <= 4) return false;

@@ -43,9 +43,25 @@ async function pair(): Promise<{ cuda: Backend; native: Backend } | null> {
   return { cuda: cuda.backend, native: native.backend };
 }
 
-seededTest(S, NAME, 'decode attention kernel (head_dim 64/128, f16/f32 store, shared long blocks, GQA): CUDA == native', async (rng: Rng) => {
+seededTest(S, NAME, 'decode attention kernels (FMA and tensor-core; head_dim 64/128, f16/f32 store, shared long blocks, GQA): CUDA == native', async (rng: Rng) => {
   const p = await pair();
   if (!p) return;
+  // HWKV_CUDA_ATTN picks the decode kernel for F16 stores with > 4 rows per block (read at every call):
+  // 'fma' (kind 1) and 'mma' (tensor cores, kind 2; chosen automatically only for blocks of >= 16K keys)
+  const saved = process.env.HWKV_CUDA_ATTN;
+  try {
+    for (const kernel of ['fma', 'mma']) {
+      process.env.HWKV_CUDA_ATTN = kernel;
+      await attentionCases(p, rng, kernel);
+    }
+  } finally {
+    if (saved === undefined) delete process.env.HWKV_CUDA_ATTN;
+    else process.env.HWKV_CUDA_ATTN = saved;
+  }
+  printWorstErrors(NAME);
+});
+
+async function attentionCases(p: { cuda: Backend; native: Backend }, rng: Rng, kernel: string): Promise<void> {
   for (const headDim of [64, 128]) {
     for (const dtype of ['f16', 'f32'] as const) {
       for (const group of [1, 2, 4, 8]) {
@@ -86,16 +102,15 @@ seededTest(S, NAME, 'decode attention kernel (head_dim 64/128, f16/f32 store, sh
           const scale = 1 / Math.sqrt(headDim);
           const [a, b] = stores.map((st, i) => st.attention(1, rope, { views: views[i]!, positions }, q, nHead, scale));
           const what = `headDim=${headDim} ${dtype} group=${group} nKv=${nKvHead} nSeq=${nSeq} page=${pageTokens} lens=${JSON.stringify(lens)}`;
-          expectClose(a!.out, b!.out, 2e-5, `${what}: out`, `attn-${dtype}/cuda-vs-native`);
-          expectClose(a!.lse, b!.lse, 2e-5, `${what}: lse`, `lse-${dtype}/cuda-vs-native`);
+          expectClose(a!.out, b!.out, 2e-5, `${kernel} ${what}: out`, `attn-${dtype}-${kernel}/cuda-vs-native`);
+          expectClose(a!.lse, b!.lse, 2e-5, `${kernel} ${what}: lse`, `lse-${dtype}-${kernel}/cuda-vs-native`);
         } finally {
           for (const st of stores) st.dispose();
         }
       }
     }
   }
-  printWorstErrors(NAME);
-});
+}
 
 S('Hogwild! decode on CUDA (f16 weights, f16 KV): graphs == no graphs, == native', async () => {
   const p = await pair();
