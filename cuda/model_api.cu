@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -16,6 +17,7 @@
 
 #include "core_host.cuh"
 #include "model.cuh"
+#include "ops.cuh"
 
 namespace hwkv_cuda {
 
@@ -350,7 +352,6 @@ hwkv_status create(const hwkv_model_params* p, const hwkv_tensor_desc* descs, in
   }
 
   m->tensors.reserve(static_cast<size_t>(n));
-  const char* q8_name = nullptr;
   for (int32_t i = 0; i < n; ++i) {
     const hwkv_tensor_desc& d = descs[i];
     if (!d.name) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensors[%d].name is NULL", fn, i);
@@ -400,7 +401,6 @@ hwkv_status create(const hwkv_model_params* p, const hwkv_tensor_desc* descs, in
     if (d.nbytes != want)
       return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' (%s, %lld x %lld) must be %lld bytes, nbytes says %lld", fn,
                   d.name, wtype_name(d.type), (long long)a, (long long)b, (long long)want, (long long)d.nbytes);
-    if (d.type == HWKV_WTYPE_Q8_0 && !q8_name) q8_name = d.name;
     DevTensor t;
     t.name = d.name;
     t.type = d.type;
@@ -413,11 +413,6 @@ hwkv_status create(const hwkv_model_params* p, const hwkv_tensor_desc* descs, in
   }
   for (auto& kv : ex)
     if (!kv.second.seen) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: missing tensor '%s'", fn, kv.first.c_str());
-  if (q8_name)
-    return fail(HWKV_ERR_UNSUPPORTED,
-                "%s: tensor '%s' is Q8_0: the CUDA backend runs F32, F16 and BF16 weights only for now (use the "
-                "native backend for Q8_0 files, or an F16/BF16 checkpoint)",
-                fn, q8_name);
   for (DevTensor& t : m->tensors) *ex[t.name].slot = &t;  // tensors never move from here on
   if (tied) m->output = m->tok_embd;
 
@@ -522,6 +517,71 @@ hwkv_status api_set_threads(hwkv_model_t* m, int32_t n_threads) {
   return HWKV_OK;
 }
 
+// The K/V tap (hwkv_model_api.model_capture_kv, the CPU core's contract and chunking, core/src/model_api.cpp):
+// one sequence through a private f32 store in chunks of 256 tokens; qkv_post writes each chunk's pre-RoPE keys
+// and values of every layer into a device buffer, copied into the caller's arrays after every chunk.
+hwkv_status capture_kv(hwkv_model* m, const int32_t* tokens, int32_t n_tok, float* k_pre, float* v) {
+  const char* fn = "model_capture_kv";
+  if (!tokens) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tokens is NULL", fn);
+  if (n_tok < 1) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_tok must be >= 1, got %d", fn, n_tok);
+  if (!k_pre || !v) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: k_pre and v must not be NULL", fn);
+  HWKV_TRY(use_device(fn));
+  const hwkv_model_params& P = m->p;
+  hwkv_store_params sp{};
+  sp.n_layer = P.n_layer;
+  sp.n_kv_head = P.n_kv_head;
+  sp.head_dim = P.head_dim;
+  sp.head_dim_v = P.head_dim;
+  sp.page_tokens = 64;
+  sp.dtype = HWKV_F32;
+  sp.max_bytes = 0;
+  hwkv_store_t* st = nullptr;
+  HWKV_TRY(store_create(&sp, &st));
+  struct StoreGuard {
+    hwkv_store_t* s;
+    ~StoreGuard() { store_free(s); }
+  } store_guard{st};
+  int32_t block = -1;
+  HWKV_TRY(block_create(st, &block));
+  constexpr int32_t kChunk = 256;
+  const int64_t kvd = static_cast<int64_t>(P.n_kv_head) * P.head_dim;
+  const int64_t cap_floats = static_cast<int64_t>(P.n_layer) * std::min(n_tok, kChunk) * kvd;
+  HWKV_TRY(m->cap.ensure(fn, static_cast<size_t>(2 * cap_floats) * sizeof(float)));
+  struct Untap {
+    hwkv_model* m;
+    ~Untap() { m->cap_k = m->cap_v = nullptr; }
+  } untap{m};
+  for (int32_t off = 0; off < n_tok; off += kChunk) {
+    const int32_t n = n_tok - off < kChunk ? n_tok - off : kChunk;
+    const int32_t view_indptr[2] = {0, 1};
+    const int32_t view_blocks[1] = {block};
+    const int32_t tok_indptr[2] = {0, n};
+    hwkv_forward_batch b{};
+    b.n_seq = 1;
+    b.logits_mode = HWKV_LOGITS_NONE;
+    b.view_indptr = view_indptr;
+    b.view_blocks = view_blocks;
+    b.tok_indptr = tok_indptr;
+    b.tokens = tokens + off;
+    // this chunk's layout: [n_layer][n][kvd] keys, then the values
+    m->cap_k = m->cap.as<float>();
+    m->cap_v = m->cap.as<float>() + static_cast<int64_t>(P.n_layer) * n * kvd;
+    HWKV_TRY(model_forward_impl(m, st, &b, nullptr, 0));  // synchronizes the model's stream before returning
+    const size_t row = static_cast<size_t>(n * kvd) * sizeof(float), pitch = static_cast<size_t>(n_tok) * kvd * sizeof(float);
+    HWKV_CU(cudaMemcpy2DAsync(k_pre + off * kvd, pitch, m->cap_k, row, row, static_cast<size_t>(P.n_layer),
+                              cudaMemcpyDeviceToHost, stream()));
+    HWKV_CU(cudaMemcpy2DAsync(v + off * kvd, pitch, m->cap_v, row, row, static_cast<size_t>(P.n_layer),
+                              cudaMemcpyDeviceToHost, stream()));
+    HWKV_TRY(sync(fn));
+  }
+  return HWKV_OK;
+}
+
+hwkv_status api_capture_kv(hwkv_model_t* m, const int32_t* tokens, int32_t n_tok, float* k_pre, float* v) {
+  if (!m) return fail(HWKV_ERR_INVALID_ARGUMENT, "model_capture_kv: model is NULL");
+  return guarded("model_capture_kv", [&] { return capture_kv(m, tokens, n_tok, k_pre, v); });
+}
+
 }  // namespace
 
 }  // namespace hwkv_cuda
@@ -534,7 +594,7 @@ int64_t hwkv_model::weight_bytes() const {
 
 int64_t hwkv_model::scratch_bytes() const {
   int64_t s = 0;
-  for (const hwkv_cuda::DevBuf* b : {&x, &h, &qkv, &att, &ff, &act16, &logits, &step, &part})
+  for (const hwkv_cuda::DevBuf* b : {&x, &h, &qkv, &att, &ff, &act16, &logits, &step, &part, &cap})
     s += static_cast<int64_t>(b->cap());
   return s;
 }
@@ -552,7 +612,7 @@ extern "C" HWKV_API const hwkv_model_api* hwkv_cuda_model_api(void) {
       api_last_error,         api_create,
       api_free,               api_upload,
       api_info,               api_forward,
-      api_set_threads,
+      api_set_threads,        api_capture_kv,
   };
   return &api;
 }
