@@ -14,9 +14,10 @@
  *       - F32 / F16 / BF16 GEMV (float32 activations, f16/bf16 widened exactly: the CPU core's arithmetic) and
  *         F32 GEMM: only the float32 summation order differs: <= 2e-5 (observed ~1e-7..1e-6 on the CPU
  *         backends' SIMD vs scalar paths, which differ the same way);
- *       - F16 / BF16 GEMM: CUDA rounds the activations to the weight type at the GEMM input, an error of the
- *         size of rounding the weights themselves, which model-weights bounds vs transformers at 2e-3 (F16)
- *         and 2e-2 (BF16): the same bounds;
+ *       - F16 / BF16 GEMM: CUDA rounds the activations to the weight type at the GEMM inputs. The float64
+ *         reference (test/ref/llama-forward.ts) with and without that rounding at every matmul input, on these
+ *         fixtures and 48 random 1..3-token sequences, differs by at most 1.3e-3 (F16) and 8.5e-3 (BF16)
+ *         (median 6.5e-4 / 5.2e-3; measured 2026-11-26): bounds 5e-3 and 2e-2;
  *       - Q8_0 (both engines quantize the activations per 32 with the same float32 operations, then exact int32
  *         block dots): summation order only, EXCEPT where an activation lies within float32 rounding of a
  *         code boundary, where the two engines' codes may differ by one (model-weights sees ~1 short sequence
@@ -49,7 +50,7 @@ const S = suite(NAME);
 const FIX = path.resolve('test/fixtures/hf');
 const TYPES: WeightType[] = ['F32', 'F16', 'BF16', 'Q8_0'];
 const EXACT = 2e-5; // summation order only
-const GEMM_ROUNDED: Record<WeightType, number> = { F32: EXACT, F16: 2e-3, BF16: 2e-2, Q8_0: 6e-2 };
+const GEMM_ROUNDED: Record<WeightType, number> = { F32: EXACT, F16: 5e-3, BF16: 2e-2, Q8_0: 6e-2 };
 const Q8_TIGHT = 1e-5;
 const Q8_LOOSE = 6e-2;
 const Q8_SHARE = 0.85;
