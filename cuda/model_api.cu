@@ -383,11 +383,13 @@ hwkv_status capture_kv(hwkv_model* m, const int32_t* tokens, int32_t n_tok, floa
     m->cap_k = m->cap.as<float>();
     m->cap_v = m->cap.as<float>() + static_cast<int64_t>(P.n_layer) * n * kvd;
     HWKV_TRY(model_forward_impl(m, st, &b, nullptr, 0));  // synchronizes the model's stream before returning
-    const size_t row = static_cast<size_t>(n * kvd) * sizeof(float), pitch = static_cast<size_t>(n_tok) * kvd * sizeof(float);
-    HWKV_CU(cudaMemcpy2DAsync(k_pre + off * kvd, pitch, m->cap_k, row, row, static_cast<size_t>(P.n_layer),
-                              cudaMemcpyDeviceToHost, stream()));
-    HWKV_CU(cudaMemcpy2DAsync(v + off * kvd, pitch, m->cap_v, row, row, static_cast<size_t>(P.n_layer),
-                              cudaMemcpyDeviceToHost, stream()));
+    // layer l of the chunk -> rows [off, off + n) of layer l in the caller's [n_layer][n_tok][kvd] arrays
+    const size_t row = static_cast<size_t>(n * kvd) * sizeof(float);
+    for (int32_t l = 0; l < P.n_layer; ++l) {
+      const int64_t src = static_cast<int64_t>(l) * n * kvd, dst = (static_cast<int64_t>(l) * n_tok + off) * kvd;
+      HWKV_CU(cudaMemcpyAsync(k_pre + dst, m->cap_k + src, row, cudaMemcpyDeviceToHost, stream()));
+      HWKV_CU(cudaMemcpyAsync(v + dst, m->cap_v + src, row, cudaMemcpyDeviceToHost, stream()));
+    }
     HWKV_TRY(sync(fn));
   }
   return HWKV_OK;
