@@ -141,7 +141,7 @@ export interface GgufTensorSpec {
   name: string;
   /** GGUF dims, innermost first (a [n_out x n_in] matrix is [n_in, n_out]). */
   dims: number[];
-  /** ggml type id: F32, F16 or BF16 (the writer only sizes these element types). */
+  /** ggml type id: F32, F16, BF16 or Q8_0 (the writer only sizes these element types). */
   type: number;
   /**
    * Writes the tensor's bytes by calling `emit` with consecutive chunks (any sizes) that add up to the
@@ -153,11 +153,16 @@ export interface GgufTensorSpec {
 function elementBytes(type: number): number {
   if (type === GgmlType.F32) return 4;
   if (type === GgmlType.F16 || type === GgmlType.BF16) return 2;
-  throw new Error(`gguf-writer: unsupported tensor type ${type} (F32, F16 and BF16 only)`);
+  throw new Error(`gguf-writer: unsupported tensor type ${type} (F32, F16, BF16 and Q8_0 only)`);
 }
 
 export function tensorBytes(t: Pick<GgufTensorSpec, 'dims' | 'type'>): number {
-  return t.dims.reduce((a, b) => a * b, 1) * elementBytes(t.type);
+  const n = t.dims.reduce((a, b) => a * b, 1);
+  if (t.type === GgmlType.Q8_0) {
+    if (t.dims[0]! % 32 !== 0) throw new Error(`gguf-writer: Q8_0 rows of ${t.dims[0]} (not a multiple of 32)`);
+    return (n / 32) * 34;
+  }
+  return n * elementBytes(t.type);
 }
 
 /** Writes a GGUF v3 file. Metadata keys keep insertion order; general.alignment is written when not 32. */
@@ -270,8 +275,8 @@ export interface RandomLlamaParams {
   nFf: number;
   nVocab: number;
   contextLength: number;
-  /** Type of the matrices (and of the token embedding). */
-  type: 'f32' | 'f16';
+  /** Type of the matrices (and of the token embedding). q8_0: random int8 codes with per-block f16 scales. */
+  type: 'f32' | 'f16' | 'q8_0';
   seed: string;
   /** Standard deviation of the matrix weights. */
   std: number;
@@ -342,7 +347,7 @@ export function randomLlamaSpec(p: RandomLlamaParams): { metadata: [string, Gguf
   const metadata: [string, GgufMeta][] = [
     ['general.architecture', meta.str('llama')],
     ['general.name', meta.str(`random-llama-${p.type}`)],
-    ['general.file_type', meta.u32(p.type === 'f32' ? 0 : 1)],
+    ['general.file_type', meta.u32(p.type === 'f32' ? 0 : p.type === 'f16' ? 1 : 7)],
     ['llama.context_length', meta.u32(p.contextLength)],
     ['llama.embedding_length', meta.u32(p.nEmbd)],
     ['llama.block_count', meta.u32(p.nLayer)],
@@ -363,7 +368,7 @@ export function randomLlamaSpec(p: RandomLlamaParams): { metadata: [string, Gguf
     ['tokenizer.ggml.add_bos_token', meta.bool(true)],
     ['tokenizer.ggml.add_eos_token', meta.bool(false)],
   ];
-  const wtype = p.type === 'f32' ? GgmlType.F32 : GgmlType.F16;
+  const wtype = p.type === 'f32' ? GgmlType.F32 : p.type === 'f16' ? GgmlType.F16 : GgmlType.Q8_0;
   const nKv = p.nKvHead * headDim;
   const norm = (name: string, n: number): GgufTensorSpec => ({
     name,
@@ -403,9 +408,26 @@ export function randomLlamaSpec(p: RandomLlamaParams): { metadata: [string, Gguf
   return { metadata, tensors };
 }
 
-/** n values ~ N(mean, std) as F32 or F16 little-endian bytes. */
+/** n values ~ N(mean, std) as F32, F16 or Q8_0 (n a multiple of 32: blocks scaled to max |x| = 127) little-endian bytes. */
 function randomValues(rng: Rng | string, n: number, mean: number, std: number, type: number): Uint8Array {
   const g = typeof rng === 'string' ? new Rng(rng) : rng;
+  if (type === GgmlType.Q8_0) {
+    const out = new Uint8Array((n / 32) * 34);
+    const x = new Float64Array(32);
+    for (let b = 0; b < n / 32; b++) {
+      let amax = 0;
+      for (let j = 0; j < 32; j++) {
+        x[j] = mean + std * g.normal();
+        amax = Math.max(amax, Math.abs(x[j]!));
+      }
+      const d = amax / 127;
+      const h = f32ToF16Bits(d);
+      out[b * 34] = h & 0xff;
+      out[b * 34 + 1] = h >>> 8;
+      for (let j = 0; j < 32; j++) out[b * 34 + 2 + j] = (d === 0 ? 0 : Math.max(-127, Math.min(127, Math.round(x[j]! / d)))) & 0xff;
+    }
+    return out;
+  }
   if (type === GgmlType.F32) {
     const a = new Float32Array(n);
     for (let i = 0; i < n; i++) a[i] = mean + std * g.normal();

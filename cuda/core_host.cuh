@@ -1,10 +1,12 @@
 // core_host.cuh — the CPU core's host-side code that the CUDA library compiles and links instead of repeating
 // it (scripts/build-cuda.sh adds the sources): RoPE validation and frequencies (core/src/rope_freq.cpp), model
-// parameter validation (core/src/model_params.cpp) and the thread-local error message (core/src/errors.cpp,
-// the one buffer behind both tables' last_error()).
+// parameter, tensor-table, upload and forward-batch validation (core/src/model_params.cpp), the files of
+// FILE-mode tensors (core/src/model_files.cpp) and the thread-local error message (core/src/errors.cpp, the one
+// buffer behind both tables' last_error()).
 #ifndef HWKV_CUDA_CORE_HOST_CUH
 #define HWKV_CUDA_CORE_HOST_CUH
 
+#include "../core/src/model_files.h"
 #include "../core/src/model_params.h"
 #include "../core/src/rope.h"
 

@@ -3,9 +3,9 @@
 // Files: model_api.cu (the table hwkv_cuda_model_api, validation of params and tensors with the CPU core's
 // wording, weight upload: FILE mode reads the byte ranges on the host and copies them to the device, UPLOAD
 // mode copies each chunk as it comes), model_forward.cu (the forward pass: cuBLAS GEMMs, fused kernels, the
-// block store's pages and attn.cu's device entry points).
+// block store's pages and attn.cu's device entry points), model_q8.cu (Q8_0 products and embedding rows).
 //
-// Weights live in one device arena in their stored type (F32, F16, BF16; Q8_0 is refused for now). Each
+// Weights live in one device arena in their stored type (F32, F16, BF16, Q8_0 as GGUF stores it: model_q8.cuh). Each
 // layer's attn_q/attn_k/attn_v (and ffn_gate/ffn_up) are placed back to back when they share a type, so one
 // GEMM computes all three (both) for every token of the step. Vectors (norms, biases) are also widened once
 // to float32 into a second arena before the first forward.
@@ -119,7 +119,15 @@ struct hwkv_model {
   int32_t g_kind = 0, g_attn_rows = 0, g_argmax = 0;
   size_t g_smem = 0;
   hwkv_cuda::AttnCaps g_caps{};
+  const void* g_bufs[9] = {};  // scratch addresses the graph was captured with (model_forward.cu)
   int64_t graph_captures = 0, graph_launches = 0;
+
+  // K/V tap (model_capture_kv, model_api.cu): while cap_k is set, each forward's qkv_post also writes every
+  // layer's pre-RoPE keys and values of its n_tok rows to cap_k / cap_v + (layer * n_tok + t) * kvd (device
+  // buffers; such a forward is never captured as a graph).
+  hwkv_cuda::DevBuf cap;
+  float* cap_k = nullptr;
+  float* cap_v = nullptr;
   void drop_graph() {
     if (gexec) (void)cudaGraphExecDestroy(gexec);
     if (graph) (void)cudaGraphDestroy(graph);

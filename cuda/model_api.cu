@@ -1,21 +1,19 @@
-// model_api.cu — the CUDA model engine's table hwkv_cuda_model_api(): validation of params and tensors (the CPU
-// core's checks and wording, core/src/model_api.cpp), the weight arena on the device, FILE-mode loading and
-// UPLOAD-mode chunks. The forward pass is in model_forward.cu.
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
+// model_api.cu — the CUDA model engine's table hwkv_cuda_model_api(): model creation (params, the tensor table
+// and the FILE-mode files through the CPU core's host code, core/src/model_params.cpp and model_files.cpp,
+// compiled into this library: one set of checks and messages), the weight arena on the device, FILE-mode
+// loading and UPLOAD-mode chunks, the K/V tap. The forward pass is in model_forward.cu.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstdio>
 #include <cstring>
-#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core_host.cuh"
 #include "model.cuh"
+#include "ops.cuh"
 
 namespace hwkv_cuda {
 
@@ -33,35 +31,6 @@ hwkv_status DevBuf::ensure(const char* fn, size_t bytes) {
 
 namespace {
 
-enum Kind { kVector = 1, kMatrix = 2 };
-
-struct Expect {
-  Kind kind;
-  int64_t ne0, ne1;
-  DevTensor** slot;
-  bool seen = false;
-};
-
-int64_t wtype_row_bytes(int32_t type, int64_t n) {
-  switch (type) {
-    case HWKV_WTYPE_F32: return 4 * n;
-    case HWKV_WTYPE_F16: return 2 * n;
-    case HWKV_WTYPE_BF16: return 2 * n;
-    case HWKV_WTYPE_Q8_0: return (n % 32 == 0) ? (n / 32) * 34 : -1;
-    default: return -1;
-  }
-}
-
-const char* wtype_name(int32_t type) {
-  switch (type) {
-    case HWKV_WTYPE_F32: return "F32";
-    case HWKV_WTYPE_F16: return "F16";
-    case HWKV_WTYPE_BF16: return "BF16";
-    case HWKV_WTYPE_Q8_0: return "Q8_0";
-    default: return "?";
-  }
-}
-
 hwkv_status check_params(const hwkv_model_params* p) {
   // The CPU core's checks and wording (core/src/model_params.cpp, compiled into this library) ...
   HWKV_TRY(hwkv::model::check_params(p));
@@ -73,27 +42,6 @@ hwkv_status check_params(const hwkv_model_params* p) {
   for (int64_t d : dims)
     if (d >= big) return fail(HWKV_ERR_OUT_OF_RANGE, "%s: model dimensions too large for the CUDA backend", fn);
   return HWKV_OK;
-}
-
-struct OpenFile {
-  int fd = -1;
-  int64_t size = 0;
-  ~OpenFile() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-bool pread_all(int fd, uint8_t* dst, int64_t offset, int64_t n) {
-  while (n > 0) {
-    const size_t want = static_cast<size_t>(n > (1 << 30) ? (1 << 30) : n);
-    const ssize_t got = ::pread(fd, dst, want, static_cast<off_t>(offset));
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) return false;
-    dst += got;
-    offset += got;
-    n -= got;
-  }
-  return true;
 }
 
 // Host staging for FILE mode: two pinned buffers (copy of one overlaps the read of the other), or one pageable
@@ -135,39 +83,10 @@ struct Staging {
 
 hwkv_status load_files(hwkv_model* m, const hwkv_tensor_desc* descs, int32_t n) {
   const char* fn = "model_create";
-  std::map<std::string, std::unique_ptr<OpenFile>> files;
-  std::vector<OpenFile*> per(static_cast<size_t>(n), nullptr);
-  // Open and check every range before touching the device.
-  for (int32_t i = 0; i < n; ++i) {
-    const hwkv_tensor_desc& d = descs[i];
-    DevTensor& t = m->tensors[i];
-    if (!d.file || !d.file[0])
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has no file (FILE mode)", fn, t.name.c_str());
-    auto it = files.find(d.file);
-    OpenFile* f;
-    if (it != files.end()) {
-      f = it->second.get();
-    } else {
-      std::unique_ptr<OpenFile> nf(new OpenFile());
-      nf->fd = ::open(d.file, O_RDONLY | O_CLOEXEC);
-      if (nf->fd < 0)
-        return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: cannot open '%s' (tensor '%s'): %s", fn, d.file, t.name.c_str(),
-                    std::strerror(errno));
-      struct stat sb;
-      if (fstat(nf->fd, &sb) != 0)
-        return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: cannot get the size of '%s'", fn, d.file);
-      nf->size = static_cast<int64_t>(sb.st_size);
-      f = nf.get();
-      files[d.file] = std::move(nf);
-    }
-    if (d.offset < 0 || d.offset > f->size || t.nbytes > f->size - d.offset)
-      return fail(HWKV_ERR_OUT_OF_RANGE,
-                  "%s: tensor '%s' needs bytes [%lld, %lld) of '%s' but the file has %lld bytes "
-                  "(truncated or wrong file?)",
-                  fn, t.name.c_str(), static_cast<long long>(d.offset), static_cast<long long>(d.offset + t.nbytes),
-                  d.file, static_cast<long long>(f->size));
-    per[i] = f;
-  }
+  // Open and check every range before touching the device (the CPU core's files and messages).
+  std::vector<std::unique_ptr<hwkv::model::TensorFile>> files;
+  std::vector<hwkv::model::TensorFile*> per;
+  HWKV_TRY(hwkv::model::open_tensor_files(descs, n, &files, &per));
   Staging st;
   HWKV_TRY(st.init(fn));
   int cur = 0;
@@ -177,9 +96,7 @@ hwkv_status load_files(hwkv_model* m, const hwkv_tensor_desc* descs, int32_t n) 
       const int64_t len = std::min<int64_t>(static_cast<int64_t>(Staging::kChunk), t.nbytes - off);
       uint8_t* b = st.pinned ? st.buf[cur] : st.plain.get();
       if (st.pinned) HWKV_CU(cudaEventSynchronize(st.ev[cur]));  // the copy that last used this buffer is done
-      if (!pread_all(per[i]->fd, b, descs[i].offset + off, len))
-        return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: short read of tensor '%s' from '%s'", fn, t.name.c_str(),
-                    descs[i].file);
+      HWKV_TRY(per[i]->read_tensor(descs[i], off, b, len));
       if (st.pinned) {
         HWKV_CU(cudaMemcpyAsync(t.dev + off, b, static_cast<size_t>(len), cudaMemcpyHostToDevice, stream()));
         HWKV_CU(cudaEventRecord(st.ev[cur], stream()));
@@ -281,7 +198,9 @@ hwkv_status create(const hwkv_model_params* p, const hwkv_tensor_desc* descs, in
   HWKV_TRY(check_params(p));
   if (mode != HWKV_MODEL_FILE && mode != HWKV_MODEL_UPLOAD)
     return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: mode must be 0 (FILE) or 1 (UPLOAD), got %d", fn, mode);
-  if (n < 1 || !descs) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: no tensors given", fn);
+  // the tensor table: the CPU core's checks and messages (core/src/model_params.cpp)
+  std::vector<hwkv::model::TensorCheck> checked;
+  HWKV_TRY(hwkv::model::check_tensors(p, descs, n, &checked));
 
   std::unique_ptr<hwkv_model, ModelDeleter> h(new hwkv_model());
   hwkv_model* m = h.get();
@@ -311,115 +230,20 @@ hwkv_status create(const hwkv_model_params* p, const hwkv_tensor_desc* descs, in
                                         : p->attn_scale;
   m->layers.resize(static_cast<size_t>(p->n_layer));
 
-  const bool tied = p->flags & HWKV_MODEL_TIED_EMBEDDINGS, bias = p->flags & HWKV_MODEL_QKV_BIAS,
-             qkn = p->flags & HWKV_MODEL_QK_NORM;
-  const int64_t D = p->n_embd, qd = int64_t(p->n_head) * p->head_dim, kvd = int64_t(p->n_kv_head) * p->head_dim;
-  std::map<std::string, Expect> ex;
-  auto add = [&](const std::string& name, Kind k, int64_t a, int64_t b, DevTensor** slot) {
-    Expect e;
-    e.kind = k;
-    e.ne0 = a;
-    e.ne1 = b;
-    e.slot = slot;
-    ex[name] = e;
-  };
-  add("tok_embd", kMatrix, p->n_vocab, D, &m->tok_embd);
-  add("output_norm", kVector, D, 1, &m->output_norm);
-  if (!tied) add("output", kMatrix, p->n_vocab, D, &m->output);
-  for (int32_t i = 0; i < p->n_layer; ++i) {
-    DevLayer& L = m->layers[i];
-    const std::string pre = "blk." + std::to_string(i) + ".";
-    add(pre + "attn_norm", kVector, D, 1, &L.attn_norm);
-    add(pre + "attn_q", kMatrix, qd, D, &L.wq);
-    add(pre + "attn_k", kMatrix, kvd, D, &L.wk);
-    add(pre + "attn_v", kMatrix, kvd, D, &L.wv);
-    add(pre + "attn_output", kMatrix, D, qd, &L.wo);
-    if (bias) {
-      add(pre + "attn_q_bias", kVector, qd, 1, &L.bq);
-      add(pre + "attn_k_bias", kVector, kvd, 1, &L.bk);
-      add(pre + "attn_v_bias", kVector, kvd, 1, &L.bv);
-    }
-    if (qkn) {
-      add(pre + "attn_q_norm", kVector, p->head_dim, 1, &L.q_norm);
-      add(pre + "attn_k_norm", kVector, p->head_dim, 1, &L.k_norm);
-    }
-    add(pre + "ffn_norm", kVector, D, 1, &L.ffn_norm);
-    add(pre + "ffn_gate", kMatrix, p->n_ff, D, &L.gate);
-    add(pre + "ffn_up", kMatrix, p->n_ff, D, &L.up);
-    add(pre + "ffn_down", kMatrix, D, p->n_ff, &L.down);
-  }
-
   m->tensors.reserve(static_cast<size_t>(n));
-  const char* q8_name = nullptr;
-  for (int32_t i = 0; i < n; ++i) {
-    const hwkv_tensor_desc& d = descs[i];
-    if (!d.name) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensors[%d].name is NULL", fn, i);
-    auto it = ex.find(d.name);
-    if (it == ex.end()) {
-      const char* hint = "";
-      if (std::strstr(d.name, "bias")) hint = " (set HWKV_MODEL_QKV_BIAS for q/k/v biases)";
-      else if (std::strstr(d.name, "_norm")) hint = " (set HWKV_MODEL_QK_NORM for q/k norms)";
-      else if (!std::strcmp(d.name, "output")) hint = " (HWKV_MODEL_TIED_EMBEDDINGS is set)";
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: unknown tensor '%s'%s", fn, d.name, hint);
-    }
-    Expect& e = it->second;
-    if (e.seen) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' is listed twice", fn, d.name);
-    e.seen = true;
-    const bool t_ok = d.type == HWKV_WTYPE_F32 || d.type == HWKV_WTYPE_F16 || d.type == HWKV_WTYPE_BF16 ||
-                      (d.type == HWKV_WTYPE_Q8_0 && e.kind == kMatrix);
-    if (!t_ok)
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has type %d; expected F32 (0), F16 (1), BF16 (30)%s", fn,
-                  d.name, d.type, e.kind == kMatrix ? " or Q8_0 (8)" : " (vectors cannot be Q8_0)");
-    int64_t a = 0, b = 1;
-    if (d.n_dims == 1) {
-      a = d.ne[0];
-    } else if (d.n_dims == 2) {
-      a = d.ne[0];
-      b = d.ne[1];
-      if (e.kind == kVector && a == 1) {
-        a = b;
-        b = 1;
-      }
-    } else {
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has n_dims %d; expected %d", fn, d.name, d.n_dims,
-                  e.kind == kMatrix ? 2 : 1);
-    }
-    if ((e.kind == kMatrix && d.n_dims != 2) || a != e.ne0 || b != e.ne1) {
-      if (e.kind == kMatrix)
-        return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has shape [%lld, %lld] (n_dims %d); expected [%lld, %lld]",
-                    fn, d.name, (long long)d.ne[0], (long long)(d.n_dims > 1 ? d.ne[1] : 0), d.n_dims, (long long)e.ne0,
-                    (long long)e.ne1);
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has %lld x %lld elements; expected a vector of %lld", fn,
-                  d.name, (long long)a, (long long)b, (long long)e.ne0);
-    }
-    const int64_t rb = wtype_row_bytes(d.type, e.ne1 == 1 && e.kind == kVector ? e.ne0 : e.ne1);
-    if (rb < 0)
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s': Q8_0 needs an inner dimension divisible by 32, got %lld",
-                  fn, d.name, (long long)e.ne1);
-    const int64_t want = e.kind == kVector ? rb : rb * e.ne0;
-    if (d.nbytes != want)
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' (%s, %lld x %lld) must be %lld bytes, nbytes says %lld", fn,
-                  d.name, wtype_name(d.type), (long long)a, (long long)b, (long long)want, (long long)d.nbytes);
-    if (d.type == HWKV_WTYPE_Q8_0 && !q8_name) q8_name = d.name;
+  for (const hwkv::model::TensorCheck& c : checked) {
     DevTensor t;
-    t.name = d.name;
-    t.type = d.type;
-    t.n_dims = e.kind == kVector ? 1 : 2;
-    t.is_vector = e.kind == kVector;
-    t.ne0 = e.ne0;
-    t.ne1 = e.ne1;
-    t.nbytes = d.nbytes;
+    t.name = c.name;
+    t.type = c.type;
+    t.n_dims = c.is_vector ? 1 : 2;
+    t.is_vector = c.is_vector;
+    t.ne0 = c.ne0;
+    t.ne1 = c.ne1;
+    t.nbytes = c.nbytes;
     m->tensors.push_back(std::move(t));
   }
-  for (auto& kv : ex)
-    if (!kv.second.seen) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: missing tensor '%s'", fn, kv.first.c_str());
-  if (q8_name)
-    return fail(HWKV_ERR_UNSUPPORTED,
-                "%s: tensor '%s' is Q8_0: the CUDA backend runs F32, F16 and BF16 weights only for now (use the "
-                "native backend for Q8_0 files, or an F16/BF16 checkpoint)",
-                fn, q8_name);
-  for (DevTensor& t : m->tensors) *ex[t.name].slot = &t;  // tensors never move from here on
-  if (tied) m->output = m->tok_embd;
+  for (size_t i = 0; i < checked.size(); ++i) *hwkv::model::tensor_slot(*m, checked[i]) = &m->tensors[i];  // never move
+  if (p->flags & HWKV_MODEL_TIED_EMBEDDINGS) m->output = m->tok_embd;
 
   HWKV_TRY(use_device(fn));
   HWKV_TRY(blas_load(fn, &m->blas));
@@ -450,22 +274,9 @@ hwkv_status create(const hwkv_model_params* p, const hwkv_tensor_desc* descs, in
 
 hwkv_status upload(hwkv_model* m, int32_t index, const void* data, int64_t offset, int64_t nbytes) {
   const char* fn = "model_upload";
-  if (m->mode != HWKV_MODEL_UPLOAD)
-    return fail(HWKV_ERR_UNSUPPORTED, "%s: the model was created in FILE mode (weights come from files)", fn);
-  if (index < 0 || index >= static_cast<int32_t>(m->tensors.size()))
-    return fail(HWKV_ERR_OUT_OF_RANGE, "%s: tensor index %d out of range [0, %d)", fn, index,
-                static_cast<int>(m->tensors.size()));
+  HWKV_TRY(hwkv::model::check_upload_index(m->mode, index, static_cast<int32_t>(m->tensors.size())));
   DevTensor& t = m->tensors[index];
-  if (nbytes < 0 || offset < 0 || offset > t.nbytes || nbytes > t.nbytes - offset)
-    return fail(HWKV_ERR_OUT_OF_RANGE, "%s: bytes [%lld, %lld) outside tensor '%s' (%lld bytes)", fn,
-                static_cast<long long>(offset), static_cast<long long>(offset + nbytes), t.name.c_str(),
-                static_cast<long long>(t.nbytes));
-  if (nbytes > 0 && !data) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: data is NULL", fn);
-  if (offset > t.uploaded)
-    return fail(HWKV_ERR_INVALID_ARGUMENT,
-                "%s: tensor '%s': chunk at offset %lld leaves a gap (only %lld bytes uploaded so far; "
-                "upload chunks in order)",
-                fn, t.name.c_str(), static_cast<long long>(offset), static_cast<long long>(t.uploaded));
+  HWKV_TRY(hwkv::model::check_upload_chunk(t.name, t.nbytes, t.uploaded, data, offset, nbytes));
   HWKV_TRY(use_device(fn));
   if (nbytes > 0) {
     HWKV_CU(cudaMemcpyAsync(t.dev + offset, data, static_cast<size_t>(nbytes), cudaMemcpyHostToDevice, stream()));
@@ -522,6 +333,73 @@ hwkv_status api_set_threads(hwkv_model_t* m, int32_t n_threads) {
   return HWKV_OK;
 }
 
+// The K/V tap (hwkv_model_api.model_capture_kv, the CPU core's contract and chunking, core/src/model_api.cpp):
+// one sequence through a private f32 store in chunks of 256 tokens; qkv_post writes each chunk's pre-RoPE keys
+// and values of every layer into a device buffer, copied into the caller's arrays after every chunk.
+hwkv_status capture_kv(hwkv_model* m, const int32_t* tokens, int32_t n_tok, float* k_pre, float* v) {
+  const char* fn = "model_capture_kv";
+  if (!tokens) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tokens is NULL", fn);
+  if (n_tok < 1) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_tok must be >= 1, got %d", fn, n_tok);
+  if (!k_pre || !v) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: k_pre and v must not be NULL", fn);
+  HWKV_TRY(use_device(fn));
+  const hwkv_model_params& P = m->p;
+  hwkv_store_params sp{};
+  sp.n_layer = P.n_layer;
+  sp.n_kv_head = P.n_kv_head;
+  sp.head_dim = P.head_dim;
+  sp.head_dim_v = P.head_dim;
+  sp.page_tokens = 64;
+  sp.dtype = HWKV_F32;
+  sp.max_bytes = 0;
+  hwkv_store_t* st = nullptr;
+  HWKV_TRY(store_create(&sp, &st));
+  struct StoreGuard {
+    hwkv_store_t* s;
+    ~StoreGuard() { store_free(s); }
+  } store_guard{st};
+  int32_t block = -1;
+  HWKV_TRY(block_create(st, &block));
+  constexpr int32_t kChunk = 256;
+  const int64_t kvd = static_cast<int64_t>(P.n_kv_head) * P.head_dim;
+  const int64_t cap_floats = static_cast<int64_t>(P.n_layer) * std::min(n_tok, kChunk) * kvd;
+  HWKV_TRY(m->cap.ensure(fn, static_cast<size_t>(2 * cap_floats) * sizeof(float)));
+  struct Untap {
+    hwkv_model* m;
+    ~Untap() { m->cap_k = m->cap_v = nullptr; }
+  } untap{m};
+  for (int32_t off = 0; off < n_tok; off += kChunk) {
+    const int32_t n = n_tok - off < kChunk ? n_tok - off : kChunk;
+    const int32_t view_indptr[2] = {0, 1};
+    const int32_t view_blocks[1] = {block};
+    const int32_t tok_indptr[2] = {0, n};
+    hwkv_forward_batch b{};
+    b.n_seq = 1;
+    b.logits_mode = HWKV_LOGITS_NONE;
+    b.view_indptr = view_indptr;
+    b.view_blocks = view_blocks;
+    b.tok_indptr = tok_indptr;
+    b.tokens = tokens + off;
+    // this chunk's layout: [n_layer][n][kvd] keys, then the values
+    m->cap_k = m->cap.as<float>();
+    m->cap_v = m->cap.as<float>() + static_cast<int64_t>(P.n_layer) * n * kvd;
+    HWKV_TRY(model_forward_impl(m, st, &b, nullptr, 0));  // synchronizes the model's stream before returning
+    // layer l of the chunk -> rows [off, off + n) of layer l in the caller's [n_layer][n_tok][kvd] arrays
+    const size_t row = static_cast<size_t>(n * kvd) * sizeof(float);
+    for (int32_t l = 0; l < P.n_layer; ++l) {
+      const int64_t src = static_cast<int64_t>(l) * n * kvd, dst = (static_cast<int64_t>(l) * n_tok + off) * kvd;
+      HWKV_CU(cudaMemcpyAsync(k_pre + dst, m->cap_k + src, row, cudaMemcpyDeviceToHost, stream()));
+      HWKV_CU(cudaMemcpyAsync(v + dst, m->cap_v + src, row, cudaMemcpyDeviceToHost, stream()));
+    }
+    HWKV_TRY(sync(fn));
+  }
+  return HWKV_OK;
+}
+
+hwkv_status api_capture_kv(hwkv_model_t* m, const int32_t* tokens, int32_t n_tok, float* k_pre, float* v) {
+  if (!m) return fail(HWKV_ERR_INVALID_ARGUMENT, "model_capture_kv: model is NULL");
+  return guarded("model_capture_kv", [&] { return capture_kv(m, tokens, n_tok, k_pre, v); });
+}
+
 }  // namespace
 
 }  // namespace hwkv_cuda
@@ -534,7 +412,7 @@ int64_t hwkv_model::weight_bytes() const {
 
 int64_t hwkv_model::scratch_bytes() const {
   int64_t s = 0;
-  for (const hwkv_cuda::DevBuf* b : {&x, &h, &qkv, &att, &ff, &act16, &logits, &step, &part})
+  for (const hwkv_cuda::DevBuf* b : {&x, &h, &qkv, &att, &ff, &act16, &logits, &step, &part, &cap})
     s += static_cast<int64_t>(b->cap());
   return s;
 }
@@ -552,7 +430,7 @@ extern "C" HWKV_API const hwkv_model_api* hwkv_cuda_model_api(void) {
       api_last_error,         api_create,
       api_free,               api_upload,
       api_info,               api_forward,
-      api_set_threads,
+      api_set_threads,        api_capture_kv,
   };
   return &api;
 }

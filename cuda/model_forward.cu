@@ -10,7 +10,8 @@
 //
 // GEMMs (cuBLAS, loaded at run time, see blas.cuh): F32 weights run as FP32 GEMMs (CUBLAS_COMPUTE_32F_PEDANTIC:
 // no TF32); F16/BF16 weights are used as stored, with the activations rounded to the weight type at the GEMM
-// input and float32 accumulation and output (tensor cores). Everything else is float32.
+// input and float32 accumulation and output (tensor cores). Q8_0 weights go to model_q8.cu (activations
+// quantized per 32 like the CPU core, int32 block dots). Everything else is float32.
 // The host only plans: validation, block growth, page pointers and cos/sin rows for the new keys, the
 // attention plan. One synchronisation per call (the logits copy).
 #include <cuda_bf16.h>
@@ -24,6 +25,7 @@
 #include "attn.cuh"
 #include "core_host.cuh"
 #include "model.cuh"
+#include "model_q8.cuh"
 #include "ops.cuh"
 #include "rope.cuh"
 #include "store.cuh"
@@ -149,6 +151,8 @@ struct QkvPostArgs {
   float* const* wpage;   // [n_tok] page of the token's write position
   const int32_t* wrow;   // [n_tok] row inside that page
   const float* ktab;     // [n_tok][2 * half] cos/sin at the key's block-local position
+  float* cap_k;          // K/V tap (model_capture_kv) or nullptr: [n_layer][n_tok][kvd] pre-RoPE keys ...
+  float* cap_v;          // ... and values
 };
 
 constexpr int kPostWarps = 4;
@@ -206,6 +210,11 @@ __global__ void __launch_bounds__(kPostWarps * 32) qkv_post_kernel(QkvPostArgs a
   if (kind < 2 && a.af != 1.0f)
     for (int d = lane; d < a.rot_dim; d += 32) buf[d] = __fmul_rn(buf[d], a.af);
   __syncwarp();
+  if (kind > 0 && a.cap_k) {  // K/V tap: keys before RoPE (after bias, q/k norm, attention factor), values
+    float* cap = (kind == 1 ? a.cap_k : a.cap_v) + (static_cast<int64_t>(a.layer) * a.n_tok + t) * kvd +
+                 static_cast<int64_t>(g) * hd;
+    for (int d = lane; d < hd; d += 32) cap[d] = buf[d];
+  }
   if (kind == 0) {
     for (int d = lane; d < hd; d += 32) src[d] = buf[d];
   } else if (kind == 1) {
@@ -600,6 +609,9 @@ constexpr int kThreads = 256;
 
 bool gemv_ok(const hwkv_model* m, const void* W, int32_t wtype, const float* x, int64_t ldx, int64_t n_tok,
              int64_t n_in) {
+  // Q8_0: the GEMV reads the quantized activations (contiguous), blocks are 2-byte aligned
+  if (wtype == HWKV_WTYPE_Q8_0)
+    return n_tok <= kQ8GemvMaxTok && n_in % kQ8Block == 0 && (reinterpret_cast<uintptr_t>(W) & 1) == 0 && !m->force_gemm;
   return (wtype == HWKV_WTYPE_BF16 || wtype == HWKV_WTYPE_F16) && n_tok <= kGemvMaxTok && n_in % 8 == 0 &&
          ldx % 4 == 0 && (reinterpret_cast<uintptr_t>(W) & 15) == 0 && (reinterpret_cast<uintptr_t>(x) & 15) == 0 &&
          !m->force_gemm;
@@ -624,6 +636,15 @@ int gemv_pick(const hwkv_model* m, int64_t n_out, int64_t n_in, int64_t n_tok, b
 hwkv_status linear(hwkv_model* m, const char* fn, const void* W, int32_t wtype, int64_t n_out, const float* x,
                    int64_t ldx, int64_t n_tok, int64_t n_in, float* y, int64_t ldy, float beta) {
   if (n_tok == 0) return HWKV_OK;
+  if (wtype == HWKV_WTYPE_Q8_0) {
+    // activations quantized per 32 like the CPU core (model_q8.cuh); act16 was sized for this by the forward
+    HWKV_TRY(m->act16.ensure(fn, q8_act_bytes(n_tok, n_in)));
+    HWKV_TRY(q8_quantize(fn, x, ldx, n_tok, n_in, m->act16.as<void>()));
+    const uint8_t* W8 = static_cast<const uint8_t*>(W);
+    if (gemv_ok(m, W, wtype, x, ldx, n_tok, n_in))
+      return q8_gemv(fn, W8, n_out, n_in, m->act16.as<void>(), n_tok, y, ldy, beta, false);
+    return q8_gemm(fn, W8, n_out, n_in, m->act16.as<void>(), n_tok, y, ldy, beta);
+  }
   if (gemv_ok(m, W, wtype, x, ldx, n_tok, n_in)) {
     const uint16_t* W16 = static_cast<const uint16_t*>(W);
     if (wtype == HWKV_WTYPE_BF16 && gemv_pick(m, n_out, n_in, n_tok, false) == 2)
@@ -827,6 +848,10 @@ struct Rollback {
 
 }  // namespace
 
+namespace {
+bool gemv_type(int32_t t) { return t == HWKV_WTYPE_BF16 || t == HWKV_WTYPE_F16 || t == HWKV_WTYPE_Q8_0; }
+}  // namespace
+
 hwkv_status model_prepare(hwkv_model* m, const char* fn) {
   if (m->prepared) return HWKV_OK;
   for (const DevTensor& t : m->tensors)
@@ -845,9 +870,8 @@ hwkv_status model_prepare(hwkv_model* m, const char* fn) {
     const int64_t qd = static_cast<int64_t>(P.n_head) * P.head_dim;
     bool ok = P.n_embd % 8 == 0 && qd % 8 == 0 && P.n_ff % 8 == 0 && !m->force_gemm;
     for (const DevTensor& t : m->tensors)
-      if (!t.is_vector && t.name != "tok_embd" && t.type != HWKV_WTYPE_BF16 && t.type != HWKV_WTYPE_F16) ok = false;
-    const DevTensor* out = m->output;
-    if (out->type != HWKV_WTYPE_BF16 && out->type != HWKV_WTYPE_F16) ok = false;
+      if (!t.is_vector && t.name != "tok_embd" && !gemv_type(t.type)) ok = false;
+    if (!gemv_type(m->output->type)) ok = false;
     m->all_gemv = ok;
   }
   m->prepared = true;
@@ -970,7 +994,7 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
   // a later step with the same shape (sequences, tokens, logits rows, attention kernel) and room in every
   // region only uploads the buffer and launches the graph. Anything else re-captures (or, without graphs,
   // launches the kernels one by one).
-  const bool graphable = m->use_graphs && m->all_gemv && n_tok <= kGemvMaxTok;
+  const bool graphable = m->use_graphs && m->all_gemv && n_tok <= kGemvMaxTok && !m->cap_k;
   const AttnCaps need = attn_plan_needs(plan);
   bool replay = graphable && m->gexec && m->g_n_tok == n_tok && m->g_n_seq == n_seq && m->g_rows_out == n_rows_out &&
                 m->g_argmax == static_cast<int32_t>(argmax) && m->g_store == st && m->g_kind == plan.kind && m->g_attn_rows == plan.rows &&
@@ -997,22 +1021,29 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
     attn_plan_layout(&plan, caps, hb);
   }
 
-  // Device buffers (grow-only; a reallocation changes addresses, which forces a re-capture).
+  // Device buffers (grow-only; a reallocation changes addresses, which forces a re-capture: the addresses the
+  // graph was captured with are kept in g_bufs, since any forward in between, e.g. a longer prefill or the K/V
+  // tap, may have grown a buffer).
   const size_t f4 = sizeof(float);
-  const void* before[8] = {m->x.as<void>(), m->h.as<void>(), m->qkv.as<void>(), m->att.as<void>(),
-                           m->ff.as<void>(), m->logits.as<void>(), m->step.as<void>(), m->part.as<void>()};
   HWKV_TRY(m->x.ensure(fn, n_tok * D * f4));
   HWKV_TRY(m->h.ensure(fn, n_tok * D * f4));
   HWKV_TRY(m->qkv.ensure(fn, n_tok * ldqkv * f4));
   HWKV_TRY(m->att.ensure(fn, n_tok * qd * f4));
   HWKV_TRY(m->ff.ensure(fn, n_tok * 2 * F * f4));
-  HWKV_TRY(m->act16.ensure(fn, static_cast<size_t>(n_tok * std::max(D, std::max(qd, F))) * 2));
+  {
+    // 16-bit activations of the GEMM path, or the int8 codes + scales of Q8_0 products (sized here so that
+    // a captured step never reallocates)
+    const int64_t wide = std::max(D, std::max(qd, F));
+    HWKV_TRY(m->act16.ensure(fn, std::max(static_cast<size_t>(n_tok * wide) * 2, q8_act_bytes(n_tok, wide))));
+  }
   HWKV_TRY(m->logits.ensure(fn, static_cast<size_t>(n_rows_out * P.n_vocab + (argmax ? 2 * n_rows_out : 0)) * f4));
   HWKV_TRY(m->step.ensure(fn, hb.size()));
   HWKV_TRY(m->part.ensure(fn, attn_part_bytes(plan, caps.slots)));
-  const void* after[8] = {m->x.as<void>(), m->h.as<void>(), m->qkv.as<void>(), m->att.as<void>(),
-                          m->ff.as<void>(), m->logits.as<void>(), m->step.as<void>(), m->part.as<void>()};
-  if (std::memcmp(before, after, sizeof before) != 0) replay = false;
+  const void* after[9] = {m->x.as<void>(), m->h.as<void>(), m->qkv.as<void>(), m->att.as<void>(),
+                          m->ff.as<void>(), m->logits.as<void>(), m->step.as<void>(), m->part.as<void>(),
+                          m->act16.as<void>()};
+  static_assert(sizeof after == sizeof m->g_bufs, "g_bufs holds the addresses listed in after[]");
+  if (std::memcmp(m->g_bufs, after, sizeof after) != 0) replay = false;
   unsigned char* sb = m->step.as<unsigned char>();
   // attn_plan_layout recorded offsets from hb's start, so the step buffer's base binds them.
   attn_plan_bind(&plan, sb, m->part.as<void>(), caps.slots);
@@ -1041,6 +1072,8 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
   pa.wpage = reinterpret_cast<float* const*>(sb + o_wpage);
   pa.wrow = reinterpret_cast<const int32_t*>(sb + o_wrow);
   pa.ktab = reinterpret_cast<const float*>(sb + o_ktab);
+  pa.cap_k = m->cap_k;
+  pa.cap_v = m->cap_v;
   const int64_t post_rows = n_tok * (P.n_head + 2 * P.n_kv_head);
   const size_t post_smem = static_cast<size_t>(kPostWarps) * hd * f4;
   if (post_smem > 48 * 1024)
@@ -1050,9 +1083,13 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
   // Every launch of the step, in order (no allocation, copy from the host or synchronisation in here, so
   // that it can be captured).
   auto enqueue = [&]() -> hwkv_status {
-    embed_kernel<<<grid_for(n_tok * D, kThreads), kThreads, 0, stream()>>>(m->tok_embd->dev, m->tok_embd->type, D,
-                                                                           d_tokens, n_tok, x);
-    HWKV_CU_LAUNCH(embed_kernel);
+    if (m->tok_embd->type == HWKV_WTYPE_Q8_0) {
+      HWKV_TRY(q8_embed(fn, m->tok_embd->dev, D, d_tokens, n_tok, x));
+    } else {
+      embed_kernel<<<grid_for(n_tok * D, kThreads), kThreads, 0, stream()>>>(m->tok_embd->dev, m->tok_embd->type, D,
+                                                                             d_tokens, n_tok, x);
+      HWKV_CU_LAUNCH(embed_kernel);
+    }
     int64_t n_act = n_tok;
     for (int32_t l = 0; l < P.n_layer; ++l) {
       const DevLayer& L = m->layers[l];
@@ -1100,7 +1137,10 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
       if (L.gu_fused && F % 2 == 0 && gemv_ok(m, L.gate->dev, L.gate->type, h, D, n_act, D)) {
         // one GEMV for gate|up with SwiGLU in its epilogue: ff[t, 0..F) = silu(gate) * up
         const uint16_t* G16 = reinterpret_cast<const uint16_t*>(L.gate->dev);
-        if (L.gate->type == HWKV_WTYPE_BF16 && gemv_pick(m, F, D, n_act, true) == 2)
+        if (L.gate->type == HWKV_WTYPE_Q8_0) {
+          HWKV_TRY(q8_quantize(fn, h, D, n_act, D, m->act16.as<void>()));
+          HWKV_TRY(q8_gemv(fn, L.gate->dev, F, D, m->act16.as<void>(), n_act, ff, F, 0.0f, true));
+        } else if (L.gate->type == HWKV_WTYPE_BF16 && gemv_pick(m, F, D, n_act, true) == 2)
           HWKV_CU((gemv_mma_launch<true>(n_act, G16, F, D, h, D, ff, F, 0.0f)));
         else if (L.gate->type == HWKV_WTYPE_BF16)
           HWKV_CU((gemv_launch<true, true>(n_act, G16, F, D, h, D, ff, F, 0.0f)));
@@ -1169,6 +1209,7 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
       m->g_attn_rows = plan.rows;
       m->g_smem = plan.smem;
       m->g_caps = caps;
+      std::memcpy(m->g_bufs, after, sizeof after);
       ++m->graph_captures;
     }
     HWKV_CU(cudaGraphLaunch(m->gexec, stream()));

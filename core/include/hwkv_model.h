@@ -246,12 +246,13 @@ typedef struct hwkv_model_api {
      forward in a private f32 store (chunks of 256 tokens; the caller's stores are untouched) and writes
      every layer's keys BEFORE RoPE (after bias, q/k norm and attn_factor) to k_pre and the values to v,
      both float32 [n_layer, n_tok, n_kv_head * head_dim]. Not re-entrant (like model_forward). Added after
-     ABI 1 shipped: check `size` covers it; NULL where unsupported (the CUDA engine).                   */
+     ABI 1 shipped: check `size` covers it; NULL where unsupported (the CPU core and the CUDA library
+     both have it).                                                                                    */
   hwkv_status (*model_capture_kv)(hwkv_model_t* m, const int32_t* tokens, int32_t n_tok, float* k_pre,
                                   float* v);
 } hwkv_model_api;
 
-/* The CPU core's table (native addon and WASM). The CUDA library will export hwkv_cuda_model_api(). */
+/* The CPU core's table (native addon and WASM). The CUDA library exports hwkv_cuda_model_api().      */
 HWKV_API const hwkv_model_api* hwkv_cpu_model_api(void);
 
 #ifdef __cplusplus

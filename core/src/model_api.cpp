@@ -1,11 +1,11 @@
-// model_api.cpp — the model engine's C ABI (hwkv_model.h): validation of parameters and tensors, the function
-// table hwkv_cpu_model_api().
+// model_api.cpp — the model engine's C ABI (hwkv_model.h): model creation (parameter and tensor-table checks:
+// model_params.cpp, shared with the CUDA library), the function table hwkv_cpu_model_api().
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <string>
+#include <vector>
 
 #include "model/model.h"
 #include "model_params.h"
@@ -20,15 +20,6 @@ namespace model {
 
 namespace {
 
-enum Kind { kVector = 1, kMatrix = 2 };
-
-struct Expect {
-  Kind kind;
-  int64_t ne0, ne1;  // vector: ne0 = length
-  Tensor** slot;
-  bool seen = false;
-};
-
 hwkv_status create(const hwkv_model_params* p, const hwkv_tensor_desc* descs, int32_t n, int32_t mode,
                    hwkv_model_t** out) {
   const char* fn = "model_create";
@@ -37,7 +28,8 @@ hwkv_status create(const hwkv_model_params* p, const hwkv_tensor_desc* descs, in
   HWKV_TRY(check_params(p));
   if (mode != HWKV_MODEL_FILE && mode != HWKV_MODEL_UPLOAD)
     return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: mode must be 0 (FILE) or 1 (UPLOAD), got %d", fn, mode);
-  if (n < 1 || !descs) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: no tensors given", fn);
+  std::vector<TensorCheck> checked;
+  HWKV_TRY(check_tensors(p, descs, n, &checked));
 
   std::unique_ptr<hwkv_model> h(new hwkv_model());
   Model& m = h->m;
@@ -49,108 +41,19 @@ hwkv_status create(const hwkv_model_params* p, const hwkv_tensor_desc* descs, in
                                         : p->attn_scale;
   m.layers.resize(static_cast<size_t>(p->n_layer));
 
-  // Expected tensors.
-  const bool tied = p->flags & HWKV_MODEL_TIED_EMBEDDINGS, bias = p->flags & HWKV_MODEL_QKV_BIAS,
-             qkn = p->flags & HWKV_MODEL_QK_NORM;
-  const int64_t D = p->n_embd, qd = int64_t(p->n_head) * p->head_dim, kvd = int64_t(p->n_kv_head) * p->head_dim;
-  std::map<std::string, Expect> ex;
-  auto add = [&](const std::string& name, Kind k, int64_t a, int64_t b, Tensor** slot) {
-    Expect e;
-    e.kind = k;
-    e.ne0 = a;
-    e.ne1 = b;
-    e.slot = slot;
-    ex[name] = e;
-  };
-  add("tok_embd", kMatrix, p->n_vocab, D, &m.tok_embd);
-  add("output_norm", kVector, D, 1, &m.output_norm);
-  if (!tied) add("output", kMatrix, p->n_vocab, D, &m.output);
-  for (int32_t i = 0; i < p->n_layer; ++i) {
-    Layer& L = m.layers[i];
-    const std::string pre = "blk." + std::to_string(i) + ".";
-    add(pre + "attn_norm", kVector, D, 1, &L.attn_norm);
-    add(pre + "attn_q", kMatrix, qd, D, &L.wq);
-    add(pre + "attn_k", kMatrix, kvd, D, &L.wk);
-    add(pre + "attn_v", kMatrix, kvd, D, &L.wv);
-    add(pre + "attn_output", kMatrix, D, qd, &L.wo);
-    if (bias) {
-      add(pre + "attn_q_bias", kVector, qd, 1, &L.bq);
-      add(pre + "attn_k_bias", kVector, kvd, 1, &L.bk);
-      add(pre + "attn_v_bias", kVector, kvd, 1, &L.bv);
-    }
-    if (qkn) {
-      add(pre + "attn_q_norm", kVector, p->head_dim, 1, &L.q_norm);
-      add(pre + "attn_k_norm", kVector, p->head_dim, 1, &L.k_norm);
-    }
-    add(pre + "ffn_norm", kVector, D, 1, &L.ffn_norm);
-    add(pre + "ffn_gate", kMatrix, p->n_ff, D, &L.gate);
-    add(pre + "ffn_up", kMatrix, p->n_ff, D, &L.up);
-    add(pre + "ffn_down", kMatrix, D, p->n_ff, &L.down);
-  }
-
   m.tensors.reserve(static_cast<size_t>(n));
-  for (int32_t i = 0; i < n; ++i) {
-    const hwkv_tensor_desc& d = descs[i];
-    if (!d.name) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensors[%d].name is NULL", fn, i);
-    auto it = ex.find(d.name);
-    if (it == ex.end()) {
-      const char* hint = "";
-      if (std::strstr(d.name, "bias")) hint = " (set HWKV_MODEL_QKV_BIAS for q/k/v biases)";
-      else if (std::strstr(d.name, "_norm")) hint = " (set HWKV_MODEL_QK_NORM for q/k norms)";
-      else if (!std::strcmp(d.name, "output")) hint = " (HWKV_MODEL_TIED_EMBEDDINGS is set)";
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: unknown tensor '%s'%s", fn, d.name, hint);
-    }
-    Expect& e = it->second;
-    if (e.seen) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' is listed twice", fn, d.name);
-    e.seen = true;
-    const bool t_ok = d.type == HWKV_WTYPE_F32 || d.type == HWKV_WTYPE_F16 || d.type == HWKV_WTYPE_BF16 ||
-                      (d.type == HWKV_WTYPE_Q8_0 && e.kind == kMatrix);
-    if (!t_ok)
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has type %d; expected F32 (0), F16 (1), BF16 (30)%s", fn,
-                  d.name, d.type, e.kind == kMatrix ? " or Q8_0 (8)" : " (vectors cannot be Q8_0)");
-    int64_t a = 0, b = 1;
-    if (d.n_dims == 1) {
-      a = d.ne[0];
-    } else if (d.n_dims == 2) {
-      a = d.ne[0];
-      b = d.ne[1];
-      if (e.kind == kVector && a == 1) {  // [1, n] accepted as a vector
-        a = b;
-        b = 1;
-      }
-    } else {
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has n_dims %d; expected %d", fn, d.name, d.n_dims,
-                  e.kind == kMatrix ? 2 : 1);
-    }
-    if ((e.kind == kMatrix && d.n_dims != 2) || a != e.ne0 || b != e.ne1) {
-      if (e.kind == kMatrix)
-        return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has shape [%lld, %lld] (n_dims %d); expected [%lld, %lld]",
-                    fn, d.name, (long long)d.ne[0], (long long)(d.n_dims > 1 ? d.ne[1] : 0), d.n_dims, (long long)e.ne0,
-                    (long long)e.ne1);
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has %lld x %lld elements; expected a vector of %lld", fn,
-                  d.name, (long long)a, (long long)b, (long long)e.ne0);
-    }
-    const int64_t rb = wtype_row_bytes(d.type, e.ne1 == 1 && e.kind == kVector ? e.ne0 : e.ne1);
-    if (rb < 0)
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s': Q8_0 needs an inner dimension divisible by 32, got %lld",
-                  fn, d.name, (long long)e.ne1);
-    const int64_t want = e.kind == kVector ? rb : rb * e.ne0;
-    if (d.nbytes != want)
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' (%s, %lld x %lld) must be %lld bytes, nbytes says %lld", fn,
-                  d.name, wtype_name(d.type), (long long)a, (long long)b, (long long)want, (long long)d.nbytes);
+  for (const TensorCheck& c : checked) {
     Tensor t;
-    t.name = d.name;
-    t.type = d.type;
-    t.n_dims = e.kind == kVector ? 1 : 2;
-    t.ne0 = e.ne0;
-    t.ne1 = e.ne1;
-    t.nbytes = d.nbytes;
+    t.name = c.name;
+    t.type = c.type;
+    t.n_dims = c.is_vector ? 1 : 2;
+    t.ne0 = c.ne0;
+    t.ne1 = c.ne1;
+    t.nbytes = c.nbytes;
     m.tensors.push_back(std::move(t));
   }
-  for (auto& kv : ex)
-    if (!kv.second.seen) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: missing tensor '%s'", fn, kv.first.c_str());
-  for (Tensor& t : m.tensors) *ex[t.name].slot = &t;  // tensors never move from here on
-  if (tied) m.output = m.tok_embd;
+  for (size_t i = 0; i < checked.size(); ++i) *tensor_slot(m, checked[i]) = &m.tensors[i];  // never move from here on
+  if (p->flags & HWKV_MODEL_TIED_EMBEDDINGS) m.output = m.tok_embd;
 
   if (mode == HWKV_MODEL_FILE)
     HWKV_TRY(attach_files(m, descs, n));

@@ -3,6 +3,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <map>
 
 namespace hwkv {
 namespace model {
@@ -38,6 +40,173 @@ hwkv_status check_params(const hwkv_model_params* p) {
   return HWKV_OK;
 }
 
+int64_t wtype_row_bytes(int32_t type, int64_t n) {
+  switch (type) {
+    case HWKV_WTYPE_F32: return 4 * n;
+    case HWKV_WTYPE_F16: return 2 * n;
+    case HWKV_WTYPE_BF16: return 2 * n;
+    case HWKV_WTYPE_Q8_0: return (n % 32 == 0) ? (n / 32) * 34 : -1;
+    default: return -1;
+  }
+}
+
+const char* wtype_name(int32_t type) {
+  switch (type) {
+    case HWKV_WTYPE_F32: return "F32";
+    case HWKV_WTYPE_F16: return "F16";
+    case HWKV_WTYPE_BF16: return "BF16";
+    case HWKV_WTYPE_Q8_0: return "Q8_0";
+    default: return "?";
+  }
+}
+
+namespace {
+
+enum Kind { kVector = 1, kMatrix = 2 };
+
+struct Expect {
+  Kind kind;
+  int64_t ne0, ne1;  // vector: ne0 = length
+  TensorRole role;
+  int32_t layer;
+  bool seen = false;
+};
+
+}  // namespace
+
+hwkv_status check_tensors(const hwkv_model_params* p, const hwkv_tensor_desc* descs, int32_t n,
+                          std::vector<TensorCheck>* out) {
+  const char* fn = "model_create";
+  if (n < 1 || !descs) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: no tensors given", fn);
+  const bool tied = p->flags & HWKV_MODEL_TIED_EMBEDDINGS, bias = p->flags & HWKV_MODEL_QKV_BIAS,
+             qkn = p->flags & HWKV_MODEL_QK_NORM;
+  const int64_t D = p->n_embd, qd = int64_t(p->n_head) * p->head_dim, kvd = int64_t(p->n_kv_head) * p->head_dim;
+  std::map<std::string, Expect> ex;
+  auto add = [&](const std::string& name, Kind k, int64_t a, int64_t b, TensorRole role, int32_t layer) {
+    Expect e;
+    e.kind = k;
+    e.ne0 = a;
+    e.ne1 = b;
+    e.role = role;
+    e.layer = layer;
+    ex[name] = e;
+  };
+  add("tok_embd", kMatrix, p->n_vocab, D, kTokEmbd, -1);
+  add("output_norm", kVector, D, 1, kOutputNorm, -1);
+  if (!tied) add("output", kMatrix, p->n_vocab, D, kOutput, -1);
+  for (int32_t i = 0; i < p->n_layer; ++i) {
+    const std::string pre = "blk." + std::to_string(i) + ".";
+    add(pre + "attn_norm", kVector, D, 1, kAttnNorm, i);
+    add(pre + "attn_q", kMatrix, qd, D, kAttnQ, i);
+    add(pre + "attn_k", kMatrix, kvd, D, kAttnK, i);
+    add(pre + "attn_v", kMatrix, kvd, D, kAttnV, i);
+    add(pre + "attn_output", kMatrix, D, qd, kAttnOutput, i);
+    if (bias) {
+      add(pre + "attn_q_bias", kVector, qd, 1, kAttnQBias, i);
+      add(pre + "attn_k_bias", kVector, kvd, 1, kAttnKBias, i);
+      add(pre + "attn_v_bias", kVector, kvd, 1, kAttnVBias, i);
+    }
+    if (qkn) {
+      add(pre + "attn_q_norm", kVector, p->head_dim, 1, kAttnQNorm, i);
+      add(pre + "attn_k_norm", kVector, p->head_dim, 1, kAttnKNorm, i);
+    }
+    add(pre + "ffn_norm", kVector, D, 1, kFfnNorm, i);
+    add(pre + "ffn_gate", kMatrix, p->n_ff, D, kFfnGate, i);
+    add(pre + "ffn_up", kMatrix, p->n_ff, D, kFfnUp, i);
+    add(pre + "ffn_down", kMatrix, D, p->n_ff, kFfnDown, i);
+  }
+
+  out->clear();
+  out->reserve(static_cast<size_t>(n));
+  for (int32_t i = 0; i < n; ++i) {
+    const hwkv_tensor_desc& d = descs[i];
+    if (!d.name) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensors[%d].name is NULL", fn, i);
+    auto it = ex.find(d.name);
+    if (it == ex.end()) {
+      const char* hint = "";
+      if (std::strstr(d.name, "bias")) hint = " (set HWKV_MODEL_QKV_BIAS for q/k/v biases)";
+      else if (std::strstr(d.name, "_norm")) hint = " (set HWKV_MODEL_QK_NORM for q/k norms)";
+      else if (!std::strcmp(d.name, "output")) hint = " (HWKV_MODEL_TIED_EMBEDDINGS is set)";
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: unknown tensor '%s'%s", fn, d.name, hint);
+    }
+    Expect& e = it->second;
+    if (e.seen) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' is listed twice", fn, d.name);
+    e.seen = true;
+    const bool t_ok = d.type == HWKV_WTYPE_F32 || d.type == HWKV_WTYPE_F16 || d.type == HWKV_WTYPE_BF16 ||
+                      (d.type == HWKV_WTYPE_Q8_0 && e.kind == kMatrix);
+    if (!t_ok)
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has type %d; expected F32 (0), F16 (1), BF16 (30)%s", fn,
+                  d.name, d.type, e.kind == kMatrix ? " or Q8_0 (8)" : " (vectors cannot be Q8_0)");
+    int64_t a = 0, b = 1;
+    if (d.n_dims == 1) {
+      a = d.ne[0];
+    } else if (d.n_dims == 2) {
+      a = d.ne[0];
+      b = d.ne[1];
+      if (e.kind == kVector && a == 1) {  // [1, n] accepted as a vector
+        a = b;
+        b = 1;
+      }
+    } else {
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has n_dims %d; expected %d", fn, d.name, d.n_dims,
+                  e.kind == kMatrix ? 2 : 1);
+    }
+    if ((e.kind == kMatrix && d.n_dims != 2) || a != e.ne0 || b != e.ne1) {
+      if (e.kind == kMatrix)
+        return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has shape [%lld, %lld] (n_dims %d); expected [%lld, %lld]",
+                    fn, d.name, (long long)d.ne[0], (long long)(d.n_dims > 1 ? d.ne[1] : 0), d.n_dims, (long long)e.ne0,
+                    (long long)e.ne1);
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' has %lld x %lld elements; expected a vector of %lld", fn,
+                  d.name, (long long)a, (long long)b, (long long)e.ne0);
+    }
+    const int64_t rb = wtype_row_bytes(d.type, e.ne1 == 1 && e.kind == kVector ? e.ne0 : e.ne1);
+    if (rb < 0)
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s': Q8_0 needs an inner dimension divisible by 32, got %lld",
+                  fn, d.name, (long long)e.ne1);
+    const int64_t want = e.kind == kVector ? rb : rb * e.ne0;
+    if (d.nbytes != want)
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tensor '%s' (%s, %lld x %lld) must be %lld bytes, nbytes says %lld", fn,
+                  d.name, wtype_name(d.type), (long long)a, (long long)b, (long long)want, (long long)d.nbytes);
+    TensorCheck t;
+    t.name = d.name;
+    t.type = d.type;
+    t.is_vector = e.kind == kVector;
+    t.ne0 = e.ne0;
+    t.ne1 = e.ne1;
+    t.nbytes = d.nbytes;
+    t.role = e.role;
+    t.layer = e.layer;
+    out->push_back(std::move(t));
+  }
+  for (auto& kv : ex)
+    if (!kv.second.seen) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: missing tensor '%s'", fn, kv.first.c_str());
+  return HWKV_OK;
+}
+
+hwkv_status check_upload_index(int32_t mode, int32_t index, int32_t n_tensors) {
+  const char* fn = "model_upload";
+  if (mode != HWKV_MODEL_UPLOAD)
+    return fail(HWKV_ERR_UNSUPPORTED, "%s: the model was created in FILE mode (weights come from files)", fn);
+  if (index < 0 || index >= n_tensors)
+    return fail(HWKV_ERR_OUT_OF_RANGE, "%s: tensor index %d out of range [0, %d)", fn, index, n_tensors);
+  return HWKV_OK;
+}
+
+hwkv_status check_upload_chunk(const std::string& name, int64_t size, int64_t uploaded, const void* data,
+                               int64_t offset, int64_t nbytes) {
+  const char* fn = "model_upload";
+  if (nbytes < 0 || offset < 0 || offset > size || nbytes > size - offset)
+    return fail(HWKV_ERR_OUT_OF_RANGE, "%s: bytes [%lld, %lld) outside tensor '%s' (%lld bytes)", fn,
+                static_cast<long long>(offset), static_cast<long long>(offset + nbytes), name.c_str(),
+                static_cast<long long>(size));
+  if (nbytes > 0 && !data) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: data is NULL", fn);
+  if (offset > uploaded)
+    return fail(HWKV_ERR_INVALID_ARGUMENT,
+                "%s: tensor '%s': chunk at offset %lld leaves a gap (only %lld bytes uploaded so far; "
+                "upload chunks in order)",
+                fn, name.c_str(), static_cast<long long>(offset), static_cast<long long>(uploaded));
+  return HWKV_OK;
+}
 
 hwkv_status check_forward_batch(const char* fn, const hwkv_model_params& P, const hwkv_store_params& sp,
                                 const hwkv_forward_batch* b, bool* argmax_out, int32_t* lmode_out) {

@@ -1,9 +1,10 @@
-// model_params.h — validation of hwkv_model_params (messages start with "model_create: ") and of a forward
-// batch, shared by the CPU core (model_api.cpp, model_llama.cpp) and the CUDA library, which compiles
-// model_params.cpp for its host side.
+// model_params.h — validation of hwkv_model_params and of the tensor table (messages start with
+// "model_create: "), of model_upload's arguments and of a forward batch, shared by the CPU core (model_api.cpp,
+// model_weights.cpp, model_llama.cpp) and the CUDA library, which compiles model_params.cpp for its host side.
 #ifndef HWKV_CORE_MODEL_PARAMS_H
 #define HWKV_CORE_MODEL_PARAMS_H
 
+#include <string>
 #include <vector>
 
 #include "../include/hwkv_model.h"
@@ -13,6 +14,68 @@ namespace hwkv {
 namespace model {
 
 hwkv_status check_params(const hwkv_model_params* p);
+
+// ---- the tensor table of model_create ----
+int64_t wtype_row_bytes(int32_t type, int64_t n);  // bytes of n elements (n % 32 == 0 for Q8_0); -1 if bad
+const char* wtype_name(int32_t type);
+
+// Which canonical tensor a descriptor is (hwkv_model.h, "Tensors"); the blk.<i>.* ones also carry the layer.
+enum TensorRole : int32_t {
+  kTokEmbd, kOutputNorm, kOutput,
+  kAttnNorm, kAttnQ, kAttnK, kAttnV, kAttnOutput, kAttnQBias, kAttnKBias, kAttnVBias, kAttnQNorm, kAttnKNorm,
+  kFfnNorm, kFfnGate, kFfnUp, kFfnDown
+};
+
+struct TensorCheck {
+  std::string name;
+  int32_t type = 0;
+  bool is_vector = false;
+  int64_t ne0 = 1;  // rows (outer) for matrices, length for vectors
+  int64_t ne1 = 1;  // inner dimension for matrices; 1 for vectors
+  int64_t nbytes = 0;
+  TensorRole role = kTokEmbd;
+  int32_t layer = -1;  // -1 for tok_embd, output_norm, output
+};
+
+// The descriptors against the params (already checked with check_params): at least one, every expected
+// tensor listed exactly once, no unknown name, shapes, types and byte sizes — with model_create's messages.
+// out[i] describes descs[i].
+hwkv_status check_tensors(const hwkv_model_params* p, const hwkv_tensor_desc* descs, int32_t n,
+                          std::vector<TensorCheck>* out);
+
+// The member of a model (CPU core Model, CUDA hwkv_model: both name their tensor pointers alike) that holds the
+// tensor of role c.
+template <class M>
+auto tensor_slot(M& m, const TensorCheck& c) -> decltype(&m.tok_embd) {
+  switch (c.role) {
+    case kTokEmbd: return &m.tok_embd;
+    case kOutputNorm: return &m.output_norm;
+    case kOutput: return &m.output;
+    default: break;
+  }
+  auto& L = m.layers[static_cast<size_t>(c.layer)];
+  switch (c.role) {
+    case kAttnNorm: return &L.attn_norm;
+    case kAttnQ: return &L.wq;
+    case kAttnK: return &L.wk;
+    case kAttnV: return &L.wv;
+    case kAttnOutput: return &L.wo;
+    case kAttnQBias: return &L.bq;
+    case kAttnKBias: return &L.bk;
+    case kAttnVBias: return &L.bv;
+    case kAttnQNorm: return &L.q_norm;
+    case kAttnKNorm: return &L.k_norm;
+    case kFfnNorm: return &L.ffn_norm;
+    case kFfnGate: return &L.gate;
+    case kFfnUp: return &L.up;
+    default: return &L.down;
+  }
+}
+
+// model_upload's argument checks (mode, index, then the chunk against the tensor's size and upload progress).
+hwkv_status check_upload_index(int32_t mode, int32_t index, int32_t n_tensors);
+hwkv_status check_upload_chunk(const std::string& name, int64_t size, int64_t uploaded, const void* data,
+                               int64_t offset, int64_t nbytes);
 
 // A forward batch against the model and the store's geometry: store shape, n_seq, NULL arrays, logits mode,
 // index arrays, token ids. Sets *argmax (HWKV_LOGITS_ARGMAX asked) and *lmode (the mode without that flag).

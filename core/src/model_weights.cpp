@@ -1,26 +1,14 @@
-// model_weights.cpp — weight storage of a model: file mapping (FILE mode), uploads (UPLOAD mode), weight-type
-// helpers. See model/model.h.
-#include <cerrno>
-#include <cstdio>
+// model_weights.cpp — weight storage of a model: tensors in place in mapped files or copied from them (FILE
+// mode; the files themselves: model_files.cpp), uploads (UPLOAD mode). See model/model.h.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 
 #include "kernels/ops.h"
 #include "model/model.h"
 
 #if defined(_WIN32)
 #include <malloc.h>
-#endif
-#if !defined(_WIN32) && !defined(__EMSCRIPTEN__)
-#define HWKV_MODEL_MMAP 1
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#else
-#define HWKV_MODEL_MMAP 0
 #endif
 
 namespace hwkv {
@@ -60,31 +48,7 @@ void aligned_free64(void* p) {
 #endif
 }
 
-// Reads [offset, offset + n) of an open FILE* into dst; returns false on a short read.
-bool read_at(std::FILE* f, int64_t offset, uint8_t* dst, int64_t n) {
-#if defined(_WIN32)
-  if (_fseeki64(f, offset, SEEK_SET) != 0) return false;
-#else
-  if (fseeko(f, static_cast<off_t>(offset), SEEK_SET) != 0) return false;
-#endif
-  while (n > 0) {
-    size_t chunk = static_cast<size_t>(n > (1 << 30) ? (1 << 30) : n);
-    size_t got = std::fread(dst, 1, chunk, f);
-    if (got != chunk) return false;
-    dst += got;
-    n -= static_cast<int64_t>(got);
-  }
-  return true;
-}
-
 }  // namespace
-
-MappedFile::~MappedFile() {
-#if HWKV_MODEL_MMAP
-  if (map) munmap(const_cast<uint8_t*>(map), static_cast<size_t>(size));
-#endif
-  if (handle) std::fclose(static_cast<std::FILE*>(handle));
-}
 
 Tensor::~Tensor() {
   if (owned) aligned_free64(owned);
@@ -107,94 +71,32 @@ Tensor::Tensor(Tensor&& o) noexcept
 
 int64_t Tensor::row_bytes() const { return wtype_row_bytes(type, ne1); }
 
-int64_t wtype_row_bytes(int32_t type, int64_t n) {
-  switch (type) {
-    case HWKV_WTYPE_F32: return 4 * n;
-    case HWKV_WTYPE_F16: return 2 * n;
-    case HWKV_WTYPE_BF16: return 2 * n;
-    case HWKV_WTYPE_Q8_0: return (n % 32 == 0) ? (n / 32) * 34 : -1;
-    default: return -1;
-  }
-}
-
-const char* wtype_name(int32_t type) {
-  switch (type) {
-    case HWKV_WTYPE_F32: return "F32";
-    case HWKV_WTYPE_F16: return "F16";
-    case HWKV_WTYPE_BF16: return "BF16";
-    case HWKV_WTYPE_Q8_0: return "Q8_0";
-    default: return "?";
-  }
-}
-
 hwkv_status attach_files(Model& m, const hwkv_tensor_desc* descs, int32_t n) {
-  std::map<std::string, MappedFile*> by_path;
+  std::vector<TensorFile*> per;
+  HWKV_TRY(open_tensor_files(descs, n, &m.files, &per));
+  for (auto& f : m.files) (void)f->map_whole();
   for (int32_t i = 0; i < n; ++i) {
     const hwkv_tensor_desc& d = descs[i];
     Tensor& t = m.tensors[i];
-    if (!d.file || !d.file[0])
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "model_create: tensor '%s' has no file (FILE mode)", t.name.c_str());
-    MappedFile* mf;
-    auto it = by_path.find(d.file);
-    if (it != by_path.end()) {
-      mf = it->second;
-    } else {
-      std::unique_ptr<MappedFile> nf(new MappedFile());
-      nf->path = d.file;
-      std::FILE* f = std::fopen(d.file, "rb");
-      if (!f)
-        return fail(HWKV_ERR_INVALID_ARGUMENT, "model_create: cannot open '%s' (tensor '%s'): %s", d.file,
-                    t.name.c_str(), std::strerror(errno));
-      nf->handle = f;
-#if defined(_WIN32)
-      _fseeki64(f, 0, SEEK_END);
-      nf->size = _ftelli64(f);
-#else
-      fseeko(f, 0, SEEK_END);
-      nf->size = static_cast<int64_t>(ftello(f));
-#endif
-      if (nf->size < 0)
-        return fail(HWKV_ERR_INVALID_ARGUMENT, "model_create: cannot get the size of '%s'", d.file);
-#if HWKV_MODEL_MMAP
-      if (nf->size > 0) {
-        void* p = mmap(nullptr, static_cast<size_t>(nf->size), PROT_READ, MAP_SHARED, fileno(f), 0);
-        if (p != MAP_FAILED) nf->map = static_cast<const uint8_t*>(p);
-      }
-#endif
-      mf = nf.get();
-      by_path[d.file] = mf;
-      m.files.push_back(std::move(nf));
-    }
-    if (d.offset < 0 || d.offset > mf->size || t.nbytes > mf->size - d.offset)
-      return fail(HWKV_ERR_OUT_OF_RANGE,
-                  "model_create: tensor '%s' needs bytes [%lld, %lld) of '%s' but the file has %lld bytes "
-                  "(truncated or wrong file?)",
-                  t.name.c_str(), static_cast<long long>(d.offset), static_cast<long long>(d.offset + t.nbytes),
-                  d.file, static_cast<long long>(mf->size));
+    TensorFile* tf = per[static_cast<size_t>(i)];
     // Use the mapping in place when it is suitably aligned for the element type; otherwise copy.
     const size_t align = t.type == HWKV_WTYPE_F32 ? 4 : 2;
-    if (mf->map && (reinterpret_cast<uintptr_t>(mf->map + d.offset) % align) == 0) {
-      t.data = mf->map + d.offset;
+    if (tf->map && (reinterpret_cast<uintptr_t>(tf->map + d.offset) % align) == 0) {
+      t.data = tf->map + d.offset;
     } else {
       t.owned = aligned_alloc64(t.nbytes);
       if (!t.owned) return alloc_failed(t);
-      bool ok = mf->map ? (std::memcpy(t.owned, mf->map + d.offset, static_cast<size_t>(t.nbytes)), true)
-                        : read_at(static_cast<std::FILE*>(mf->handle), d.offset, t.owned, t.nbytes);
-      if (!ok)
-        return fail(HWKV_ERR_INVALID_ARGUMENT, "model_create: short read of tensor '%s' from '%s'", t.name.c_str(),
-                    d.file);
+      if (tf->map)
+        std::memcpy(t.owned, tf->map + d.offset, static_cast<size_t>(t.nbytes));
+      else
+        HWKV_TRY(tf->read_tensor(d, 0, t.owned, t.nbytes));
       t.data = t.owned;
     }
     t.uploaded = t.nbytes;
   }
-#if HWKV_MODEL_MMAP
   // Mapped files do not need their FILE* any more.
   for (auto& f : m.files)
-    if (f->map && f->handle) {
-      std::fclose(static_cast<std::FILE*>(f->handle));
-      f->handle = nullptr;
-    }
-#endif
+    if (f->map) f->close_handle();
   return HWKV_OK;
 }
 
@@ -209,22 +111,9 @@ hwkv_status allocate_uploads(Model& m) {
 }
 
 hwkv_status upload(Model& m, int32_t index, const void* data, int64_t offset, int64_t nbytes) {
-  if (m.mode != HWKV_MODEL_UPLOAD)
-    return fail(HWKV_ERR_UNSUPPORTED, "model_upload: the model was created in FILE mode (weights come from files)");
-  if (index < 0 || index >= static_cast<int32_t>(m.tensors.size()))
-    return fail(HWKV_ERR_OUT_OF_RANGE, "model_upload: tensor index %d out of range [0, %d)", index,
-                static_cast<int>(m.tensors.size()));
+  HWKV_TRY(check_upload_index(m.mode, index, static_cast<int32_t>(m.tensors.size())));
   Tensor& t = m.tensors[index];
-  if (nbytes < 0 || offset < 0 || offset > t.nbytes || nbytes > t.nbytes - offset)
-    return fail(HWKV_ERR_OUT_OF_RANGE, "model_upload: bytes [%lld, %lld) outside tensor '%s' (%lld bytes)",
-                static_cast<long long>(offset), static_cast<long long>(offset + nbytes), t.name.c_str(),
-                static_cast<long long>(t.nbytes));
-  if (nbytes > 0 && !data) return fail(HWKV_ERR_INVALID_ARGUMENT, "model_upload: data is NULL");
-  if (offset > t.uploaded)
-    return fail(HWKV_ERR_INVALID_ARGUMENT,
-                "model_upload: tensor '%s': chunk at offset %lld leaves a gap (only %lld bytes uploaded so far; "
-                "upload chunks in order)",
-                t.name.c_str(), static_cast<long long>(offset), static_cast<long long>(t.uploaded));
+  HWKV_TRY(check_upload_chunk(t.name, t.nbytes, t.uploaded, data, offset, nbytes));
   if (nbytes > 0) std::memcpy(t.owned + offset, data, static_cast<size_t>(nbytes));
   if (offset + nbytes > t.uploaded) t.uploaded = offset + nbytes;
   if (m.prepared && !t.f32.empty()) m.prepared = false;  // a vector changed: widen again

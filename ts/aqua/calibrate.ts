@@ -6,9 +6,10 @@
  *
  * K/V capture: each calibration chunk (BOS + up to chunkTokens-1 tokens) goes through the core's tap
  * (hwkv_model_api.model_capture_kv: the forward in a private f32 store, copying every layer's keys before RoPE,
- * after bias / q-k norm / attention factor, and the values). Backends without the tap (CUDA leaves it NULL)
- * fall back to a forward into a private store of the backend, the keys read back and un-rotated in TS with the
- * rope's inverse frequencies (same values up to float rounding of the rotation).
+ * after bias / q-k norm / attention factor, and the values; native, WASM and CUDA all have it). A library
+ * without the tap (one that predates it) falls back to a forward into a private store of the backend, the keys
+ * read back and un-rotated in TS with the rope's inverse frequencies (same values up to float rounding of the
+ * rotation).
  *
  * Memory: the captured float32 K/V of every chunk (2 * n_layer * tokens * C floats) are cached when they fit in
  * `cacheBytes` (default 512 MiB); otherwise every chunk is re-captured in each of the three passes of every

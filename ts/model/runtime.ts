@@ -277,8 +277,8 @@ export class ModelRuntime {
 
   /**
    * The K/V tap (hwkv_model_api.model_capture_kv): one sequence at positions 0..n-1 in a private store of the
-   * core; k (pre-RoPE) and v [nLayer, n, nKvHead*headDim]. null where the backend has no tap (CUDA, or a
-   * build that predates it).
+   * core; k (pre-RoPE) and v [nLayer, n, nKvHead*headDim]. null where the backend has no tap (a library
+   * that predates it).
    */
   captureKv(tokens: ArrayLike<number>, signal?: AbortSignal): Promise<{ k: Float32Array; v: Float32Array } | null> {
     return this.mutex.run(async () => {

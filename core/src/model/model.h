@@ -16,6 +16,8 @@
 #include "../kernels/matmul.h"
 #include "../kernels/threadpool.h"
 #include "../attn.h"
+#include "../model_files.h"
+#include "../model_params.h"
 #include "../rope.h"
 
 namespace hwkv {
@@ -32,15 +34,6 @@ class Scratch {
 
  private:
   std::vector<float> v_;
-};
-
-// A file opened for FILE mode: mapped read-only where possible, otherwise read piecewise.
-struct MappedFile {
-  std::string path;
-  int64_t size = 0;
-  const uint8_t* map = nullptr;  // whole-file mapping (nullptr when not mapped)
-  void* handle = nullptr;        // platform handle for the mapping / fallback reads
-  ~MappedFile();
 };
 
 struct Tensor {
@@ -75,7 +68,7 @@ struct Model {
   float attn_factor = 1.0f;
   float attn_scale = 1.0f;
   int32_t mode = HWKV_MODEL_FILE;
-  std::vector<std::unique_ptr<MappedFile>> files;
+  std::vector<std::unique_ptr<TensorFile>> files;  // FILE mode: mapped read-only where possible (model_files.h)
   std::vector<Tensor> tensors;  // in the caller's order (model_upload indexes it)
   std::vector<Layer> layers;
   Tensor *tok_embd = nullptr, *output_norm = nullptr, *output = nullptr;  // output == tok_embd if tied
@@ -104,8 +97,7 @@ struct Model {
 };
 
 // ---- weights (model_weights.cpp) ----
-int64_t wtype_row_bytes(int32_t type, int64_t n);  // bytes of n elements (n % 32 == 0 for Q8_0); -1 if bad
-const char* wtype_name(int32_t type);
+// (wtype_row_bytes, wtype_name: model_params.h)
 // Open/map the files and attach the tensor bytes (FILE), or allocate them (UPLOAD).
 hwkv_status attach_files(Model& m, const hwkv_tensor_desc* descs, int32_t n);
 hwkv_status allocate_uploads(Model& m);
