@@ -30,7 +30,7 @@
  *
  * Options: --shapes=llama-3.2-1b,qwen3-8b  --contexts=1024,8192,32768  --workers=1,2,4  --steps=32  --runs=3
  *          --hf-contexts=1024,8192  --no-hf  --json-out=FILE  --kv=f16|f32  --picks=device,host  --copy-gbps=N
- *          --aqua-context=32768  --no-aqua
+ *          --aqua-context=32768 (a multiple of 512)  --aqua-steps=8  --no-aqua
  */
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -58,7 +58,9 @@ const KV = (opt('kv') ?? 'f16') as 'f16' | 'f32';
 const PICKS = list(opt('picks') ?? 'device') as ('device' | 'host')[];
 const DIR = process.env.HWKV_BENCH_DIR ?? '/dev/shm/hwkv-bench';
 const PY = process.env.PYTHON ?? 'python3';
-const AQUA_CTX = Number(opt('aqua-context') ?? 32768);
+const AQUA_CTX = Math.max(512, Math.floor(Number(opt('aqua-context') ?? 32768) / 512) * 512);
+// without cacheBytes an AQUA step re-decodes the whole context (predictor GEMMs): fewer steps by default
+const AQUA_STEPS = Number(opt('aqua-steps') ?? 8);
 const NO_AQUA = flag('no-aqua');
 
 const progress = (s: string) => process.stderr.write(`[bench:cuda ${(performance.now() / 1000).toFixed(0)}s] ${s}\n`);
@@ -237,10 +239,7 @@ async function runAqua(model: Model, shape: string, rowsF16: OurRow[], rows: Aqu
       progress(`${shape} aqua ctx=${AQUA_CTX} cache=${cache}: filling`);
       const common = st.createBlock();
       await rt.exclusive(() => {
-        for (let n = 0; n < AQUA_CTX; n += chunk) {
-          const m = Math.min(chunk, AQUA_CTX - n);
-          st.append(common, m, kSrc.subarray(0, c.nLayer * m * C), vSrc.subarray(0, c.nLayer * m * C), rope);
-        }
+        for (let n = 0; n < AQUA_CTX; n += chunk) st.append(common, chunk, kSrc, vSrc, rope); // chunks compressed as they complete
       });
       for (const W of [1, 4]) {
         progress(`${shape} aqua ctx=${AQUA_CTX} cache=${cache} W=${W}`);
@@ -259,8 +258,8 @@ async function runAqua(model: Model, shape: string, rowsF16: OurRow[], rows: Aqu
           await step();
           await step();
           const t0 = performance.now();
-          for (let s = 0; s < STEPS; s++) await step();
-          times.push((performance.now() - t0) / STEPS);
+          for (let s = 0; s < AQUA_STEPS; s++) await step();
+          times.push((performance.now() - t0) / AQUA_STEPS);
           cs = st.codecStats();
           exactBytes = st.stats().bytesInUse;
           for (const b of own) st.freeBlock(b);
@@ -275,7 +274,7 @@ async function runAqua(model: Model, shape: string, rowsF16: OurRow[], rows: Aqu
           msPerStep: Math.min(...times),
           msF16: f16 ? f16.msPerStep : null,
           kvBytes: cs.bytesCompressed + exactBytes,
-          f16Bytes: (AQUA_CTX + W * (4 + STEPS)) * f16PerTok,
+          f16Bytes: (AQUA_CTX + W * (2 + AQUA_STEPS)) * f16PerTok, // the same tokens in f16, no page rounding
           scratchBytes: cs.bytesScratch,
         });
         progress(`  ${Math.min(...times).toFixed(2)} ms/step; KV ${((cs.bytesCompressed + exactBytes) / 1e6).toFixed(0)} MB (codes ${(cs.bytesCompressed / 1e6).toFixed(0)} MB), scratch ${(cs.bytesScratch / 1e6).toFixed(0)} MB`);

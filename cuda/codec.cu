@@ -342,8 +342,8 @@ __global__ void __launch_bounds__(256) gemm_nt_kernel(const float* __restrict__ 
                                                       const float* __restrict__ B, int64_t ldb, float* __restrict__ Cm,
                                                       int64_t ldc, int64_t M, int32_t N, int32_t K, int32_t acc,
                                                       const float* __restrict__ bias) {
-  __shared__ float As[kTk][kTm + 4];
-  __shared__ float Bs[kTk][kTn + 4];
+  __shared__ __align__(16) float As[kTk][kTm + 4];
+  __shared__ __align__(16) float Bs[kTk][kTn + 4];
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
   const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kTm;
   const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kTn;
@@ -363,25 +363,30 @@ __global__ void __launch_bounds__(256) gemm_nt_kernel(const float* __restrict__ 
     __syncthreads();
 #pragma unroll
     for (int kk = 0; kk < kTk; ++kk) {
-      float a[4], b[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) a[i] = As[kk][ty + 16 * i];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) b[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) c[i][j] = fmaf(a[i], b[j], c[i][j]);
+      const float4 a = *reinterpret_cast<const float4*>(&As[kk][ty * 4]);  // rows m0 + ty*4 .. +3
+      const float4 b = *reinterpret_cast<const float4*>(&Bs[kk][tx * 4]);  // columns n0 + tx*4 .. +3
+#define HWKV_ROW4(i, ai)                   \
+  c[i][0] = fmaf(ai, b.x, c[i][0]);        \
+  c[i][1] = fmaf(ai, b.y, c[i][1]);        \
+  c[i][2] = fmaf(ai, b.z, c[i][2]);        \
+  c[i][3] = fmaf(ai, b.w, c[i][3]);
+      HWKV_ROW4(0, a.x)
+      HWKV_ROW4(1, a.y)
+      HWKV_ROW4(2, a.z)
+      HWKV_ROW4(3, a.w)
+#undef HWKV_ROW4
     }
     __syncthreads();
   }
+  // every output sums its k in the same order whatever M, N and its tile are: a chunk decodes to the same
+  // values whichever other chunks share the call
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const int64_t m = m0 + ty + 16 * i;
+    const int64_t m = m0 + ty * 4 + i;
     if (m >= M) continue;
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      const int64_t n = n0 + tx + 16 * j;
+      const int64_t n = n0 + tx * 4 + j;
       if (n >= N) continue;
       float v = c[i][j];
       if (acc) v = Cm[m * ldc + n] + v;
