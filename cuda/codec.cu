@@ -497,6 +497,22 @@ GridArgs grid_args(const DevGrid& g) {
 
 int block_threads(int32_t g) { return g >= 256 ? 256 : (g >= 32 ? g : 32); }
 
+// Dynamic shared memory of g floats per CTA (a HIGGS group): above the 48 KiB default the kernel is opted in
+// (up to the device's per-block maximum); a group that does not fit is UNSUPPORTED on this backend.
+template <class K>
+hwkv_status group_smem(const char* fn, K kernel, int32_t g) {
+  const size_t bytes = static_cast<size_t>(g) * sizeof(float);
+  if (bytes <= 48 * 1024) return HWKV_OK;
+  int dev = 0, max_optin = 0;
+  HWKV_CU(cudaGetDevice(&dev));
+  HWKV_CU(cudaDeviceGetAttribute(&max_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  if (bytes > static_cast<size_t>(max_optin))
+    return fail(HWKV_ERR_UNSUPPORTED, "%s: HIGGS group %d needs %zu bytes of shared memory per CTA; this device allows %d "
+                "(the CUDA backend supports groups up to %d)", fn, g, bytes, max_optin, max_optin / 4);
+  HWKV_CU(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  return HWKV_OK;
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------------------------------------
@@ -537,6 +553,7 @@ hwkv_status higgs_encode_dev(const char* fn, const hwkv_higgs_params& p, const D
   const int32_t G = p.channels / p.group;
   const int64_t ctas = std::min<int64_t>(n_tok * G, 65535LL * 32);
   const int threads = block_threads(p.group / 2);
+  HWKV_TRY(group_smem(fn, higgs_encode_kernel, p.group));
   higgs_encode_kernel<<<static_cast<unsigned>(ctas), threads, p.group * sizeof(float), stream()>>>(
       x, n_tok, p.channels, p.group, p.use_signs ? signs : nullptr, grid_args(g), idx, scales, err);
   HWKV_CU_LAUNCH(higgs_encode_kernel);
@@ -549,6 +566,7 @@ hwkv_status higgs_decode_dev(const char* fn, const hwkv_higgs_params& p, const D
   const int32_t G = p.channels / p.group;
   const int64_t ctas = std::min<int64_t>(n_jobs * n_tok * G, 65535LL * 32);
   const int threads = block_threads(p.group / 2);
+  HWKV_TRY(group_smem(fn, higgs_decode_kernel, p.group));
   higgs_decode_kernel<<<static_cast<unsigned>(ctas), threads, p.group * sizeof(float), stream()>>>(
       jobs, n_jobs, n_tok, p.channels, p.group, p.dim, hwkv::quant::code_bits(p.n_points),
       reinterpret_cast<const float*>(g.pts.p()), p.use_signs ? signs : nullptr, y, accumulate);
@@ -1239,7 +1257,9 @@ hwkv_status codec_prepare_layer(const char* fn, hwkv_store* s, int32_t layer, co
   for (CodecChunk* cp : every) {
     CodecChunk& c = *cp;
     const int64_t all = int64_t(c.n_pages) * s->page_bytes;
-    if (!c.kept.p() && cd.c.cache_bytes > 0 && kept_bytes + all <= cd.c.cache_bytes) {
+    // Keeping is decided at layer 0 only: a forward's page pointers (its attention plan) are fixed after its
+    // layer-0 decode, so a chunk must not move from the scratch to kept pages between its layers.
+    if (!c.kept.p() && layer == 0 && cd.c.cache_bytes > 0 && kept_bytes + all <= cd.c.cache_bytes) {
       if (c.kept.alloc(fn, static_cast<size_t>(all)) == HWKV_OK) {
         c.kept_layers.assign(static_cast<size_t>(nL), 0);
         kept_bytes += all;
