@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 
+#include "codec.cuh"
 #include "common.cuh"
 #include "core_host.cuh"
 #include "ops.cuh"
@@ -76,7 +77,8 @@ const hwkv_api kTable = {
     view_read,
     attn_views,
     store_create_codec,
-    nullptr,  // store_codec_stats: no codecs on CUDA yet
+    store_codec_stats,
+    store_codec_chunk,
 };
 
 const char* why_fmt(const char* fmt, ...) HWKV_CU_PRINTF(1, 2);

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "attn.cuh"
+#include "codec.cuh"
 #include "ops.cuh"
 #include "rope.cuh"
 #include "store.cuh"
@@ -1063,7 +1064,7 @@ hwkv_status attn_plan_build(const char* fn, const hwkv_store* s, const RopeHost&
   for (int32_t b = 0; b < n_blk; ++b) {
     const StoreBlock& blk = s->blocks[blk_ids[b]];
     const int32_t page_off = static_cast<int32_t>(ptrs.size());
-    for (int32_t pg : blk.pages) ptrs.push_back(s->page_ptr[pg]);
+    for (size_t pg = 0; pg < blk.pages.size(); ++pg) ptrs.push_back(block_page_ptr(s, blk, pg));
     const int32_t n_rows = (blk_pair_ptr[b + 1] - blk_pair_ptr[b]) * gqa;
     for (int32_t c = 0; c < n_chunk[b]; ++c) {
       for (int32_t r0 = 0; r0 < n_rows; r0 += rows) {
@@ -1285,6 +1286,9 @@ hwkv_status attn_views(hwkv_store_t* s, int32_t layer, const hwkv_rope_params* r
     if (!q) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: q is NULL", fn);
     if (!out) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
 
+    HWKV_TRY(use_device(fn));
+    // KV codec: decode this layer of the compressed chunks (page pointers of compressed pages point there).
+    HWKV_TRY(codec_prepare_layer(fn, s, layer, nullptr, 0));
     AttnPlan plan;
     HWKV_TRY(attn_plan_build(fn, s, r, bt, n_head, &plan));
     HWKV_TRY(attn_plan_upload(fn, &plan));

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "attn.cuh"
+#include "codec.cuh"
 #include "core_host.cuh"
 #include "model.cuh"
 #include "model_q8.cuh"
@@ -977,6 +978,9 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
   for (int64_t r = 0; r < n_rows_out; ++r)
     m->i_rows[r] = lmode == HWKV_LOGITS_ALL ? static_cast<int32_t>(r) : b->tok_indptr[r + 1] - 1;
 
+  // KV codec: layer 0 of the views' compressed chunks decoded before the plan takes their (layer-independent)
+  // page pointers; layers >= 1 are decoded in the layer loop, once per layer for all sequences.
+  HWKV_TRY(codec_prepare_layer(fn, st, 0, b->view_blocks, b->view_indptr[n_seq]));
   // One attention plan for the step (block lengths are final: the write blocks were grown above).
   AttnPlan plan;
   {
@@ -994,7 +998,10 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
   // a later step with the same shape (sequences, tokens, logits rows, attention kernel) and room in every
   // region only uploads the buffer and launches the graph. Anything else re-captures (or, without graphs,
   // launches the kernels one by one).
-  const bool graphable = m->use_graphs && m->all_gemv && n_tok <= kGemvMaxTok && !m->cap_k;
+  // A store with a KV codec is never captured: its per-layer decode and end-of-step compaction change with
+  // the context (and run host code between the layers).
+  // A K/V capture (model_capture_kv) is never captured either.
+  const bool graphable = m->use_graphs && m->all_gemv && n_tok <= kGemvMaxTok && !m->cap_k && !codec_on(st);
   const AttnCaps need = attn_plan_needs(plan);
   bool replay = graphable && m->gexec && m->g_n_tok == n_tok && m->g_n_seq == n_seq && m->g_rows_out == n_rows_out &&
                 m->g_argmax == static_cast<int32_t>(argmax) && m->g_store == st && m->g_kind == plan.kind && m->g_attn_rows == plan.rows &&
@@ -1110,6 +1117,7 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
       pl.kn = L.k_norm ? L.k_norm->f32 : nullptr;
       qkv_post_kernel<<<static_cast<unsigned>(ceil_div(post_rows, kPostWarps)), kPostWarps * 32, post_smem, stream()>>>(pl);
       HWKV_CU_LAUNCH(qkv_post_kernel);
+      if (l > 0) HWKV_TRY(codec_prepare_layer(fn, st, l, b->view_blocks, b->view_indptr[n_seq]));
       HWKV_TRY(attn_plan_run(fn, st, plan, l, qkv, ldqkv, m->attn_scale, att, nullptr));
 
       if (l == P.n_layer - 1 && n_rows_out < n_tok) {
@@ -1241,6 +1249,7 @@ hwkv_status model_forward_impl(hwkv_model* m, hwkv_store_t* st, const hwkv_forwa
   HWKV_TRY(sync(fn));
   if (lbytes > 0 && m->hlogits) std::memcpy(logits, m->hlogits, lbytes);
   rb.armed = false;
+  codec_compact_all(st);  // KV codec: encode the chunks that left the exact window (no-op without a codec)
   return HWKV_OK;
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common.cuh"
+#include "codec.cuh"
 #include "ops.cuh"
 
 namespace hwkv_cuda {
@@ -47,6 +48,15 @@ __global__ void unpack_kernel(const uint32_t* __restrict__ words, int32_t bits, 
 }
 
 }  // namespace
+
+hwkv_status pack_dev(const char* fn, const uint16_t* codes, int64_t n, int32_t bits, uint32_t* words) {
+  const int64_t need = ceil_div(n * bits, 32);
+  if (need == 0) return HWKV_OK;
+  const int threads = 256;
+  pack_kernel<<<grid_for(need, threads), threads, 0, stream()>>>(codes, n, bits, words, need);
+  HWKV_CU_LAUNCH(pack_kernel);
+  return HWKV_OK;
+}
 
 // Validation: same checks, order and wording as the CPU core (core/src/pack.cpp).
 hwkv_status pack_bits(const uint16_t* codes, int64_t n, int32_t bits, uint32_t* words, int64_t n_words) {

@@ -5,6 +5,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "codec.cuh"
 #include "ops.cuh"
 #include "rope.cuh"
 #include "store.cuh"
@@ -189,26 +190,32 @@ hwkv_status acquire_pages(const char* fn, hwkv_store* s, int32_t count, std::vec
   return HWKV_OK;
 }
 
+// Gives exact pages back (compressed entries, -1, go with their chunk's last reference); pages_in_use drops.
 void release_pages(hwkv_store* s, const int32_t* pages, size_t n) {
-  for (size_t i = 0; i < n; ++i) s->free_pages.push_back(pages[i]);
+  for (size_t i = 0; i < n; ++i)
+    if (pages[i] >= 0) {
+      s->free_pages.push_back(pages[i]);
+      --s->pages_in_use;
+    }
 }
 
 // Copies a list of device pointers for the block's pages [first, last) into `ptrs`.
 void page_list(const hwkv_store* s, const StoreBlock& b, size_t first, size_t last, std::vector<float*>& ptrs) {
-  for (size_t i = first; i < last; ++i) ptrs.push_back(s->page_ptr[b.pages[i]]);
+  for (size_t i = first; i < last; ++i) ptrs.push_back(const_cast<float*>(block_page_ptr(s, b, i)));
 }
 
 // Shared tail of append and merge: blocks[block] gains n tokens at positions len.. (pages already in b).
 hwkv_status launch_write(const char* fn, hwkv_store* s, const StoreBlock& dst, int32_t pos0, int32_t n,
                          const RopeHost* rope, const std::vector<float>& tab, int32_t tab_stride,
-                         const StoreBlock* src_block, const float* k, const float* v) {
+                         const std::vector<float*>* src_ptrs, const float* k, const float* v) {
   const PageGeo& geo = s->geo;
   const int32_t T = geo.T;
   const int32_t first = pos0 / T, last = (pos0 + n - 1) / T + 1;
   std::vector<float*> ptrs;
   page_list(s, dst, first, last, ptrs);
   const size_t n_dst_ptrs = ptrs.size();
-  if (src_block) page_list(s, *src_block, 0, src_block->pages.size(), ptrs);
+  const bool src_block = src_ptrs != nullptr;
+  if (src_ptrs) ptrs.insert(ptrs.end(), src_ptrs->begin(), src_ptrs->end());
 
   const size_t k_bytes = src_block ? 0 : static_cast<size_t>(geo.n_layer) * n * geo.n_kv * geo.D * sizeof(float);
   const size_t v_bytes = src_block ? 0 : static_cast<size_t>(geo.n_layer) * n * geo.n_kv * geo.Dv * sizeof(float);
@@ -234,22 +241,29 @@ hwkv_status launch_write(const char* fn, hwkv_store* s, const StoreBlock& dst, i
 
 }  // namespace
 
-// KV codecs (compressed cache) are CPU-only for now: a codec other than HWKV_KV_EXACT is UNSUPPORTED.
+hwkv_status store_copy_rows(const char* fn, hwkv_store* s, const StoreBlock& dst, int32_t pos0, int32_t n,
+                            const RopeHost* rope, const std::vector<float>& tab, const std::vector<float*>& src) {
+  if (n <= 0) return HWKV_OK;
+  return launch_write(fn, s, dst, pos0, n, rope, tab, 0, &src, nullptr, nullptr);
+}
+
+// A KV codec (uniform, HIGGS, AQUA) lives in codec.cu; the store itself is created as without one.
 hwkv_status store_create_codec(const hwkv_store_params* p, const hwkv_store_codec* codec, hwkv_store_t** out) {
-  if (codec && codec->type != HWKV_KV_EXACT) {
-    const char* fn = "store_create_codec";
-    return guarded(fn, [&]() -> hwkv_status {
-      return fail(HWKV_ERR_UNSUPPORTED,
-                  "%s: the CUDA backend has no compressed KV cache yet (codec type %d = %s); use an exact f32/f16 "
-                  "cache on CUDA, or the native/WASM backends for uniform, HIGGS and AQUA-KV",
-                  fn, codec->type,
-                  codec->type == HWKV_KV_UNIFORM ? "uniform"
-                  : codec->type == HWKV_KV_HIGGS ? "HIGGS"
-                  : codec->type == HWKV_KV_AQUA  ? "AQUA"
-                                                 : "unknown");
-    });
-  }
-  return store_create(p, out);
+  const char* fn = "store_create_codec";
+  if (!codec || codec->type == HWKV_KV_EXACT) return store_create(p, out);
+  return guarded(fn, [&]() -> hwkv_status {
+    if (!p) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: params is NULL", fn);
+    if (!out) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
+    hwkv_store_t* s = nullptr;
+    HWKV_TRY(store_create(p, &s));
+    const hwkv_status st = codec_create(fn, s, *codec);
+    if (st != HWKV_OK) {
+      store_free(s);
+      return st;
+    }
+    *out = s;
+    return HWKV_OK;
+  });
 }
 
 hwkv_status store_create(const hwkv_store_params* p, hwkv_store_t** out) {
@@ -341,8 +355,10 @@ hwkv_status block_create(hwkv_store_t* s, int32_t* out_block) {
     }
     StoreBlock& b = s->blocks[id];
     b.live = true;
+    b.no_compress = false;
     b.len = 0;
     b.pages.clear();
+    b.comp.clear();
     ++s->blocks_live;
     *out_block = id;
     return HWKV_OK;
@@ -357,9 +373,10 @@ hwkv_status block_free(hwkv_store_t* s, int32_t block) {
     StoreBlock& b = s->blocks[block];
     s->free_pages.reserve(s->free_pages.size() + b.pages.size());
     release_pages(s, b.pages.data(), b.pages.size());
-    s->pages_in_use -= static_cast<int32_t>(b.pages.size());
     b.pages.clear();
     b.pages.shrink_to_fit();
+    std::vector<CompRef>().swap(b.comp);
+    b.no_compress = false;
     b.len = 0;
     b.live = false;
     --s->blocks_live;
@@ -404,14 +421,15 @@ hwkv_status block_append(hwkv_store_t* s, int32_t block, int32_t n_tok, const fl
       tab.reserve(static_cast<size_t>(n_tok) * 2 * r.half);
       for (int32_t t = 0; t < n_tok; ++t) rope_table_row(r, static_cast<double>(len0) + t, tab);
     }
+    s->pages_in_use += static_cast<int32_t>(got.size());
     hwkv_status st = launch_write(fn, s, b, len0, n_tok, rope ? &r : nullptr, tab, rope ? 2 * r.half : 0, nullptr, k, v);
     if (st != HWKV_OK) {
       b.pages.resize(old_pages);
       release_pages(s, got.data(), got.size());
       return st;
     }
-    s->pages_in_use += static_cast<int32_t>(got.size());
     b.len = len1;
+    codec_compact(s, block);  // KV codec: chunks that left the exact window (no-op without a codec)
     return HWKV_OK;
   });
 }
@@ -444,11 +462,16 @@ hwkv_status block_truncate(hwkv_store_t* s, int32_t block, int32_t new_len) {
       return fail(HWKV_ERR_OUT_OF_RANGE, "%s: new_len %d is out of range 0..%d (length of block %d)", fn, new_len,
                   b.len, block);
     const size_t keep = static_cast<size_t>(ceil_div(new_len, s->p.page_tokens));
+    if (new_len % s->p.page_tokens != 0 && b.pages[keep - 1] < 0) {
+      // A partially kept compressed page becomes an exact page again (its decoded values).
+      HWKV_TRY(use_device(fn));
+      HWKV_TRY(codec_truncate_page(fn, s, b, keep - 1));
+    }
     if (keep < b.pages.size()) {
       s->free_pages.reserve(s->free_pages.size() + (b.pages.size() - keep));
       release_pages(s, b.pages.data() + keep, b.pages.size() - keep);
-      s->pages_in_use -= static_cast<int32_t>(b.pages.size() - keep);
       b.pages.resize(keep);
+      if (b.comp.size() > keep) b.comp.resize(keep);
     }
     b.len = new_len;
     return HWKV_OK;
@@ -472,6 +495,15 @@ hwkv_status block_merge(hwkv_store_t* s, int32_t dst, int32_t src, const hwkv_ro
       return fail(HWKV_ERR_OUT_OF_RANGE, "%s: block %d would hold %lld tokens (limit %d)", fn, dst,
                   (long long)d.len + n, INT32_MAX);
     HWKV_TRY(use_device(fn));
+    {
+      bool done = false;  // AQUA at a page boundary: src's chunks move as codes
+      HWKV_TRY(codec_merge_aqua(fn, s, dst, src, rope ? &r : nullptr, &done));
+      if (done) return HWKV_OK;
+    }
+    // Source rows: src's pages, compressed ones decoded (every layer) into temporaries.
+    CodecTemp tmp;
+    std::vector<float*> sp;
+    HWKV_TRY(codec_page_ptrs(fn, s, sb, -1, tmp, sp));
     const int32_t len0 = d.len, len1 = len0 + n;
     const int32_t need = static_cast<int32_t>(ceil_div(len1, s->p.page_tokens)) - static_cast<int32_t>(d.pages.size());
     std::vector<int32_t> got;
@@ -479,15 +511,17 @@ hwkv_status block_merge(hwkv_store_t* s, int32_t dst, int32_t src, const hwkv_ro
     // `d` and `sb` are elements of s->blocks, which acquire_pages does not resize.
     const size_t old_pages = d.pages.size();
     d.pages.insert(d.pages.end(), got.begin(), got.end());
+    if (!d.comp.empty()) d.comp.resize(d.pages.size());
+    s->pages_in_use += static_cast<int32_t>(got.size());
     std::vector<float> tab;
     if (rope) rope_table_row(r, static_cast<double>(len0), tab);
-    hwkv_status st = launch_write(fn, s, d, len0, n, rope ? &r : nullptr, tab, 0, &sb, nullptr, nullptr);
+    hwkv_status st = launch_write(fn, s, d, len0, n, rope ? &r : nullptr, tab, 0, &sp, nullptr, nullptr);
     if (st != HWKV_OK) {
       d.pages.resize(old_pages);
+      if (!d.comp.empty()) d.comp.resize(old_pages);
       release_pages(s, got.data(), got.size());
       return st;
     }
-    s->pages_in_use += static_cast<int32_t>(got.size());
     d.len = len1;
     return HWKV_OK;
   });
@@ -510,7 +544,8 @@ hwkv_status gather(const char* fn, hwkv_store* s, int32_t layer, const std::vect
   const PageGeo& geo = s->geo;
   std::vector<int64_t> seg_out;
   std::vector<int32_t> seg_src, seg_page, seg_tab;
-  std::vector<float*> ptrs;
+  std::vector<float*> ptrs, bp;
+  CodecTemp tmp;  // decoded compressed pages (KV codec)
   int64_t o = 0;
   for (const Segment& sg : segs) {
     if (sg.n == 0) continue;
@@ -519,7 +554,12 @@ hwkv_status gather(const char* fn, hwkv_store* s, int32_t layer, const std::vect
     seg_src.push_back(sg.src_start);
     seg_page.push_back(static_cast<int32_t>(ptrs.size()));
     seg_tab.push_back(sg.tab_row);
-    page_list(s, b, 0, b.pages.size(), ptrs);
+    if (b.comp.empty()) {
+      page_list(s, b, 0, b.pages.size(), ptrs);
+    } else {
+      HWKV_TRY(codec_page_ptrs(fn, s, b, layer, tmp, bp));
+      ptrs.insert(ptrs.end(), bp.begin(), bp.end());
+    }
     o += sg.n;
   }
   const int32_t n_seg = static_cast<int32_t>(seg_out.size());

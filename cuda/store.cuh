@@ -13,6 +13,7 @@
 #define HWKV_CUDA_STORE_CUH
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include <cuda_fp16.h>
@@ -46,10 +47,22 @@ __device__ __forceinline__ void kv_set(void* page, int64_t i, float x, int32_t f
     static_cast<float*>(page)[i] = x;
 }
 
+struct CodecChunk;  // codec.cuh
+struct Codec;
+struct CodecDeleter {
+  void operator()(Codec* c) const;  // codec.cu
+};
+struct CompRef {
+  std::shared_ptr<CodecChunk> c;
+  int32_t page = 0;  // page index inside the chunk
+};
+
 struct StoreBlock {
   bool live = false;
+  bool no_compress = false;    // KV codec: a chunk was rejected, stop compressing this block
   int32_t len = 0;
-  std::vector<int32_t> pages;  // indices into hwkv_store::page_ptr
+  std::vector<int32_t> pages;  // indices into hwkv_store::page_ptr; -1 = compressed (see comp)
+  std::vector<CompRef> comp;   // empty, or parallel to pages (KV codec)
 };
 
 }  // namespace hwkv_cuda
@@ -61,8 +74,9 @@ struct hwkv_store {
   std::vector<float*> page_ptr;             // every page ever allocated (device memory)
   std::vector<int32_t> free_pages;          // indices into page_ptr, reused LIFO
   std::vector<hwkv_cuda::StoreBlock> blocks;  // by id
-  int32_t pages_in_use = 0;
+  int32_t pages_in_use = 0;  // exact pages owned by blocks
   int32_t blocks_live = 0;
+  std::unique_ptr<hwkv_cuda::Codec, hwkv_cuda::CodecDeleter> codec;  // KV codec (codec.cuh); null = exact store
 };
 
 namespace hwkv_cuda {
@@ -81,6 +95,11 @@ bool store_is_ours(const hwkv_store* s);
 // Grows a live block by n >= 0 tokens in every layer (pages acquired, contents undefined until written).
 // All-or-nothing. Messages start with fn. Undo with block_truncate.
 hwkv_status block_extend(const char* fn, hwkv_store* s, int32_t block, int32_t n);
+// Writes n tokens into block dst at positions pos0.. (its pages already there) copied from the pages src
+// (token t of the copy at src[t / page_tokens], row t % page_tokens); keys rotated by the one table row
+// `tab` when rope is given. Synchronous.
+hwkv_status store_copy_rows(const char* fn, hwkv_store* s, const StoreBlock& dst, int32_t pos0, int32_t n,
+                            const RopeHost* rope, const std::vector<float>& tab, const std::vector<float*>& src);
 
 }  // namespace hwkv_cuda
 

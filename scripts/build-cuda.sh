@@ -53,10 +53,11 @@ flags=(-O3 -std=c++17 -Xcompiler -fPIC,-fvisibility=hidden -I core/include
        -gencode arch=compute_90a,code=sm_90a
        -Xptxas -warn-spills)
 
-srcs=(cuda/api.cu cuda/rope.cu cuda/pack.cu cuda/fwht.cu cuda/store.cu cuda/attn.cu cuda/blas.cu cuda/model_api.cu
-      cuda/model_forward.cu cuda/model_q8.cu
+srcs=(cuda/api.cu cuda/rope.cu cuda/pack.cu cuda/fwht.cu cuda/store.cu cuda/codec.cu cuda/attn.cu cuda/blas.cu
+      cuda/model_api.cu cuda/model_forward.cu cuda/model_q8.cu cuda/quant_api.cu
       # the CPU core's host-side code, shared instead of repeated (cuda/core_host.cuh)
-      core/src/errors.cpp core/src/rope_freq.cpp core/src/model_params.cpp core/src/model_files.cpp)
+      core/src/errors.cpp core/src/rope_freq.cpp core/src/model_params.cpp core/src/model_files.cpp
+      core/src/quant_params.cpp core/src/quant_ridge.cpp)
 
 start=$(date +%s)
 echo "build-cuda: $("$nvcc" --version | tail -n 2 | head -n 1)"

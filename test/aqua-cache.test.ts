@@ -29,8 +29,9 @@ function mulberry32(seed: number): () => number {
 const SHARED = process.env.HOGWILD_SHARED ?? path.resolve('..', 'shared');
 const STORIES = path.join(SHARED, 'models', 'stories260K', 'stories260K.gguf');
 
-async function cpuBackends() {
-  return (await backendsUnderTest()).filter((b) => b.name !== 'cuda');
+/** Every backend under test: the CPU backends and CUDA (codecs on the device, cuda/codec.cu). */
+async function codecBackends() {
+  return backendsUnderTest();
 }
 
 const G = { nLayer: 3, nKvHead: 2, headDim: 16, pageTokens: 16 };
@@ -67,7 +68,7 @@ function chunkBytes(codec: KvCodec, n: number): number {
 const s = suite('aqua-cache');
 
 s('store: chunks past sinks/buffer are encoded once, pages freed, bytes match the formula', async () => {
-  for (const { name, backend } of await cpuBackends()) {
+  for (const { name, backend } of await codecBackends()) {
     for (const codec of [
       { type: 'uniform', bits: 2 },
       { type: 'uniform', bits: 4 },
@@ -138,7 +139,7 @@ s('store: chunks past sinks/buffer are encoded once, pages freed, bytes match th
 });
 
 s('store: codec validation', async () => {
-  for (const { backend } of await cpuBackends()) {
+  for (const { backend } of await codecBackends()) {
     assert.throws(() => backend.createStore({ ...G, codec: { type: 'uniform', bits: 9 } }), /bits/);
     assert.throws(() => backend.createStore({ ...G, codec: { type: 'uniform', chunkTokens: 24 } }), /multiple of pageTokens/);
     assert.throws(() => backend.createStore({ ...G, codec: { type: 'aqua' } }), /codec.grid is required for 'aqua'/);
@@ -205,7 +206,7 @@ s('model: exact below sinks+buffer+chunk, close after compression (stories260K)'
     skipLine('aqua-cache model tests', `${STORIES} not found`);
     return;
   }
-  for (const { name, backend } of await cpuBackends()) {
+  for (const { name, backend } of await codecBackends()) {
     await withModels(backend, async (m) => {
       const V = m.f32!.config.nVocab;
       const rng = mulberry32(3);
@@ -263,7 +264,7 @@ s('hogwild: the codec matches the exact cache while nothing is quantized (storie
     skipLine('aqua-cache hogwild test', `${STORIES} not found`);
     return;
   }
-  for (const { name, backend } of await cpuBackends()) {
+  for (const { name, backend } of await codecBackends()) {
     const exact = await loadModel(STORIES, { backend });
     const comp = await loadModel(STORIES, { backend, kvCache: { type: 'higgs', bits: 2 } });
     try {

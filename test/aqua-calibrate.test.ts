@@ -26,8 +26,9 @@ const SHARED = process.env.HOGWILD_SHARED ?? path.resolve('..', 'shared');
 const STORIES = path.join(SHARED, 'models', 'stories260K', 'stories260K.gguf');
 const CORPUS = path.join(SHARED, 'corpora', 'tinystories_val.txt');
 
-async function cpuBackends(): Promise<{ name: string; backend: Backend }[]> {
-  return (await backendsUnderTest()).filter((b) => b.name !== 'cuda' && b.backend.quant);
+/** Backends with the quantizer table (CPU core; CUDA: hwkv_cuda_quant_api, cuda/quant_api.cu). */
+async function quantBackends(): Promise<{ name: string; backend: Backend }[]> {
+  return (await backendsUnderTest()).filter((b) => b.backend.quant);
 }
 
 function ids(n: number, vocab: number, seed: number): number[] {
@@ -58,7 +59,7 @@ async function withModel(file: string, backend: Backend, fn: (m: Model) => Promi
 }
 
 S('tap: pre-RoPE keys rotated at their positions equal the stored keys; values equal (llama fixture)', async () => {
-  for (const { name, backend } of await cpuBackends()) {
+  for (const { name, backend } of await quantBackends()) {
     await withModel(LLAMA, backend, async (m) => {
       const c = m.config;
       const C = c.nKvHead * c.headDim;
@@ -98,7 +99,7 @@ S('tap: pre-RoPE keys rotated at their positions equal the stored keys; values e
 S('fit: layer-1 predictors equal a float64 ridge solve on the reconstructed inputs; train <= mean predictor; file round-trip and identity check', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hwkv-cal-'));
   try {
-    for (const { name, backend } of await cpuBackends()) {
+    for (const { name, backend } of await quantBackends()) {
       await withModel(LLAMA, backend, async (m) => {
         const c = m.config;
         const C = c.nKvHead * c.headDim;
@@ -168,7 +169,7 @@ S('stories260K: ~2000 tokens of tinystories_val.txt, per-layer relMSE with vs wi
     skipLine('aqua-calibrate stories260K', `${STORIES} or ${CORPUS} not found`);
     return;
   }
-  const { backend, name } = (await cpuBackends())[0]!;
+  for (const { backend, name } of await quantBackends()) {
   await withModel(STORIES, backend, async (m) => {
     const res = await calibrateAquaKV(m, { files: [CORPUS], tokens: 2048, chunkTokens: 256, holdOut: 0.25, bits: 2 });
     const f = (x: number) => x.toFixed(4);
@@ -181,6 +182,7 @@ S('stories260K: ~2000 tokens of tinystories_val.txt, per-layer relMSE with vs wi
       if (s.layer > 0) assert.ok(s.kPred.train <= s.kMean.train * (1 + 1e-3) + 1e-6);
     }
   });
+  }
 });
 
 S.run();

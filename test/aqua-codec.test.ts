@@ -45,6 +45,10 @@ const FIXTURE = path.join('test', 'fixtures', 'hf', 'llama');
 async function cpuBackends() {
   return (await backendsUnderTest()).filter((b) => b.name !== 'cuda');
 }
+/** Every backend under test: the CPU backends and CUDA (codecs on the device, cuda/codec.cu). */
+async function codecBackends() {
+  return backendsUnderTest();
+}
 
 const s = suite('aqua-codec');
 
@@ -150,7 +154,7 @@ function maxRel(a: ArrayLike<number>, b: ArrayLike<number>, off: number, n: numb
 const ROPE: RopeParams = { headDim: G.headDim, style: 'normal', theta: 10000 };
 
 seededTest(s, 'aqua-codec', 'store: decode equals the float64 reference of predict + dequantize (+ RoPE); bytes match the formula', async (rng) => {
-  for (const { name, backend } of await cpuBackends()) {
+  for (const { name, backend } of await codecBackends()) {
     for (const layer0Exact of [false, true]) {
       const preds = randomPredictors(rng, G.nLayer, C, C);
       const grid = gaussianGrid(2, 16);
@@ -271,7 +275,7 @@ seededTest(s, 'aqua-codec', 'store: decode equals the float64 reference of predi
 });
 
 seededTest(s, 'aqua-codec', 'store: cacheBytes keeps decoded chunks between forwards, same values', async (rng) => {
-  for (const { name, backend } of await cpuBackends()) {
+  for (const { name, backend } of await codecBackends()) {
     for (const type of ['aqua', 'higgs', 'uniform'] as const) {
       const preds = randomPredictors(rng, G.nLayer, C, C);
       const base: KvCodec =
@@ -312,7 +316,7 @@ seededTest(s, 'aqua-codec', 'store: cacheBytes keeps decoded chunks between forw
 });
 
 seededTest(s, 'aqua-codec', 'store: invalid aqua codecs are typed errors', async (rng) => {
-  for (const { name, backend } of await cpuBackends()) {
+  for (const { name, backend } of await codecBackends()) {
     const preds = randomPredictors(rng, G.nLayer, C, C);
     const base: KvCodec = { type: 'aqua', grid: gaussianGrid(2, 16), predictors: preds, rope: ROPE };
     backend.createStore({ ...G, codec: base }).dispose();
@@ -393,7 +397,7 @@ seededTest(s, 'aqua-codec', 'model: aqua equals the exact cache before any chunk
     skipLine('aqua-codec model test', `${STORIES} or ${CORPUS} not found`);
     return;
   }
-  for (const { name, backend } of await cpuBackends()) {
+  for (const { name, backend } of await codecBackends()) {
     const exact = await loadModel(STORIES, { backend });
     try {
       const { file, preds } = await storiesPredictors(exact);

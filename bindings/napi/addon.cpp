@@ -3,7 +3,8 @@
 // exports = {
 //   cpu: RawApi,                       // the CPU core compiled into this addon (has setSimd; .model is
 //                                      //   hwkv_cpu_model_api(), .quant hwkv_cpu_quant_api())
-//   openCuda(libPath): RawApi,         // dlopen(libPath) + hwkv_cuda_api(&why); .model = hwkv_cuda_model_api()
+//   openCuda(libPath): RawApi,         // dlopen(libPath) + hwkv_cuda_api(&why); .model = hwkv_cuda_model_api(),
+//                                      //   .quant = hwkv_cuda_quant_api() (each when the library exports it)
 //                                      //   when the library exports it; throws Error with .code:
 //                                      //   HWKV_BAD_ARGUMENT | HWKV_DLOPEN | HWKV_NO_SYMBOL | HWKV_NO_DEVICE | HWKV_ABI
 //   cpuFeatures(): { avx2, fma, f16c, avx512f, sse42, model },
@@ -109,9 +110,13 @@ void* FindSymbol(void* h, const char* name, std::string* why) {
 
 // The CUDA library's model engine, when it exports one: `const hwkv_model_api* hwkv_cuda_model_api(void)`.
 typedef const hwkv_model_api* (*hwkv_cuda_model_api_fn)(void);
+// Its quantizer table, when it exports one: `const hwkv_quant_api* hwkv_cuda_quant_api(void)`.
+typedef const hwkv_quant_api* (*hwkv_cuda_quant_api_fn)(void);
 
-const hwkv_api* LoadCudaTable(const std::string& path, LoadError* err, const hwkv_model_api** model) {
+const hwkv_api* LoadCudaTable(const std::string& path, LoadError* err, const hwkv_model_api** model,
+                              const hwkv_quant_api** quant) {
   *model = nullptr;
+  *quant = nullptr;
   std::lock_guard<std::mutex> lock(DlMutex());
   void* h = OpenLibrary(path, err);
   if (h == nullptr) return nullptr;
@@ -148,6 +153,20 @@ const hwkv_api* LoadCudaTable(const std::string& path, LoadError* err, const hwk
       *model = m;
     }
   }
+  // Optional as well: the quantizer table (RawApi.quant).
+  std::string no_quant;
+  void* qsym = FindSymbol(h, "hwkv_cuda_quant_api", &no_quant);
+  if (qsym != nullptr) {
+    const hwkv_quant_api* q = reinterpret_cast<hwkv_cuda_quant_api_fn>(qsym)();
+    if (q != nullptr) {
+      bad = CheckQuantTable(q);
+      if (!bad.empty()) {
+        *err = {"HWKV_ABI", path + ": " + bad + " (rebuild it with `npm run build:cuda`)"};
+        return nullptr;
+      }
+      *quant = q;
+    }
+  }
   return api;
 }
 
@@ -169,7 +188,8 @@ Napi::Value OpenCudaImpl(const Napi::CallbackInfo& info) {
   if (it != d->cuda.end()) return it->second.Value();
   LoadError err{"", ""};
   const hwkv_model_api* model = nullptr;
-  const hwkv_api* api = LoadCudaTable(path, &err, &model);
+  const hwkv_quant_api* quant = nullptr;
+  const hwkv_api* api = LoadCudaTable(path, &err, &model, &quant);
   if (api == nullptr) {
     ThrowWithCode(env, err.code, err.message);
     return env.Undefined();
@@ -178,6 +198,7 @@ Napi::Value OpenCudaImpl(const Napi::CallbackInfo& info) {
   Binding* b = d->bindings.back().get();
   b->api = api;
   b->model = model;
+  b->quant = quant;
   b->is_cpu = false;
   Napi::Object raw = MakeRawApi(env, b);
   d->cuda[path] = Napi::Persistent(raw);

@@ -78,92 +78,11 @@ void grid_nearest(const GridSearch& gs, const float* z, int64_t m, uint16_t* idx
   grid_nearest_scalar(gs, z, m, idx);
 }
 
-namespace {
-
-inline uint64_t mix64(uint64_t z) {
-  z ^= z >> 30;
-  z *= 0xBF58476D1CE4E5B9ull;
-  z ^= z >> 27;
-  z *= 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return z;
-}
-
-inline bool is_pow2(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
-
-inline int32_t log2i(int64_t v) {
-  int32_t b = 0;
-  while ((int64_t{1} << b) < v) ++b;
-  return b;
-}
-
-}  // namespace
-
-void make_signs(uint32_t seed, int32_t channels, float* signs) {
-  for (int32_t c = 0; c < channels; ++c) {
-    const uint64_t v = mix64(((uint64_t(seed) << 32) + uint64_t(c) + 1) * 0x9E3779B97F4A7C15ull);
-    signs[c] = (v >> 63) ? -1.0f : 1.0f;
-  }
-}
-
-hwkv_status check_higgs(const char* fn, const hwkv_higgs_params* p, const float* grid) {
-  if (!p) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: params is NULL", fn);
-  if (p->dim != 1 && p->dim != 2 && p->dim != 4 && p->dim != 8)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: dim must be 1, 2, 4 or 8, got %d", fn, p->dim);
-  if (p->n_points < 2 || p->n_points > 65536)
-    return fail(HWKV_ERR_OUT_OF_RANGE, "%s: n_points must be a power of two in 2..65536 (1..16 bits per code), got %d", fn,
-                p->n_points);
-  if (!is_pow2(p->n_points))
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_points must be a power of two (bits per code = log2 n), got %d", fn,
-                p->n_points);
-  if (p->group < 1 || p->group > 65536 || !is_pow2(p->group))
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: group must be a power of two in 1..65536, got %d", fn, p->group);
-  if (p->group % p->dim != 0)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: group (%d) must be a multiple of dim (%d)", fn, p->group, p->dim);
-  if (p->channels < 1) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: channels must be >= 1, got %d", fn, p->channels);
-  if (p->channels % p->group != 0)
-    return fail(HWKV_ERR_INVALID_ARGUMENT,
-                "%s: channels (%d) must be a multiple of group (%d); choose group = the largest power of two dividing "
-                "channels (no padding is done)",
-                fn, p->channels, p->group);
-  if (p->use_signs != 0 && p->use_signs != 1)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: use_signs must be 0 or 1, got %d", fn, p->use_signs);
-  if (grid != nullptr) {
-    const int64_t len = int64_t(p->n_points) * p->dim;
-    for (int64_t i = 0; i < len; ++i)
-      if (!std::isfinite(grid[i]))
-        return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: grid value %lld is not finite", fn, (long long)i);
-  }
-  return HWKV_OK;
-}
-
-hwkv_status higgs_size(const hwkv_higgs_params* p, int64_t n_tok, int64_t* n_words, int64_t* n_scales) {
-  HWKV_TRY(check_higgs("higgs_size", p, nullptr));
-  if (n_tok < 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "higgs_size: n_tok must be >= 0, got %lld", (long long)n_tok);
-  const int32_t bits = log2i(p->n_points);
-  if (n_words) *n_words = packed_words(n_tok * (p->channels / p->dim), bits);
-  if (n_scales) *n_scales = n_tok * (p->channels / p->group);
-  return HWKV_OK;
-}
-
-// The checks encode and decode share: grid, parameters, n_tok, and room for the packed codes.
-static hwkv_status check_higgs_call(const char* fn, const hwkv_higgs_params* p, const float* grid, int64_t n_tok,
-                             int64_t n_words) {
-  if (!grid) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: grid is NULL", fn);
-  HWKV_TRY(check_higgs(fn, p, grid));
-  if (n_tok < 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_tok must be >= 0, got %lld", fn, (long long)n_tok);
-  const int64_t need = packed_words(n_tok * (p->channels / p->dim), log2i(p->n_points));
-  if (n_words < need)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codes has %lld words, needs %lld (ceil(n_tok*(C/d)*log2(n)/32))", fn,
-                (long long)n_words, (long long)need);
-  return HWKV_OK;
-}
-
 hwkv_status higgs_encode(const hwkv_higgs_params* p, const float* grid, const float* x, int64_t n_tok,
                          uint32_t* codes, int64_t n_words, uint16_t* scales) {
   const char* fn = "higgs_encode";
   HWKV_TRY(check_higgs_call(fn, p, grid, n_tok, n_words));
-  const int32_t C = p->channels, g = p->group, d = p->dim, bits = log2i(p->n_points);
+  const int32_t C = p->channels, g = p->group, d = p->dim, bits = code_bits(p->n_points);
   const int64_t n_codes = n_tok * (C / d);
   if (n_tok == 0) return HWKV_OK;
   if (!x || !codes || !scales) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: x, codes and scales must not be NULL", fn);
@@ -224,7 +143,7 @@ hwkv_status higgs_decode(const hwkv_higgs_params* p, const float* grid, const ui
                          const uint16_t* scales, int64_t n_tok, float* y, int32_t accumulate) {
   const char* fn = "higgs_decode";
   HWKV_TRY(check_higgs_call(fn, p, grid, n_tok, n_words));
-  const int32_t C = p->channels, g = p->group, d = p->dim, bits = log2i(p->n_points);
+  const int32_t C = p->channels, g = p->group, d = p->dim, bits = code_bits(p->n_points);
   const int64_t n_codes = n_tok * (C / d);
   if (n_tok == 0) return HWKV_OK;
   if (!y || !codes || !scales) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codes, scales and y must not be NULL", fn);
@@ -294,13 +213,6 @@ hwkv_status nearest(const float* grid, int32_t n_points, int32_t dim, const floa
   return HWKV_OK;
 }
 
-hwkv_status signs(uint32_t seed, int32_t channels, float* out) {
-  if (channels < 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "higgs_signs: channels must be >= 0, got %d", channels);
-  if (channels == 0) return HWKV_OK;
-  if (!out) return fail(HWKV_ERR_INVALID_ARGUMENT, "higgs_signs: signs is NULL");
-  make_signs(seed, channels, out);
-  return HWKV_OK;
-}
 
 }  // namespace quant
 }  // namespace hwkv

@@ -40,6 +40,17 @@ bool simd_avx2_active();
 // ±1 per channel (see hwkv_quant.h).
 void make_signs(uint32_t seed, int32_t channels, float* signs);
 
+// Parameter checks and sizes (quant_params.cpp, shared with the CUDA library): check_higgs validates the
+// parameters (and the grid's values when grid != NULL); check_higgs_call adds what encode and decode share
+// (grid given, n_tok >= 0, room for the packed codes); check_uniform / check_uniform_call likewise for the uniform quantizer.
+int32_t code_bits(int64_t n_points);  // log2 of a power of two (bits per code)
+hwkv_status check_higgs(const char* fn, const hwkv_higgs_params* p, const float* grid);
+hwkv_status check_higgs_call(const char* fn, const hwkv_higgs_params* p, const float* grid, int64_t n_tok,
+                             int64_t n_words);
+hwkv_status check_uniform(const char* fn, const hwkv_uniform_params* p, int64_t n_tok);
+hwkv_status check_uniform_call(const char* fn, const hwkv_uniform_params* p, int64_t n_tok, int64_t n_words);
+int64_t uniform_n_scales(const hwkv_uniform_params* p, int64_t n_tok);
+
 // The validating operations behind hwkv_quant_api (quant_api.cpp wraps them in guarded()).
 hwkv_status higgs_size(const hwkv_higgs_params* p, int64_t n_tok, int64_t* n_words, int64_t* n_scales);
 hwkv_status higgs_encode(const hwkv_higgs_params* p, const float* grid, const float* x, int64_t n_tok,

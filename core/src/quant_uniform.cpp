@@ -17,46 +17,8 @@
 namespace hwkv {
 namespace quant {
 namespace {
-
-hwkv_status check_uniform(const char* fn, const hwkv_uniform_params* p, int64_t n_tok) {
-  if (!p) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: params is NULL", fn);
-  if (p->bits < 1 || p->bits > 8) return fail(HWKV_ERR_OUT_OF_RANGE, "%s: bits must be in 1..8, got %d", fn, p->bits);
-  if (p->channels < 1) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: channels must be >= 1, got %d", fn, p->channels);
-  if (p->axis != HWKV_UNIFORM_PER_TOKEN && p->axis != HWKV_UNIFORM_PER_CHANNEL)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: axis must be 0 (per token) or 1 (per channel), got %d", fn, p->axis);
-  if (p->group < 1) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: group must be >= 1, got %d", fn, p->group);
-  if (p->axis == HWKV_UNIFORM_PER_TOKEN && p->channels % p->group != 0)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: per-token groups: channels (%d) must be a multiple of group (%d)", fn,
-                p->channels, p->group);
-  if (n_tok < 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_tok must be >= 0, got %lld", fn, (long long)n_tok);
-  return HWKV_OK;
-}
-
-int64_t n_scales_of(const hwkv_uniform_params* p, int64_t n_tok) {
-  if (p->axis == HWKV_UNIFORM_PER_TOKEN) return n_tok * (p->channels / p->group);
-  return ceil_div(n_tok, p->group) * p->channels;
-}
-
-// check_uniform plus room for the packed codes (encode and decode).
-hwkv_status check_uniform_call(const char* fn, const hwkv_uniform_params* p, int64_t n_tok, int64_t n_words) {
-  HWKV_TRY(check_uniform(fn, p, n_tok));
-  const int64_t need = packed_words(n_tok * p->channels, p->bits);
-  if (n_words < need)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codes has %lld words, needs %lld (ceil(n_tok*C*bits/32))", fn,
-                (long long)n_words, (long long)need);
-  return HWKV_OK;
-}
-
 inline bool f16_finite(uint16_t h) { return (h & 0x7c00u) != 0x7c00u; }
-
 }  // namespace
-
-hwkv_status uniform_size(const hwkv_uniform_params* p, int64_t n_tok, int64_t* n_words, int64_t* n_scales) {
-  HWKV_TRY(check_uniform("uniform_size", p, n_tok));
-  if (n_words) *n_words = packed_words(n_tok * p->channels, p->bits);
-  if (n_scales) *n_scales = n_scales_of(p, n_tok);
-  return HWKV_OK;
-}
 
 hwkv_status uniform_encode(const hwkv_uniform_params* p, const float* x, int64_t n_tok, uint32_t* codes,
                            int64_t n_words, uint16_t* scales, uint16_t* zeros) {
@@ -67,7 +29,7 @@ hwkv_status uniform_encode(const hwkv_uniform_params* p, const float* x, int64_t
   if (n_tok == 0) return HWKV_OK;
   if (!x || !codes || !scales || !zeros)
     return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: x, codes, scales and zeros must not be NULL", fn);
-  const int64_t ns = n_scales_of(p, n_tok);
+  const int64_t ns = uniform_n_scales(p, n_tok);
   std::vector<float> lo(static_cast<size_t>(ns)), hi(static_cast<size_t>(ns));
   for (int64_t i = 0; i < n_codes; ++i)
     if (!std::isfinite(x[i]))
@@ -143,7 +105,7 @@ hwkv_status uniform_decode(const hwkv_uniform_params* p, const uint32_t* codes, 
   if (n_tok == 0) return HWKV_OK;
   if (!y || !codes || !scales || !zeros)
     return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codes, scales, zeros and y must not be NULL", fn);
-  const int64_t ns = n_scales_of(p, n_tok);
+  const int64_t ns = uniform_n_scales(p, n_tok);
   std::vector<float> Zf(static_cast<size_t>(ns)), Df(static_cast<size_t>(ns));
   for (int64_t i = 0; i < ns; ++i) {
     if (!f16_finite(scales[i]) || !f16_finite(zeros[i]))
