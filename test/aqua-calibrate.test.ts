@@ -19,6 +19,7 @@ import { ModelFormatError, UnsupportedError } from '../ts/errors.ts';
 import { loadModel, type Model } from '../ts/model/model.ts';
 import { backendsUnderTest, skipLine } from './helpers/backends.ts';
 import { refRidge } from './ref/quant.ts';
+import { relMax } from './helpers/metrics.ts';
 
 const S = suite('aqua-calibrate');
 const LLAMA = path.resolve('test', 'fixtures', 'hf', 'llama');
@@ -39,15 +40,6 @@ function ids(n: number, vocab: number, seed: number): number[] {
   });
 }
 
-function maxRel(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    m = Math.max(m, Math.abs(b[i]!));
-  }
-  return d / Math.max(m, 1e-30);
-}
 
 async function withModel(file: string, backend: Backend, fn: (m: Model) => Promise<void>): Promise<void> {
   const m = await loadModel(file, { backend, threads: 2 });
@@ -84,8 +76,8 @@ S('tap: pre-RoPE keys rotated at their positions equal the stored keys; values e
         for (let l = 0; l < c.nLayer; l++) {
           const a = store.read(fwd, l);
           const b = store.read(re, l);
-          assert.ok(maxRel(b.k, a.k) < 1e-5, `${name} ${via} layer ${l} keys: ${maxRel(b.k, a.k)}`);
-          assert.ok(maxRel(b.v, a.v) === 0, `${name} ${via} layer ${l} values differ`);
+          assert.ok(relMax(b.k, a.k) < 1e-5, `${name} ${via} layer ${l} keys: ${relMax(b.k, a.k)}`);
+          assert.ok(relMax(b.v, a.v) === 0, `${name} ${via} layer ${l} values differ`);
           assert.is(a.k.length, tok.length * C);
         }
       } finally {
@@ -117,7 +109,7 @@ S('fit: layer-1 predictors equal a float64 ridge solve on the reconstructed inpu
         const V0 = cap.v.subarray(0, n * C);
         const V1 = cap.v.subarray(n * C, 2 * n * C);
         const wk = refRidge(K0, K1, n, C, C, 1e-3);
-        assert.ok(maxRel(res.k[1]!, wk) < 1e-4, `${name} K ridge: ${maxRel(res.k[1]!, wk)}`);
+        assert.ok(relMax(res.k[1]!, wk) < 1e-4, `${name} K ridge: ${relMax(res.k[1]!, wk)}`);
         // K̂_1 = P(K_0) + deq(q(K_1 - P(K_0)))
         const q = backend.quant!;
         const hc = { channels: C, group: res.group, grid: res.grid, seed: 0 };
@@ -131,7 +123,7 @@ S('fit: layer-1 predictors equal a float64 ridge solve on the reconstructed inpu
           xv.set(V0.subarray(t * C, (t + 1) * C), t * 2 * C + C);
         }
         const wv = refRidge(xv, V1, n, 2 * C, C, 1e-3);
-        assert.ok(maxRel(res.v[1]!, wv) < 1e-4, `${name} V ridge: ${maxRel(res.v[1]!, wv)}`);
+        assert.ok(relMax(res.v[1]!, wv) < 1e-4, `${name} V ridge: ${relMax(res.v[1]!, wv)}`);
         for (const s of res.layers.slice(1)) {
           assert.ok(s.kPred.train <= s.kMean.train * (1 + 1e-3) + 1e-6, `${name} layer ${s.layer} K: ${s.kPred.train} > mean ${s.kMean.train}`);
           assert.ok(s.vPred.train <= s.vMean.train * (1 + 1e-3) + 1e-6, `${name} layer ${s.layer} V: ${s.vPred.train} > mean ${s.vMean.train}`);
@@ -139,8 +131,8 @@ S('fit: layer-1 predictors equal a float64 ridge solve on the reconstructed inpu
         // round-trip
         const back = loadAquaPredictors(out, m);
         for (let l = 1; l < c.nLayer; l++) {
-          assert.ok(maxRel(back.k[l]!, res.k[l]!) === 0, `k.${l} round-trip`);
-          assert.ok(maxRel(back.v[l]!, res.v[l]!) === 0, `v.${l} round-trip`);
+          assert.ok(relMax(back.k[l]!, res.k[l]!) === 0, `k.${l} round-trip`);
+          assert.ok(relMax(back.v[l]!, res.v[l]!) === 0, `v.${l} round-trip`);
         }
         assert.is(back.grid0, null);
         assert.is(back.metadata['layer0'], 'exact');

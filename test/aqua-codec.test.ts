@@ -36,6 +36,7 @@ import type { Rng } from './helpers/rng.ts';
 import { refUnpack } from './ref/bits.ts';
 import { halfToNumber, refHiggsDecode } from './ref/quant.ts';
 import { refRopeApply, refRotateAll } from './ref/rope.ts';
+import { relMax } from './helpers/metrics.ts';
 
 const SHARED = process.env.HOGWILD_SHARED ?? path.resolve('..', 'shared');
 const STORIES = path.join(SHARED, 'models', 'stories260K', 'stories260K.gguf');
@@ -141,15 +142,8 @@ function refChunk(
   return { start, k: outK, v: outV };
 }
 
-function maxRel(a: ArrayLike<number>, b: ArrayLike<number>, off: number, n: number): number {
-  let e = 0;
-  let m = 0;
-  for (let i = 0; i < n; i++) {
-    e = Math.max(e, Math.abs(a[off + i]! - b[i]!));
-    m = Math.max(m, Math.abs(b[i]!));
-  }
-  return e / Math.max(m, 1e-30);
-}
+/** relMax of a[off, off+n) against b[0, n). */
+const maxRel = (a: Float32Array, b: Float32Array | Float64Array, off: number, n: number) => relMax(a.subarray(off, off + n), b.subarray(0, n));
 
 const ROPE: RopeParams = { headDim: G.headDim, style: 'normal', theta: 10000 };
 

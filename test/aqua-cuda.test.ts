@@ -28,35 +28,17 @@ import { gaussianGrid } from '../ts/aqua/grids.ts';
 import { calibrateAquaKV, type AquaPredictors } from '../ts/aqua/calibrate.ts';
 import type { HiggsConfig, UniformConfig } from '../ts/aqua/types.ts';
 import { ensureRandomLlama } from '../bench/gguf-writer.ts';
-import { backendPairs, skipLine } from './helpers/backends.ts';
+import { backendPairs, skipLine, cudaAndNative } from './helpers/backends.ts';
 import { seededTest } from './helpers/harness.ts';
-import { expectExact } from './helpers/metrics.ts';
+import { expectExact, relMax } from './helpers/metrics.ts';
 import type { Rng } from './helpers/rng.ts';
 import { refUnpack } from './ref/bits.ts';
 
 const NAME = 'aqua-cuda';
 const S = suite(NAME);
 
-async function pair(what: string): Promise<{ cuda: Backend; native: Backend } | null> {
-  const p = await backendPairs('native', 'cuda');
-  if (!p) {
-    skipLine(`${NAME} ${what}`, 'needs the native and cuda backends');
-    return null;
-  }
-  return { native: p[0].backend, cuda: p[1].backend };
-}
+const pair = (what: string) => cudaAndNative(`${NAME} ${what}`);
 
-function relMax(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.is(a.length, b.length, 'length');
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    if (!Number.isFinite(a[i]!)) return Infinity;
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    m = Math.max(m, Math.abs(b[i]!));
-  }
-  return d / Math.max(m, 1e-30);
-}
 
 function relMse(a: ArrayLike<number>, b: ArrayLike<number>, from: number, to: number): number {
   let e = 0;

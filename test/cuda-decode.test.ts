@@ -12,36 +12,16 @@ import * as assert from 'uvu/assert';
 import { loadModel } from '../ts/index.ts';
 import type { Backend, KvStore, RopeParams } from '../ts/backend/types.ts';
 import { ensureRandomLlama } from '../bench/gguf-writer.ts';
-import { backendsUnderTest, skipLine } from './helpers/backends.ts';
+import { backendsUnderTest, skipLine, cudaAndNative } from './helpers/backends.ts';
 import { seededTest } from './helpers/harness.ts';
-import { expectClose, printWorstErrors } from './helpers/metrics.ts';
+import { expectClose, printWorstErrors, relMax } from './helpers/metrics.ts';
 import type { Rng } from './helpers/rng.ts';
 
 const NAME = 'cuda-decode';
 const S = suite(NAME);
 
-function relMax(a: Float32Array, b: Float32Array): number {
-  assert.is(a.length, b.length, 'length');
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    if (!Number.isFinite(a[i]!)) return Infinity;
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    m = Math.max(m, Math.abs(b[i]!));
-  }
-  return d / m;
-}
 
-async function pair(): Promise<{ cuda: Backend; native: Backend } | null> {
-  const all = await backendsUnderTest();
-  const cuda = all.find((b) => b.name === 'cuda');
-  const native = all.find((b) => b.name === 'native');
-  if (!cuda || !native) {
-    skipLine(`${NAME}`, `needs the cuda and native backends (cuda: ${cuda ? 'available' : 'unavailable'}, native: ${native ? 'available' : 'unavailable'})`);
-    return null;
-  }
-  return { cuda: cuda.backend, native: native.backend };
-}
+const pair = () => cudaAndNative(NAME);
 
 seededTest(S, NAME, 'decode attention kernels (FMA and tensor-core; head_dim 64/128, f16/f32 store, shared long blocks, GQA): CUDA == native', async (rng: Rng) => {
   const p = await pair();

@@ -40,10 +40,11 @@ import * as assert from 'uvu/assert';
 import { loadModel, type Model } from '../ts/model/model.ts';
 import { captureKv } from '../ts/aqua/calibrate.ts';
 import type { Backend } from '../ts/backend/types.ts';
-import { backendsUnderTest, skipLine } from './helpers/backends.ts';
+import { backendsUnderTest, skipLine, cudaAndNative } from './helpers/backends.ts';
 import { seededTest } from './helpers/harness.ts';
 import { readFixtureWeights, writeFixtureGguf, type WeightType } from './helpers/quant.ts';
 import type { Rng } from './helpers/rng.ts';
+import { relMax } from './helpers/metrics.ts';
 
 const NAME = 'cuda-model';
 const S = suite(NAME);
@@ -57,17 +58,6 @@ const Q8_SHARE = 0.85;
 
 const readJson = (f: string) => JSON.parse(readFileSync(f, 'utf8')) as Record<string, unknown>;
 
-function relMax(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.is(a.length, b.length, 'length');
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    if (!Number.isFinite(a[i]!)) return Infinity;
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    m = Math.max(m, Math.abs(b[i]!));
-  }
-  return m > 0 ? d / m : d;
-}
 
 /** argmax with ties to the lowest id, and the gap to the runner-up. */
 function top2(row: Float32Array): { id: number; margin: number } {
@@ -78,16 +68,7 @@ function top2(row: Float32Array): { id: number; margin: number } {
   return { id: best, margin: row[best]! - second };
 }
 
-async function pair(what: string): Promise<{ cuda: Backend; native: Backend } | null> {
-  const all = await backendsUnderTest();
-  const cuda = all.find((b) => b.name === 'cuda');
-  const native = all.find((b) => b.name === 'native');
-  if (!cuda || !native) {
-    skipLine(`${NAME}/${what}`, `needs the cuda and native backends (cuda: ${cuda ? 'available' : 'unavailable'}, native: ${native ? 'available' : 'unavailable'})`);
-    return null;
-  }
-  return { cuda: cuda.backend, native: native.backend };
-}
+const pair = (what: string) => cudaAndNative(`${NAME}/${what}`);
 
 /** Load with env vars set only for model_create (the CUDA engine reads them there). */
 async function loadWithEnv(file: string, backend: Backend, env: Record<string, string>): Promise<Model> {

@@ -25,6 +25,7 @@ import { backendsUnderTest, skipLine } from './helpers/backends.ts';
 import { seededTest } from './helpers/harness.ts';
 import type { Rng } from './helpers/rng.ts';
 import type { CoreBackend } from '../ts/backend/backend.ts';
+import { relMax } from './helpers/metrics.ts';
 
 const NAME = 'model-argmax';
 const S = suite(NAME);
@@ -249,23 +250,13 @@ seededTest(S, NAME, 'CUDA BF16 decode: tensor-core GEMV == FMA GEMV == autotuned
         logs[mi]!.push(await rt.forward(seqs, 'last'));
       }
     }
-    const rel = (a: Float32Array, b: Float32Array) => {
-      let d = 0;
-      let m = 0;
-      for (let i = 0; i < a.length; i++) {
-        if (!Number.isFinite(a[i]!)) return Infinity;
-        d = Math.max(d, Math.abs(a[i]! - b[i]!));
-        m = Math.max(m, Math.abs(b[i]!));
-      }
-      return d / m;
-    };
     let eMma = 0;
     let eTune = 0;
     let eNative = 0;
     for (let s = 0; s < 8; s++) {
-      eMma = Math.max(eMma, rel(logs[0]![s]!, logs[1]![s]!));
-      eTune = Math.max(eTune, rel(logs[2]![s]!, logs[1]![s]!));
-      eNative = Math.max(eNative, rel(logs[1]![s]!, logs[3]![s]!));
+      eMma = Math.max(eMma, relMax(logs[0]![s]!, logs[1]![s]!));
+      eTune = Math.max(eTune, relMax(logs[2]![s]!, logs[1]![s]!));
+      eNative = Math.max(eNative, relMax(logs[1]![s]!, logs[3]![s]!));
     }
     assert.ok(eMma <= 2e-3, `mma vs fma rel err ${eMma}`);
     assert.ok(eTune <= 2e-3, `autotuned vs fma rel err ${eTune}`);

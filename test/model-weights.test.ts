@@ -27,21 +27,12 @@ import { backendsUnderTest } from './helpers/backends.ts';
 import { seededTest } from './helpers/harness.ts';
 import { readFixtureWeights, writeFixtureGguf, type WeightType } from './helpers/quant.ts';
 import { refConfigFromHf, refForward } from './ref/llama-forward.ts';
+import { relMax } from './helpers/metrics.ts';
 
 const FIX = path.resolve('test/fixtures/hf');
 const TYPES: WeightType[] = ['F32', 'F16', 'BF16', 'Q8_0'];
 const VS_HF: Record<WeightType, number> = { F32: 1e-4, F16: 2e-3, BF16: 2e-2, Q8_0: 6e-2 };
 
-function relMax(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.is(a.length, b.length, 'length');
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    m = Math.max(m, Math.abs(b[i]!));
-  }
-  return d / m;
-}
 
 function refTensor(file: string, name: string): Float32Array | Int32Array {
   const h = readSafetensorsHeader(file);

@@ -138,6 +138,18 @@ export async function forEachVariant(fn: (v: Variant) => void | Promise<void>): 
   }
 }
 
+/** The CUDA and native backends (CUDA-vs-native tests), or null after a visible SKIP line naming `what`. */
+export async function cudaAndNative(what: string): Promise<{ cuda: Backend; native: Backend } | null> {
+  const bs = await backendsUnderTest();
+  const cuda = bs.find((q) => q.name === 'cuda');
+  const native = bs.find((q) => q.name === 'native');
+  if (!cuda || !native) {
+    skipLine(what, `needs the cuda and native backends (cuda: ${cuda ? 'available' : 'unavailable'}, native: ${native ? 'available' : 'unavailable'})`);
+    return null;
+  }
+  return { cuda: cuda.backend, native: native.backend };
+}
+
 /** Pairs of distinct backends (by name) for cross-backend agreement, e.g. native vs wasm. */
 export async function backendPairs(a: string, b: string): Promise<[BackendUnderTest, BackendUnderTest] | null> {
   const bs = await backendsUnderTest();
