@@ -20,6 +20,7 @@ import { argmax } from '../ts/engine/sampling.ts';
 import { gaussianGrid } from '../ts/aqua/grids.ts';
 import { backendsUnderTest, skipLine } from './helpers/backends.ts';
 import { Rng } from './helpers/rng.ts';
+import { rowsKl } from './helpers/metrics.ts';
 
 function mulberry32(seed: number): () => number {
   const r = new Rng(seed);
@@ -154,36 +155,6 @@ s('store: codec validation', async () => {
 // model level (stories260K)
 // ---------------------------------------------------------------------------------------------------
 
-function klAndMax(a: Float32Array, b: Float32Array, V: number, from: number): { kl: number; maxErr: number } {
-  // mean KL(exact || codec) over rows [from, n) and max |logit difference|
-  const n = a.length / V;
-  let kl = 0;
-  let maxErr = 0;
-  for (let r = from; r < n; r++) {
-    const x = b.subarray(r * V, (r + 1) * V); // exact
-    const y = a.subarray(r * V, (r + 1) * V);
-    let mx = -Infinity;
-    let my = -Infinity;
-    for (let j = 0; j < V; j++) {
-      mx = Math.max(mx, x[j]!);
-      my = Math.max(my, y[j]!);
-      maxErr = Math.max(maxErr, Math.abs(x[j]! - y[j]!));
-    }
-    let sx = 0;
-    let sy = 0;
-    for (let j = 0; j < V; j++) {
-      sx += Math.exp(x[j]! - mx);
-      sy += Math.exp(y[j]! - my);
-    }
-    const lx = mx + Math.log(sx);
-    const ly = my + Math.log(sy);
-    for (let j = 0; j < V; j++) {
-      const px = Math.exp(x[j]! - lx);
-      kl += px * (x[j]! - lx - (y[j]! - ly));
-    }
-  }
-  return { kl: kl / (n - from), maxErr };
-}
 
 async function withModels(backend: Backend, fn: (m: Record<string, Model>) => Promise<void>): Promise<void> {
   const cfgs: Record<string, Parameters<typeof loadModel>[1]> = {
@@ -225,7 +196,7 @@ s('model: exact below sinks+buffer+chunk, close after compression (stories260K)'
         const got = await m[k]!.logits(ids, { chunk: 64 });
         // rows of the first 256 tokens saw no compressed chunk
         assert.ok(got.subarray(0, 256 * V).every((x, i) => x === refL[i]), `${name} ${k}: first 256 rows exact`);
-        res[k] = klAndMax(got, refL, V, 256);
+        res[k] = rowsKl(got, refL, V, 256);
         assert.ok(res[k]!.kl > 0 && res[k]!.kl < 0.5, `${name} ${k}: KL ${res[k]!.kl}`);
       }
       console.log(

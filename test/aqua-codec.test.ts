@@ -36,7 +36,7 @@ import type { Rng } from './helpers/rng.ts';
 import { refUnpack } from './ref/bits.ts';
 import { halfToNumber, refHiggsDecode } from './ref/quant.ts';
 import { refRopeApply, refRotateAll } from './ref/rope.ts';
-import { relMax } from './helpers/metrics.ts';
+import { relMax, rowsKl } from './helpers/metrics.ts';
 
 const SHARED = process.env.HOGWILD_SHARED ?? path.resolve('..', 'shared');
 const STORIES = path.join(SHARED, 'models', 'stories260K', 'stories260K.gguf');
@@ -335,24 +335,6 @@ seededTest(s, 'aqua-codec', 'store: invalid aqua codecs are typed errors', async
 // model level (stories260K)
 // ---------------------------------------------------------------------------------------------------
 
-function kl(a: Float32Array, b: Float32Array, V: number, from: number): number {
-  const n = a.length / V;
-  let sum = 0;
-  for (let r = from; r < n; r++) {
-    const x = b.subarray(r * V, (r + 1) * V);
-    const y = a.subarray(r * V, (r + 1) * V);
-    let mx = -Infinity;
-    let my = -Infinity;
-    for (let j = 0; j < V; j++) (mx = Math.max(mx, x[j]!)), (my = Math.max(my, y[j]!));
-    let sx = 0;
-    let sy = 0;
-    for (let j = 0; j < V; j++) (sx += Math.exp(x[j]! - mx)), (sy += Math.exp(y[j]! - my));
-    const lx = mx + Math.log(sx);
-    const ly = my + Math.log(sy);
-    for (let j = 0; j < V; j++) sum += Math.exp(x[j]! - lx) * (x[j]! - lx - (y[j]! - ly));
-  }
-  return sum / (n - from);
-}
 
 const SHARED_PROMPT: LayoutSpec = { name: 'shared-prompt', mergeFinishedSteps: false, views: (n) => Array.from({ length: n }, () => ['common', 'self']) };
 
@@ -452,8 +434,8 @@ seededTest(s, 'aqua-codec', 'model: aqua equals the exact cache before any chunk
         const ga = await exact.logits(tids, { chunk: 32, kvCache: { type: 'aqua', predictors: preds } });
         const gh = await exact.logits(tids, { chunk: 32, kvCache: { type: 'higgs', grid: preds.grid, layer0Grid: preds.grid0 } });
         const from = 256;
-        const kA = kl(ga, ref, V, from);
-        const kH = kl(gh, ref, V, from);
+        const kA = rowsKl(ga, ref, V, from).kl;
+        const kH = rowsKl(gh, ref, V, from).kl;
         console.log(`  ${name}: grid ${preds.grid.name}, KL to exact over rows ${from}..${tids.length - 1}: aqua ${kA.toExponential(3)}, higgs (same grid) ${kH.toExponential(3)}`);
         assert.ok(kA > 0 && kA < kH, `${name}: aqua KL ${kA} < higgs KL ${kH}`);
       } finally {

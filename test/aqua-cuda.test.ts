@@ -30,7 +30,7 @@ import type { HiggsConfig, UniformConfig } from '../ts/aqua/types.ts';
 import { ensureRandomLlama } from '../bench/gguf-writer.ts';
 import { backendPairs, skipLine, cudaAndNative } from './helpers/backends.ts';
 import { seededTest } from './helpers/harness.ts';
-import { expectExact, relMax } from './helpers/metrics.ts';
+import { expectExact, relMax, rowsKl } from './helpers/metrics.ts';
 import type { Rng } from './helpers/rng.ts';
 import { refUnpack } from './ref/bits.ts';
 
@@ -238,25 +238,6 @@ seededTest(S, NAME, 'store: uniform / HIGGS / AQUA codes, stats, reads, attentio
   for (const r of report) console.log(`  ${r}`);
 });
 
-function klRows(a: Float32Array, b: Float32Array, V: number, from: number): number {
-  // mean KL(b || a) over rows [from, n)
-  const n = a.length / V;
-  let sum = 0;
-  for (let r = from; r < n; r++) {
-    const x = b.subarray(r * V, (r + 1) * V);
-    const y = a.subarray(r * V, (r + 1) * V);
-    let mx = -Infinity;
-    let my = -Infinity;
-    for (let j = 0; j < V; j++) (mx = Math.max(mx, x[j]!)), (my = Math.max(my, y[j]!));
-    let sx = 0;
-    let sy = 0;
-    for (let j = 0; j < V; j++) (sx += Math.exp(x[j]! - mx)), (sy += Math.exp(y[j]! - my));
-    const lx = mx + Math.log(sx);
-    const ly = my + Math.log(sy);
-    for (let j = 0; j < V; j++) sum += Math.exp(x[j]! - lx) * (x[j]! - lx - (y[j]! - ly));
-  }
-  return sum / (n - from);
-}
 
 seededTest(S, NAME, 'model: logits with kvCache uniform / higgs / aqua and Hogwild! aqua steps: CUDA vs native (random llama)', async (rng) => {
   const p = await pair('model');
@@ -285,8 +266,8 @@ seededTest(S, NAME, 'model: logits with kvCache uniform / higgs / aqua and Hogwi
     for (const [k, kv] of Object.entries(kvs)) {
       const a = await nat.logits(ids, { chunk: 32, kvCache: kv as never });
       const b = await cud.logits(ids, { chunk: 32, kvCache: kv as never });
-      const klCodec = klRows(a, refN, V, from);
-      const klX = klRows(b, a, V, from);
+      const klCodec = rowsKl(a, refN, V, from).kl;
+      const klX = rowsKl(b, a, V, from).kl;
       line.push(`${k}: KL(native codec, exact) ${klCodec.toExponential(2)} KL(cuda, native) ${klX.toExponential(2)}`);
       assert.ok(klCodec > 0, `${k}: the codec changed the logits on native`);
       assert.ok(klX <= 0.1 * klCodec + 1e-6, `${k}: CUDA vs native KL ${klX} vs the codec's own ${klCodec}`);
@@ -309,7 +290,7 @@ seededTest(S, NAME, 'model: logits with kvCache uniform / higgs / aqua and Hogwi
           const seqs = [0, 1].map((w) => ({ view: [b.common, b.w[1 - w]!, b.w[w]!], tokens: feed[w]! }));
           rows.push(await mods[i]!.runtime.forward(seqs, 'last', undefined, stores[i]!));
         }
-        const e = klRows(rows[1]!, rows[0]!, V, 0);
+        const e = rowsKl(rows[1]!, rows[0]!, V, 0).kl;
         worst = Math.max(worst, e);
         const am = (r: Float32Array, w: number) => {
           let best = 0;

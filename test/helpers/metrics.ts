@@ -63,6 +63,38 @@ export function maxAbsDiff(actual: ArrayLike<number>, ref: ArrayLike<number>): n
   return d;
 }
 
+/**
+ * Mean KL(ref || got) over the rows [from, n) of two [n, V] logit matrices (each row log-softmaxed in float64),
+ * and the largest |logit difference| over those rows.
+ */
+export function rowsKl(got: Float32Array, ref: Float32Array, V: number, from = 0): { kl: number; maxErr: number } {
+  if (got.length !== ref.length) throw new Error(`length mismatch: got ${got.length}, reference ${ref.length}`);
+  const n = ref.length / V;
+  let kl = 0;
+  let maxErr = 0;
+  for (let r = from; r < n; r++) {
+    const x = ref.subarray(r * V, (r + 1) * V);
+    const y = got.subarray(r * V, (r + 1) * V);
+    let mx = -Infinity;
+    let my = -Infinity;
+    for (let j = 0; j < V; j++) {
+      mx = Math.max(mx, x[j]!);
+      my = Math.max(my, y[j]!);
+      maxErr = Math.max(maxErr, Math.abs(x[j]! - y[j]!));
+    }
+    let sx = 0;
+    let sy = 0;
+    for (let j = 0; j < V; j++) {
+      sx += Math.exp(x[j]! - mx);
+      sy += Math.exp(y[j]! - my);
+    }
+    const lx = mx + Math.log(sx);
+    const ly = my + Math.log(sy);
+    for (let j = 0; j < V; j++) kl += Math.exp(x[j]! - lx) * (x[j]! - lx - (y[j]! - ly));
+  }
+  return { kl: kl / (n - from), maxErr };
+}
+
 export function recordErr(label: string, err: number): void {
   worstSeen.set(label, Math.max(worstSeen.get(label) ?? 0, err));
 }
