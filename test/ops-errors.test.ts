@@ -228,6 +228,15 @@ seededTest(S, NAME, 'addon: a flat struct field its C type cannot hold is named 
       const hp = new Float64Array([64, 64, 2, 16, 1, rng.int(0, 1000)]);
       hp[3] = 16.5;
       expect('higgsSize n_points 16.5', raw.quant.higgsSize(hp, 4, new Float64Array(2)), /hp\[3\] \(n_points\) must be an int32 integer/);
+      // buffers shorter than the library's sizes are refused by the addon before the library writes
+      const ok = new Float64Array([64, 64, 2, 16, 1, rng.int(0, 1000)]);
+      const nTok = rng.int(2, 6);
+      const grid = rng.f32(32);
+      expect('higgsEncode scales short', raw.quant.higgsEncode(ok, grid, rng.f32(64 * nTok), nTok, new Uint32Array(64 * nTok), new Uint16Array(nTok - 1)), /scales has \d+ elements, needs at least \d+/);
+      expect('higgsDecode y short', raw.quant.higgsDecode(ok, grid, new Uint32Array(64 * nTok), new Uint16Array(nTok), nTok, new Float32Array(64 * nTok - 1), false), /y has \d+ elements, needs at least \d+/);
+      const up = new Float64Array([32, 2, 0, 32]);
+      expect('uniformEncode zeros short', raw.quant.uniformEncode(up, rng.f32(32 * nTok), nTok, new Uint32Array(64), new Uint16Array(nTok), new Uint16Array(nTok - 1)), /zeros has \d+ elements, needs at least \d+/);
+      expect('uniformDecode y short', raw.quant.uniformDecode(up, new Uint32Array(64), new Uint16Array(nTok), new Uint16Array(nTok), nTok, new Float32Array(5), false), /y has \d+ elements, needs at least \d+/);
     }
     if (raw.model) {
       const mp = new Float64Array(24);

@@ -64,13 +64,41 @@ Napi::Value HiggsSize(const Napi::CallbackInfo& info) {
   return SizePair(c, st, w, s, out);
 }
 
-// Sizes for a HIGGS call; on a library rejection returns false with the status in *st.
-bool HiggsNeeds(Call& c, const hwkv_quant_api* api, const hwkv_higgs_params& hp, int64_t n_tok, int64_t* words,
-                int64_t* scales, hwkv_status* st) {
+// What higgsEncode and higgsDecode check alike, once the arguments are read: the library's sizes for (hp, nTok)
+// (a rejection returns false with its status in *st), then grid, the float buffer `xy` (x or y: nTok*channels)
+// and scales against them (a short one returns false with c failed).
+bool HiggsBuffers(Call& c, const hwkv_quant_api* api, const hwkv_higgs_params& hp, int64_t n_tok, const Span<float>& grid,
+                  const Span<float>& xy, const char* xy_name, const Span<uint16_t>& scales, hwkv_status* st) {
+  int64_t words = 0, ns = 0;
   c.Enter();
-  *st = api->higgs_size(&hp, n_tok, words, scales);
-  return *st == HWKV_OK;
+  *st = api->higgs_size(&hp, n_tok, &words, &ns);
+  if (*st != HWKV_OK) return false;
+  int64_t need;
+  if (Need({hp.n_points, hp.dim}, &need)) c.AtLeast(grid, need, "grid", "n_points*dim");
+  if (Need({n_tok, hp.channels}, &need)) c.AtLeast(xy, need, xy_name, "nTok*channels");
+  c.AtLeast(scales, ns, "scales", "nTok*channels/group");
+  *st = HWKV_ERR_INVALID_ARGUMENT;
+  return c.ok();
 }
+
+// The uniform quantizer's counterpart of HiggsBuffers (xy, scales and zeros).
+bool UniformBuffers(Call& c, const hwkv_quant_api* api, const hwkv_uniform_params& up, int64_t n_tok,
+                    const Span<float>& xy, const char* xy_name, const Span<uint16_t>& scales,
+                    const Span<uint16_t>& zeros, hwkv_status* st) {
+  int64_t words = 0, ns = 0;
+  c.Enter();
+  *st = api->uniform_size(&up, n_tok, &words, &ns);
+  if (*st != HWKV_OK) return false;
+  int64_t need;
+  if (Need({n_tok, up.channels}, &need)) c.AtLeast(xy, need, xy_name, "nTok*channels");
+  c.AtLeast(scales, ns, "scales", "number of groups");
+  c.AtLeast(zeros, ns, "zeros", "number of groups");
+  *st = HWKV_ERR_INVALID_ARGUMENT;
+  return c.ok();
+}
+
+// A failed *Buffers check: the library's status, or the addon's message.
+Napi::Value BuffersFailed(Call& c, hwkv_status st) { return c.ok() ? c.Status(st) : c.Reject(); }
 
 // higgsEncode(hp, grid, x, nTok, codes, scales)
 Napi::Value HiggsEncode(const Napi::CallbackInfo& info) {
@@ -85,14 +113,8 @@ Napi::Value HiggsEncode(const Napi::CallbackInfo& info) {
   Span<uint32_t> codes = c.Array<uint32_t>(4, "codes", napi_uint32_array, false);
   Span<uint16_t> scales = c.Array<uint16_t>(5, "scales", napi_uint16_array, false);
   HWKV_CHECKED(c);
-  int64_t words = 0, ns = 0;
   hwkv_status st;
-  if (!HiggsNeeds(c, api, hp, n_tok, &words, &ns, &st)) return c.Status(st);
-  int64_t need;
-  if (Need({hp.n_points, hp.dim}, &need)) c.AtLeast(grid, need, "grid", "n_points*dim");
-  if (Need({n_tok, hp.channels}, &need)) c.AtLeast(x, need, "x", "nTok*channels");
-  c.AtLeast(scales, ns, "scales", "nTok*channels/group");
-  HWKV_CHECKED(c);
+  if (!HiggsBuffers(c, api, hp, n_tok, grid, x, "x", scales, &st)) return BuffersFailed(c, st);
   c.Enter();
   return c.Status(api->higgs_encode(&hp, grid.data, x.data, n_tok, codes.data, codes.len, scales.data));
 }
@@ -111,14 +133,8 @@ Napi::Value HiggsDecode(const Napi::CallbackInfo& info) {
   Span<float> y = c.F32Array(5, "y");
   const bool acc = Flag(info[6]);
   HWKV_CHECKED(c);
-  int64_t words = 0, ns = 0;
   hwkv_status st;
-  if (!HiggsNeeds(c, api, hp, n_tok, &words, &ns, &st)) return c.Status(st);
-  int64_t need;
-  if (Need({hp.n_points, hp.dim}, &need)) c.AtLeast(grid, need, "grid", "n_points*dim");
-  if (Need({n_tok, hp.channels}, &need)) c.AtLeast(y, need, "y", "nTok*channels");
-  c.AtLeast(scales, ns, "scales", "nTok*channels/group");
-  HWKV_CHECKED(c);
+  if (!HiggsBuffers(c, api, hp, n_tok, grid, y, "y", scales, &st)) return BuffersFailed(c, st);
   c.Enter();
   return c.Status(api->higgs_decode(&hp, grid.data, codes.data, codes.len, scales.data, n_tok, y.data, acc ? 1 : 0));
 }
@@ -185,15 +201,8 @@ Napi::Value UniformEncode(const Napi::CallbackInfo& info) {
   Span<uint16_t> scales = c.Array<uint16_t>(4, "scales", napi_uint16_array, false);
   Span<uint16_t> zeros = c.Array<uint16_t>(5, "zeros", napi_uint16_array, false);
   HWKV_CHECKED(c);
-  int64_t words = 0, ns = 0;
-  c.Enter();
-  hwkv_status st = api->uniform_size(&up, n_tok, &words, &ns);
-  if (st != HWKV_OK) return c.Status(st);
-  int64_t need;
-  if (Need({n_tok, up.channels}, &need)) c.AtLeast(x, need, "x", "nTok*channels");
-  c.AtLeast(scales, ns, "scales", "number of groups");
-  c.AtLeast(zeros, ns, "zeros", "number of groups");
-  HWKV_CHECKED(c);
+  hwkv_status st;
+  if (!UniformBuffers(c, api, up, n_tok, x, "x", scales, zeros, &st)) return BuffersFailed(c, st);
   c.Enter();
   return c.Status(api->uniform_encode(&up, x.data, n_tok, codes.data, codes.len, scales.data, zeros.data));
 }
@@ -212,15 +221,8 @@ Napi::Value UniformDecode(const Napi::CallbackInfo& info) {
   Span<float> y = c.F32Array(5, "y");
   const bool acc = Flag(info[6]);
   HWKV_CHECKED(c);
-  int64_t words = 0, ns = 0;
-  c.Enter();
-  hwkv_status st = api->uniform_size(&up, n_tok, &words, &ns);
-  if (st != HWKV_OK) return c.Status(st);
-  int64_t need;
-  if (Need({n_tok, up.channels}, &need)) c.AtLeast(y, need, "y", "nTok*channels");
-  c.AtLeast(scales, ns, "scales", "number of groups");
-  c.AtLeast(zeros, ns, "zeros", "number of groups");
-  HWKV_CHECKED(c);
+  hwkv_status st;
+  if (!UniformBuffers(c, api, up, n_tok, y, "y", scales, zeros, &st)) return BuffersFailed(c, st);
   c.Enter();
   return c.Status(
       api->uniform_decode(&up, codes.data, codes.len, scales.data, zeros.data, n_tok, y.data, acc ? 1 : 0));
