@@ -15,12 +15,11 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadModel, type Model } from '../ts/index.ts';
 import type { Backend, KvCodec } from '../ts/index.ts';
-import { HogwildCache, type LayoutSpec } from '../ts/hogwild/index.ts';
-import { argmax } from '../ts/engine/sampling.ts';
 import { gaussianGrid } from '../ts/aqua/grids.ts';
 import { backendsUnderTest, skipLine } from './helpers/backends.ts';
 import { Rng } from './helpers/rng.ts';
 import { rowsKl } from './helpers/metrics.ts';
+import { hogwildGreedyRows } from './helpers/aqua.ts';
 
 function mulberry32(seed: number): () => number {
   const r = new Rng(seed);
@@ -210,25 +209,7 @@ s('model: exact below sinks+buffer+chunk, close after compression (stories260K)'
   }
 });
 
-const SHARED_PROMPT: LayoutSpec = { name: 'shared-prompt', mergeFinishedSteps: false, views: (n) => Array.from({ length: n }, () => ['common', 'self']) };
 
-async function hogwildRows(model: Model, prompt: number[], steps: number): Promise<Float32Array[]> {
-  const cache = new HogwildCache(model.runtime, { workers: 2, layout: SHARED_PROMPT });
-  try {
-    await cache.prefill(prompt, {});
-    const rows: Float32Array[] = [];
-    let feed = [[prompt[0]!], [prompt[1]!]];
-    for (let s = 0; s < steps; s++) {
-      const l = await cache.step(feed);
-      rows.push(l.slice());
-      const V = model.config.nVocab;
-      feed = [[argmax(l.subarray(0, V))], [argmax(l.subarray(V, 2 * V))]];
-    }
-    return rows;
-  } finally {
-    cache.dispose();
-  }
-}
 
 s('hogwild: the codec matches the exact cache while nothing is quantized (stories260K)', async () => {
   if (!existsSync(STORIES)) {
@@ -242,8 +223,8 @@ s('hogwild: the codec matches the exact cache while nothing is quantized (storie
       const V = exact.config.nVocab;
       const rng = mulberry32(11);
       const prompt = Array.from({ length: 150 }, () => 1 + Math.floor(rng() * (V - 1)));
-      const a = await hogwildRows(exact, prompt, 12);
-      const b = await hogwildRows(comp, prompt, 12);
+      const a = await hogwildGreedyRows(exact, prompt, 12);
+      const b = await hogwildGreedyRows(comp, prompt, 12);
       for (let i = 0; i < a.length; i++) assert.ok(a[i]!.every((x, j) => x === b[i]![j]), `${name}: hogwild step ${i} bit-identical`);
       assert.is(comp.runtime.store.codecStats().chunks, 0);
     } finally {

@@ -21,8 +21,6 @@ import * as assert from 'uvu/assert';
 import { loadModel, type Model } from '../ts/index.ts';
 import type { Backend, KvCodec, RopeParams } from '../ts/index.ts';
 import { InvalidArgumentError, ModelFormatError } from '../ts/errors.ts';
-import { HogwildCache, type LayoutSpec } from '../ts/hogwild/index.ts';
-import { argmax } from '../ts/engine/sampling.ts';
 import { gaussianGrid } from '../ts/aqua/grids.ts';
 import { aquaGridFor, higgsBitsPerValue } from '../ts/aqua/bits.ts';
 import { calibrateAquaKV, loadAquaPredictors, type AquaPredictors } from '../ts/aqua/calibrate.ts';
@@ -37,6 +35,7 @@ import { refUnpack } from './ref/bits.ts';
 import { halfToNumber, refHiggsDecode } from './ref/quant.ts';
 import { refRopeApply, refRotateAll } from './ref/rope.ts';
 import { relMax, rowsKl } from './helpers/metrics.ts';
+import { layerCorrelatedKv, hogwildGreedyRows } from './helpers/aqua.ts';
 
 const SHARED = process.env.HOGWILD_SHARED ?? path.resolve('..', 'shared');
 const STORIES = path.join(SHARED, 'models', 'stories260K', 'stories260K.gguf');
@@ -161,15 +160,7 @@ seededTest(s, 'aqua-codec', 'store: decode equals the float64 reference of predi
       const label = `${name} layer0 ${layer0Exact ? 'exact' : 'd2-n256'}`;
       try {
         const n = 120;
-        // layer-correlated data (what predictors are for): x_l = 0.7 x_{l-1} + noise, keys with a per-channel offset
-        const k = new Float32Array(G.nLayer * n * C);
-        const v = new Float32Array(G.nLayer * n * C);
-        for (let l = 0; l < G.nLayer; l++)
-          for (let i = 0; i < n * C; i++) {
-            const j = l * n * C + i;
-            k[j] = (l ? 0.7 * k[j - n * C]! : 1.5 * Math.sin(i % C)) + rng.normal();
-            v[j] = (l ? 0.5 * v[j - n * C]! : 0) + rng.normal();
-          }
+        const { k, v } = layerCorrelatedKv(rng, G.nLayer, n, C);
         const b = st.createBlock();
         const e = ex.createBlock();
         st.append(b, n, k, v, rope);
@@ -336,25 +327,7 @@ seededTest(s, 'aqua-codec', 'store: invalid aqua codecs are typed errors', async
 // ---------------------------------------------------------------------------------------------------
 
 
-const SHARED_PROMPT: LayoutSpec = { name: 'shared-prompt', mergeFinishedSteps: false, views: (n) => Array.from({ length: n }, () => ['common', 'self']) };
 
-async function hogwildRows(model: Model, prompt: number[], steps: number): Promise<Float32Array[]> {
-  const cache = new HogwildCache(model.runtime, { workers: 2, layout: SHARED_PROMPT });
-  try {
-    await cache.prefill(prompt, {});
-    const rows: Float32Array[] = [];
-    let feed = [[prompt[0]!], [prompt[1]!]];
-    const V = model.config.nVocab;
-    for (let i = 0; i < steps; i++) {
-      const l = await cache.step(feed);
-      rows.push(l.slice());
-      feed = [[argmax(l.subarray(0, V))], [argmax(l.subarray(V, 2 * V))]];
-    }
-    return rows;
-  } finally {
-    cache.dispose();
-  }
-}
 
 let calibrated: { dir: string; file: string; preds: AquaPredictors } | null = null;
 async function storiesPredictors(m: Model): Promise<{ dir: string; file: string; preds: AquaPredictors }> {
@@ -387,8 +360,8 @@ seededTest(s, 'aqua-codec', 'model: aqua equals the exact cache before any chunk
         const a0 = await aqua.logits(short, { chunk: 64 });
         assert.ok(a0.every((x, i) => x === r0[i]), `${name}: aqua logits bit-identical before any chunk is encoded`);
         const prompt = ids.slice(0, 150);
-        const ha = await hogwildRows(exact, prompt, 10);
-        const hb = await hogwildRows(aqua, prompt, 10);
+        const ha = await hogwildGreedyRows(exact, prompt, 10);
+        const hb = await hogwildGreedyRows(aqua, prompt, 10);
         for (let i = 0; i < ha.length; i++) assert.ok(ha[i]!.every((x, j) => x === hb[i]![j]), `${name}: Hogwild! step ${i} bit-identical with the aqua cache`);
         assert.is(aqua.runtime.store.codecStats().chunks, 0);
         // model.hogwild({ kvCache }) with the aqua type: identical transcripts while nothing is encoded (huge

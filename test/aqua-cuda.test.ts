@@ -33,6 +33,7 @@ import { seededTest } from './helpers/harness.ts';
 import { expectExact, relMax, rowsKl } from './helpers/metrics.ts';
 import type { Rng } from './helpers/rng.ts';
 import { refUnpack } from './ref/bits.ts';
+import { layerCorrelatedKv } from './helpers/aqua.ts';
 
 const NAME = 'aqua-cuda';
 const S = suite(NAME);
@@ -131,15 +132,7 @@ seededTest(S, NAME, 'store: uniform / HIGGS / AQUA codes, stats, reads, attentio
       const codec: KvCodec = { ...cs.codec(rope), sinks: 4, buffer: 32, chunkTokens: 32, seed };
       const label = `${cs.label} ${dtype}`;
       const n = 200;
-      // layer-correlated data (what the predictors are for)
-      const k = new Float32Array(G.nLayer * n * C);
-      const v = new Float32Array(G.nLayer * n * C);
-      for (let l = 0; l < G.nLayer; l++)
-        for (let i = 0; i < n * C; i++) {
-          const j = l * n * C + i;
-          k[j] = (l ? 0.7 * k[j - n * C]! : 1.5 * Math.sin(i % C)) + rng.normal();
-          v[j] = (l ? 0.5 * v[j - n * C]! : 0) + rng.normal();
-        }
+      const { k, v } = layerCorrelatedKv(rng, G.nLayer, n, C);
       const stores = [p.cuda.createStore({ ...G, dtype, codec }), p.native.createStore({ ...G, dtype, codec })];
       try {
         const blk = stores.map((st) => st.createBlock());
