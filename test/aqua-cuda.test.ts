@@ -34,6 +34,7 @@ import { expectExact, relMax, rowsKl } from './helpers/metrics.ts';
 import type { Rng } from './helpers/rng.ts';
 import { refUnpack } from './ref/bits.ts';
 import { layerCorrelatedKv } from './helpers/aqua.ts';
+import { refViewAttention, type RefBlockData } from './ref/attention.ts';
 
 const NAME = 'aqua-cuda';
 const S = suite(NAME);
@@ -162,18 +163,24 @@ seededTest(S, NAME, 'store: uniform / HIGGS / AQUA codes, stats, reads, attentio
         for (let l = 0; l < G.nLayer; l++) {
           const [a, b] = [reads[0]![l]!, reads[1]![l]!];
           for (const [x, y, isK] of [[a.k, b.k, true], [a.v, b.v, false]] as const) {
-            // exact rows: bit-identical, except keys rotated at append (the CPU's AVX2 RoPE uses FMA: 1 ulp)
+            // exact rows: bit-identical, except keys rotated at append (the CPU's AVX2 RoPE uses FMA: 1 float32
+            // ulp, which in an f16 store can flip the rounding to the neighbouring f16 value: 2^-11 relative)
             for (const [s0, s1] of [[0, 16], [144, 200]] as const) {
               if (isK && cs.rope) {
                 const e = relMax(x.subarray(s0 * C, s1 * C), y.subarray(s0 * C, s1 * C));
-                assert.ok(e <= 1e-6, `${label}: exact rows ${s0}..${s1} layer ${l} keys differ by ${e}`);
+                const tol = dtype === 'f16' ? 2 ** -10 : 1e-6;
+                assert.ok(e <= tol, `${label}: exact rows ${s0}..${s1} layer ${l} keys differ by ${e}`);
               } else {
                 for (let i = s0 * C; i < s1 * C; i++) if (x[i] !== y[i]) assert.unreachable(`${label}: exact row ${Math.floor(i / C)} layer ${l} differs`);
               }
             }
+            // a code that differs moves its d values to a neighbouring grid point (a change of the order of the
+            // values themselves); every other difference is float rounding. So the decoded relMSE is bounded by
+            // the share of differing codes (times 2) plus rounding.
             const e = relMse(x, y, 16 * C, 144 * C);
             worst = Math.max(worst, e);
-            assert.ok(e <= 1e-4, `${label}: layer ${l} decoded relMSE CUDA vs native ${e}`);
+            const differ = 1 - (l === 0 ? f0 : f1);
+            assert.ok(e <= 1e-4 + 2 * differ, `${label}: layer ${l} decoded relMSE CUDA vs native ${e} (codes differing: ${differ})`);
           }
         }
         // attention: a shared compressed block + a private exact block; layers in forward order, then out of order
@@ -183,13 +190,22 @@ seededTest(S, NAME, 'store: uniform / HIGGS / AQUA codes, stats, reads, attentio
         stores.forEach((st, i) => st.append(priv[i]!, 5, kp, vp, rope));
         const nHead = 4;
         const q = rng.f32(4 * nHead * G.headDim);
+        // each backend's attention over compressed pages against the float64 reference on the values that backend
+        // decoded (its own read()): independent of the rare codes in which the two backends differ
         let eAtt = 0;
+        const shape = { nHead, nKvHead: G.nKvHead, headDim: G.headDim, headDimV: G.headDim };
+        const positions = [[204, 150], [199, 20]];
         for (const l of [0, 1, 2, 2, 0, 1]) {
-          const outs = stores.map((st, i) => st.attention(l, rope, { views: [[blk[i]!, priv[i]!], [blk[i]!]], positions: [[204, 150], [199, 20]] }, q, nHead, 0.125));
-          const e = relMax(outs[0]!.out, outs[1]!.out);
-          eAtt = Math.max(eAtt, e);
-          assert.ok(e <= 1e-3, `${label}: attention layer ${l} CUDA vs native ${e}`);
+          stores.forEach((st, i) => {
+            const got = st.attention(l, rope, { views: [[blk[i]!, priv[i]!], [blk[i]!]], positions }, q, nHead, 0.125);
+            const data = [blk[i]!, priv[i]!].map((b): RefBlockData => ({ len: st.blockLength(b), ...st.read(b, l) }));
+            const want = refViewAttention(shape, rope, [[data[0]!, data[1]!], [data[0]!]], positions, q, 0.125);
+            const e = relMax(got.out, want.out);
+            eAtt = Math.max(eAtt, e);
+            assert.ok(e <= 1e-4, `${label}: attention layer ${l} on ${i === 0 ? 'CUDA' : 'native'} vs the float64 reference ${e}`);
+          });
         }
+        const differAll = 1 - Math.min(f0, f1);
         // merges (page-aligned: AQUA moves the codes) and truncate into a compressed page
         let eMerge = 0;
         for (const pre of [32, 5]) {
@@ -208,7 +224,7 @@ seededTest(S, NAME, 'store: uniform / HIGGS / AQUA codes, stats, reads, attentio
             const [a, b] = stores.map((st, i) => st.read(d[i]!, l));
             const e = Math.max(relMse(a!.k, b!.k, 0, a!.k.length), relMse(a!.v, b!.v, 0, a!.v.length));
             eMerge = Math.max(eMerge, e);
-            assert.ok(e <= 1e-4, `${label}: merge at ${pre} layer ${l}: relMSE ${e}`);
+            assert.ok(e <= 1e-4 + 2 * differAll, `${label}: merge at ${pre} layer ${l}: relMSE ${e}`);
           }
           stores.forEach((st, i) => st.freeBlock(d[i]!));
         }
@@ -218,7 +234,7 @@ seededTest(S, NAME, 'store: uniform / HIGGS / AQUA codes, stats, reads, attentio
         for (let l = 0; l < G.nLayer; l++) {
           const [a, b] = stores.map((st, i) => st.read(blk[i]!, l));
           const e = relMse(a!.k, b!.k, 0, a!.k.length);
-          assert.ok(e <= 1e-4, `${label}: truncate layer ${l}: relMSE ${e}`);
+          assert.ok(e <= 1e-4 + 2 * differAll, `${label}: truncate layer ${l}: relMSE ${e}`);
         }
         report.push(
           `${label}: identical codes L0 ${(100 * f0).toFixed(3)} % L>=1 ${(100 * f1).toFixed(3)} %, decoded relMSE ${worst.toExponential(1)}, attention ${eAtt.toExponential(1)}, merge ${eMerge.toExponential(1)}`,

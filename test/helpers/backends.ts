@@ -141,7 +141,14 @@ export async function forEachVariant(fn: (v: Variant) => void | Promise<void>): 
 /** The CUDA and native backends (CUDA-vs-native tests), or null after a visible SKIP line naming `what`. */
 export async function cudaAndNative(what: string): Promise<{ cuda: Backend; native: Backend } | null> {
   const bs = await backendsUnderTest();
-  const cuda = bs.find((q) => q.name === 'cuda');
+  // HOGWILD_TEST_CUDA_STANDIN=wasm: where CUDA is absent, run these suites with the WASM backend in its place, to
+  // check the tests' own logic on a machine without a GPU (a dry run: it proves nothing about CUDA)
+  const standIn = process.env.HOGWILD_TEST_CUDA_STANDIN;
+  let cuda = bs.find((q) => q.name === 'cuda');
+  if (!cuda && standIn) {
+    cuda = bs.find((q) => q.name === standIn);
+    if (cuda) skipLine(`${what} on CUDA`, `dry run: HOGWILD_TEST_CUDA_STANDIN=${standIn} stands in for CUDA`);
+  }
   const native = bs.find((q) => q.name === 'native');
   if (!cuda || !native) {
     skipLine(what, `needs the cuda and native backends (cuda: ${cuda ? 'available' : 'unavailable'}, native: ${native ? 'available' : 'unavailable'})`);
