@@ -230,6 +230,11 @@ __global__ void finite_kernel(const float* __restrict__ x, int64_t n, unsigned l
     if (!isfinite(x[i])) atomicMin(err, static_cast<unsigned long long>(i));
 }
 
+// std::min / std::max as the CPU quantizer uses them (fminf / fmaxf may pick the other zero of +0 / -0,
+// which would change the fp16 zero's sign bit against the CPU's codes).
+__device__ __forceinline__ float min_cpu(float a, float x) { return x < a ? x : a; }
+__device__ __forceinline__ float max_cpu(float a, float x) { return a < x ? x : a; }
+
 // Uniform: per scale index s the group's min / max, then fp16 zero and scale (lohi[2s], lohi[2s+1] kept for
 // the error message).
 __global__ void uniform_stats_kernel(const float* __restrict__ x, int64_t n_tok, int32_t C, int32_t axis, int32_t grp,
@@ -242,8 +247,8 @@ __global__ void uniform_stats_kernel(const float* __restrict__ x, int64_t n_tok,
       const float* xg = x + (s / G) * C + (s % G) * grp;
       a = b = xg[0];
       for (int32_t c = 1; c < grp; ++c) {
-        a = fminf(a, xg[c]);
-        b = fmaxf(b, xg[c]);
+        a = min_cpu(a, xg[c]);
+        b = max_cpu(b, xg[c]);
       }
     } else {
       const int64_t tg = s / C;
@@ -251,8 +256,8 @@ __global__ void uniform_stats_kernel(const float* __restrict__ x, int64_t n_tok,
       const int64_t t0 = tg * grp, t1 = min(n_tok, t0 + grp);
       a = b = x[t0 * C + c];
       for (int64_t t = t0 + 1; t < t1; ++t) {
-        a = fminf(a, x[t * C + c]);
-        b = fmaxf(b, x[t * C + c]);
+        a = min_cpu(a, x[t * C + c]);
+        b = max_cpu(b, x[t * C + c]);
       }
     }
     const float L = static_cast<float>((1 << bits) - 1);
@@ -1310,14 +1315,18 @@ hwkv_status codec_prepare_layer(const char* fn, hwkv_store* s, int32_t layer, co
       ++cd.st_epoch;
       cd.st_rows = 0;
     }
-    // rows of this epoch; chunks without a state of layer-1 restart the chain from layer 0 on new rows
+    // rows of this epoch; chunks without a state of layer-1 restart the chain from layer 0, in the rows they
+    // already have in this epoch (as the CPU's aq_state_), else on new rows (repeated calls for one layer >= 1,
+    // e.g. attn_views, must not grow the state)
     std::vector<CodecChunk*> restart;
     for (CodecChunk* c : list) {
       if (c->st_epoch == cd.st_epoch && c->st_layer == layer - 1 && layer > 0) continue;
-      c->st_epoch = cd.st_epoch;
-      c->st_off = cd.st_rows;
+      if (c->st_epoch != cd.st_epoch) {
+        c->st_epoch = cd.st_epoch;
+        c->st_off = cd.st_rows;
+        cd.st_rows += n;
+      }
       c->st_layer = -1;
-      cd.st_rows += n;
       if (layer > 0) restart.push_back(c);
     }
     const bool keep = layer > 0;
