@@ -15,6 +15,7 @@
 #include "../core/src/quant_internal.h"
 #include "codec.cuh"
 #include "core_host.cuh"
+#include "fwht.cuh"
 #include "ops.cuh"
 
 namespace hwkv_cuda {
@@ -116,16 +117,7 @@ __global__ void nearest_kernel(GridArgs g, const float* __restrict__ z, int64_t 
 
 // In-place FWHT of s[0, g) by the CTA (textbook stride order), then s *= scale.
 __device__ __forceinline__ void cta_fwht(float* s, int32_t g, float scale, bool apply) {
-  const int32_t half = g / 2;
-  for (int32_t h = 1; h < g; h <<= 1) {
-    for (int32_t k = threadIdx.x; k < half; k += blockDim.x) {
-      const int32_t j = (k / h) * 2 * h + (k % h);
-      const float a = s[j], b = s[j + h];
-      s[j] = __fadd_rn(a, b);
-      s[j + h] = __fsub_rn(a, b);
-    }
-    __syncthreads();
-  }
+  cta_fwht_stages(s, g);
   if (apply) {
     for (int32_t i = threadIdx.x; i < g; i += blockDim.x) s[i] = __fmul_rn(s[i], scale);
     __syncthreads();
@@ -1406,31 +1398,18 @@ hwkv_status codec_truncate_page(const char* fn, hwkv_store* s, StoreBlock& b, si
   for (int32_t p = 0; p < r.c->n_pages; ++p) dst.push_back(reinterpret_cast<float*>(dec + p * s->page_bytes));
   HWKV_TRY(ensure_tab(fn, *s->codec, r.c->pos0 + r.c->n_tok));
   HWKV_TRY(decode_chunk_layers(fn, s, *r.c, 0, s->p.n_layer - 1, dst, tmp));
-  // one page: a free one or a new allocation within max_bytes (the caller's acquire rules)
-  int32_t idx;
-  if (!s->free_pages.empty()) {
-    idx = s->free_pages.back();
-    s->free_pages.pop_back();
-  } else {
-    if (s->p.max_bytes > 0 && static_cast<int64_t>(s->page_ptr.size() + 1) * s->page_bytes > s->p.max_bytes)
-      return fail(HWKV_ERR_OUT_OF_MEMORY,
-                  "%s: needs 1 more pages of %lld bytes but max_bytes %lld allows %lld pages in all (%lld allocated, "
-                  "%lld in use)",
-                  fn, (long long)s->page_bytes, (long long)s->p.max_bytes, (long long)(s->p.max_bytes / s->page_bytes),
-                  (long long)s->page_ptr.size(), (long long)s->pages_in_use);
-    void* p = nullptr;
-    HWKV_CU(cudaMalloc(&p, static_cast<size_t>(s->page_bytes)));
-    s->page_ptr.push_back(static_cast<float*>(p));
-    idx = static_cast<int32_t>(s->page_ptr.size() - 1);
-  }
+  // one page: a free one or a new allocation within max_bytes (the store's acquire rules)
+  std::vector<int32_t> got;
+  HWKV_TRY(acquire_pages(fn, s, 1, got));
+  const int32_t idx = got[0];
+  ++s->pages_in_use;
   const cudaError_t e = cudaMemcpyAsync(s->page_ptr[idx], dec + r.page * s->page_bytes, static_cast<size_t>(s->page_bytes),
                                         cudaMemcpyDeviceToDevice, stream());
   const hwkv_status st2 = e == cudaSuccess ? sync(fn) : cuda_fail(e, fn, "cudaMemcpyAsync");
   if (st2 != HWKV_OK) {
-    s->free_pages.push_back(idx);
+    release_pages(s, &idx, 1);
     return st2;
   }
-  ++s->pages_in_use;
   b.pages[page] = idx;
   b.comp[page].c.reset();
   return HWKV_OK;
@@ -1471,36 +1450,7 @@ hwkv_status codec_merge_aqua(const char* fn, hwkv_store* s, int32_t dst, int32_t
   for (int32_t idx : sb.pages) n_exact += idx >= 0 ? 1 : 0;
   const size_t old = d.pages.size();
   std::vector<int32_t> got;
-  {
-    // acquire n_exact pages (free first, then new within max_bytes)
-    const int64_t n_free = static_cast<int64_t>(s->free_pages.size());
-    const int64_t n_new = std::max<int64_t>(0, n_exact - n_free);
-    if (n_new > 0 && s->p.max_bytes > 0 &&
-        static_cast<int64_t>(s->page_ptr.size() + n_new) * s->page_bytes > s->p.max_bytes)
-      return fail(HWKV_ERR_OUT_OF_MEMORY,
-                  "%s: needs %lld more pages of %lld bytes but max_bytes %lld allows %lld pages in all (%lld allocated, "
-                  "%lld in use)",
-                  fn, (long long)n_new, (long long)s->page_bytes, (long long)s->p.max_bytes,
-                  (long long)(s->p.max_bytes / s->page_bytes), (long long)s->page_ptr.size(), (long long)s->pages_in_use);
-    std::vector<float*> fresh;
-    for (int64_t i = 0; i < n_new; ++i) {
-      void* p = nullptr;
-      const cudaError_t e = cudaMalloc(&p, static_cast<size_t>(s->page_bytes));
-      if (e != cudaSuccess) {
-        for (float* f : fresh) (void)cudaFree(f);
-        return cuda_fail(e, fn, "cudaMalloc(page)");
-      }
-      fresh.push_back(static_cast<float*>(p));
-    }
-    for (float* f : fresh) {
-      got.push_back(static_cast<int32_t>(s->page_ptr.size()));
-      s->page_ptr.push_back(f);
-    }
-    while (static_cast<int64_t>(got.size()) < n_exact) {
-      got.push_back(s->free_pages.back());
-      s->free_pages.pop_back();
-    }
-  }
+  HWKV_TRY(acquire_pages(fn, s, static_cast<int32_t>(n_exact), got));
   if (d.comp.size() < old) d.comp.resize(old);
   size_t gi = 0;
   for (size_t p = 0; p < np; ++p) {
@@ -1531,11 +1481,9 @@ hwkv_status codec_merge_aqua(const char* fn, hwkv_store* s, int32_t dst, int32_t
     p = q;
   }
   if (st != HWKV_OK) {  // undo
-    for (size_t i = old; i < d.pages.size(); ++i)
-      if (d.pages[i] >= 0) s->free_pages.push_back(d.pages[i]);
+    release_pages(s, d.pages.data() + old, d.pages.size() - old);
     d.pages.resize(old);
     d.comp.resize(old);
-    s->pages_in_use -= static_cast<int32_t>(n_exact);
     return st;
   }
   d.len = static_cast<int32_t>(a + n);
