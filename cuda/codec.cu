@@ -227,11 +227,11 @@ __global__ void finite_kernel(const float* __restrict__ x, int64_t n, unsigned l
 __device__ __forceinline__ float min_cpu(float a, float x) { return x < a ? x : a; }
 __device__ __forceinline__ float max_cpu(float a, float x) { return a < x ? x : a; }
 
-// Uniform: per scale index s the group's min / max, then fp16 zero and scale (lohi[2s], lohi[2s+1] kept for
-// the error message).
+// Uniform: per scale index s the group's min / max, then fp16 zero and scale (err: the first group out of the
+// fp16 range; the host words the message, hwkv::quant::uniform_scales).
 __global__ void uniform_stats_kernel(const float* __restrict__ x, int64_t n_tok, int32_t C, int32_t axis, int32_t grp,
                                      int32_t bits, int64_t ns, uint16_t* __restrict__ scales,
-                                     uint16_t* __restrict__ zeros, float* __restrict__ lohi, unsigned long long* err) {
+                                     uint16_t* __restrict__ zeros, unsigned long long* err) {
   for (int64_t s = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; s < ns; s += (int64_t)gridDim.x * blockDim.x) {
     float a, b;
     if (axis == HWKV_UNIFORM_PER_TOKEN) {
@@ -260,8 +260,6 @@ __global__ void uniform_stats_kernel(const float* __restrict__ x, int64_t n_tok,
       atomicMin(err, static_cast<unsigned long long>(s));
     zeros[s] = zh;
     scales[s] = dh;
-    lohi[2 * s] = a;
-    lohi[2 * s + 1] = b;
   }
 }
 
@@ -572,7 +570,7 @@ hwkv_status higgs_decode_dev(const char* fn, const hwkv_higgs_params& p, const D
 }
 
 hwkv_status uniform_encode_dev(const char* fn, const hwkv_uniform_params& p, const float* x, int64_t n_tok,
-                               uint32_t* words, uint16_t* scales, uint16_t* zeros, uint16_t* idx, float* lohi,
+                               uint32_t* words, uint16_t* scales, uint16_t* zeros, uint16_t* idx,
                                unsigned long long* err_x, unsigned long long* err_g) {
   if (n_tok == 0) return HWKV_OK;
   const int64_t n = n_tok * p.channels;
@@ -580,7 +578,7 @@ hwkv_status uniform_encode_dev(const char* fn, const hwkv_uniform_params& p, con
   finite_kernel<<<grid_for(n, 256), 256, 0, stream()>>>(x, n, err_x);
   HWKV_CU_LAUNCH(finite_kernel);
   uniform_stats_kernel<<<grid_for(ns, 128), 128, 0, stream()>>>(x, n_tok, p.channels, p.axis, p.group, p.bits, ns,
-                                                               scales, zeros, lohi, err_g);
+                                                               scales, zeros, err_g);
   HWKV_CU_LAUNCH(uniform_stats_kernel);
   uniform_code_kernel<<<grid_for(n, 256), 256, 0, stream()>>>(x, n_tok, p.channels, p.axis, p.group, p.bits, scales,
                                                              zeros, idx);
@@ -963,8 +961,6 @@ hwkv_status encode_chunk(const char* fn, hwkv_store* s, const StoreBlock& blk, i
   }
   uint16_t* idx = reinterpret_cast<uint16_t*>(tmp.get(fn, static_cast<size_t>(n) * std::max(Ck, Cv) * 2, &st));
   HWKV_TRY(st);
-  float* lohi = fbuf(static_cast<size_t>(n) * std::max(Ck, Cv) * 2 * 4);
-  HWKV_TRY(st);
   unsigned long long* err = reinterpret_cast<unsigned long long*>(tmp.get(fn, 2 * sizeof(unsigned long long), &st));
   HWKV_TRY(st);
   HWKV_CU(cudaMemsetAsync(err, 0xff, 2 * sizeof(unsigned long long), stream()));
@@ -985,8 +981,8 @@ hwkv_status encode_chunk(const char* fn, hwkv_store* s, const StoreBlock& blk, i
     if (cd.c.type == HWKV_KV_UNIFORM) {
       hwkv_uniform_params kp, vp;
       uniform_params(cd, &kp, &vp);
-      HWKV_TRY(uniform_encode_dev(fn, kp, xk, n, W(Ly.kw), H(Ly.ks), H(Ly.kz), idx, lohi, err, err + 1));
-      HWKV_TRY(uniform_encode_dev(fn, vp, xv, n, W(Ly.vw), H(Ly.vs), H(Ly.vz), idx, lohi, err, err + 1));
+      HWKV_TRY(uniform_encode_dev(fn, kp, xk, n, W(Ly.kw), H(Ly.ks), H(Ly.kz), idx, err, err + 1));
+      HWKV_TRY(uniform_encode_dev(fn, vp, xv, n, W(Ly.vw), H(Ly.vs), H(Ly.vz), idx, err, err + 1));
       continue;
     }
     hwkv_higgs_params kp, vp;
