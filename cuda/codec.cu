@@ -48,17 +48,6 @@ namespace {
 
 constexpr unsigned long long kNoErr = ~0ull;
 
-int32_t uniform_vgroup(int32_t C) {
-  for (int32_t g = std::min(C, 128); g > 1; --g)
-    if (C % g == 0) return g;
-  return 1;
-}
-int32_t higgs_group_for(int32_t C) {
-  int32_t g = 1;
-  while (g * 2 <= 1024 && C % (g * 2) == 0) g *= 2;
-  return g;
-}
-
 template <class T>
 hwkv_status upload_vec(const char* fn, DevMem& m, const T* src, size_t n) {
   HWKV_TRY(m.alloc(fn, n * sizeof(T)));
@@ -614,7 +603,8 @@ hwkv_status gemm_nt(const char* fn, const float* x, int64_t lda, const float* W,
 // the store's codec
 // ------------------------------------------------------------------------------------------------
 struct Codec {
-  hwkv_store_codec c{};
+  hwkv_store_params sp{};
+  hwkv_store_codec c{};  // as kept (hwkv::codec::kept_codec)
   int32_t sink_tokens = 0;
   int32_t Ck = 0, Cv = 0, n = 0, cp = 0;
   DevGrid grid, grid0;
@@ -662,16 +652,13 @@ const float* block_page_ptr(const hwkv_store* s, const StoreBlock& b, size_t i) 
 namespace {
 
 hwkv_status higgs_params_for(const Codec& cd, int32_t L, bool value, hwkv_higgs_params* hp, const DevGrid** grid) {
-  const int32_t C = value ? cd.Cv : cd.Ck;
-  const bool g0 = L == 0 && cd.has_grid0;
+  bool g0;
+  hwkv::codec::higgs_params(cd.sp, cd.c, L, value, hp, &g0);
   *grid = g0 ? &cd.grid0 : &cd.grid;
-  const int32_t d = g0 ? cd.c.grid0_dim : cd.c.grid_dim, np = g0 ? cd.c.grid0_n : cd.c.grid_n;
-  *hp = hwkv_higgs_params{C, higgs_group_for(C), d, np, 1, cd.c.seed + (value ? 1u : 0u)};
   return HWKV_OK;
 }
 void uniform_params(const Codec& cd, hwkv_uniform_params* kp, hwkv_uniform_params* vp) {
-  *kp = hwkv_uniform_params{cd.Ck, cd.c.bits, HWKV_UNIFORM_PER_CHANNEL, cd.n};
-  *vp = hwkv_uniform_params{cd.Cv, cd.c.bits, HWKV_UNIFORM_PER_TOKEN, uniform_vgroup(cd.Cv)};
+  hwkv::codec::uniform_params(cd.sp, cd.c, kp, vp);
 }
 
 // The cos/sin table covers positions [0, rows).
@@ -1054,43 +1041,18 @@ hwkv_status encode_chunk(const char* fn, hwkv_store* s, const StoreBlock& blk, i
 // ------------------------------------------------------------------------------------------------
 hwkv_status codec_create(const char* fn, hwkv_store* s, const hwkv_store_codec& c) {
   const hwkv_store_params& p = s->p;
-  if (c.type != HWKV_KV_UNIFORM && c.type != HWKV_KV_HIGGS && c.type != HWKV_KV_AQUA)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codec type must be 0 (exact), 1 (uniform), 2 (higgs) or 3 (aqua), got %d", fn, c.type);
-  if (c.cache_bytes < 0)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: cache_bytes must be >= 0 (0 = keep no decoded chunks), got %lld", fn, (long long)c.cache_bytes);
-  if (c.sinks < 0 || c.buffer < 0)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: sinks and buffer must be >= 0, got %d and %d", fn, c.sinks, c.buffer);
-  if (c.chunk_tokens < 1 || c.chunk_tokens % p.page_tokens != 0)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: chunk_tokens (%d) must be a positive multiple of page_tokens (%d)", fn,
-                c.chunk_tokens, p.page_tokens);
+  HWKV_TRY(hwkv::codec::check_codec(fn, p, c));
   std::unique_ptr<Codec> cd(new Codec());
+  cd->sp = p;
   cd->Ck = p.n_kv_head * p.head_dim;
   cd->Cv = p.n_kv_head * p.head_dim_v;
   cd->n = c.chunk_tokens;
   cd->cp = c.chunk_tokens / p.page_tokens;
   const int32_t Ck = cd->Ck, Cv = cd->Cv, nL = p.n_layer;
-  int64_t nw, ns;
-  if (c.type == HWKV_KV_UNIFORM) {
-    if (c.bits < 1 || c.bits > 8) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: uniform bits must be in 1..8, got %d", fn, c.bits);
-    hwkv_uniform_params kp = {Ck, c.bits, HWKV_UNIFORM_PER_CHANNEL, c.chunk_tokens};
-    hwkv_uniform_params vp = {Cv, c.bits, HWKV_UNIFORM_PER_TOKEN, uniform_vgroup(Cv)};
-    HWKV_TRY(hwkv::quant::uniform_size(&kp, c.chunk_tokens, &nw, &ns));
-    HWKV_TRY(hwkv::quant::uniform_size(&vp, c.chunk_tokens, &nw, &ns));
-  } else {
-    const char* tn = c.type == HWKV_KV_AQUA ? "aqua" : "higgs";
-    if (!c.grid) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: %s codec needs a grid", fn, tn);
-    const bool l0x = c.type == HWKV_KV_AQUA && c.layer0_exact != 0;
-    for (int pass = 0; pass < 2; ++pass) {
-      const int32_t d = pass ? c.grid0_dim : c.grid_dim, n = pass ? c.grid0_n : c.grid_n;
-      if (pass && (!c.grid0 || d == 0 || l0x)) break;
-      for (int32_t C : {Ck, Cv}) {
-        hwkv_higgs_params hp = {C, higgs_group_for(C), d, n, 1, c.seed};
-        HWKV_TRY(hwkv::quant::higgs_size(&hp, c.chunk_tokens, &nw, &ns));
-      }
-    }
+  if (c.type != HWKV_KV_UNIFORM) {
     HWKV_TRY(use_device(fn));
     HWKV_TRY(cd->grid.upload(fn, c.grid, c.grid_n, c.grid_dim));
-    if (c.grid0 && c.grid0_dim && !l0x) {
+    if (hwkv::codec::uses_grid0(c)) {
       HWKV_TRY(cd->grid0.upload(fn, c.grid0, c.grid0_n, c.grid0_dim));
       cd->has_grid0 = true;
     }
@@ -1103,52 +1065,32 @@ hwkv_status codec_create(const char* fn, hwkv_store* s, const hwkv_store_codec& 
       // aqua_init (store.cpp)
       if (!c.rope) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: the aqua codec needs the model's rope (keys are compressed before RoPE)", fn);
       HWKV_TRY(store_rope(fn, s, c.rope, &cd->rope));
-      const int64_t per = int64_t(Ck) * Ck + Ck + int64_t(Cv) * (Ck + Cv) + Cv;
-      const int64_t want = Ck + Cv + int64_t(nL - 1) * per;
-      if (!c.predictors) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: the aqua codec needs predictors (%lld floats)", fn, (long long)want);
-      if (c.n_predictors != want)
-        return fail(HWKV_ERR_INVALID_ARGUMENT,
-                    "%s: predictors hold %lld floats, expected %lld = Ck + Cv + (n_layer-1)*(Ck*Ck + Ck + Cv*(Ck+Cv) + Cv) for "
-                    "n_layer %d, Ck %d, Cv %d",
-                    fn, (long long)c.n_predictors, (long long)want, nL, Ck, Cv);
-      for (int64_t i = 0; i < want; ++i)
-        if (!std::isfinite(c.predictors[i]))
-          return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: predictor value %lld (layer %lld) is not finite", fn, (long long)i,
-                      (long long)(i < Ck + Cv ? 0 : 1 + (i - Ck - Cv) / per));
+      HWKV_TRY(hwkv::codec::check_aqua_predictors(fn, p, c));
       // device layout: bk0, bv0, then per layer wk, bk, wvk [Cv, Ck], wvv [Cv, Cv], bv (Wv split as on the CPU)
-      std::vector<float> h(static_cast<size_t>(want));
-      const float* w = c.predictors;
-      std::memcpy(h.data(), w, size_t(Ck + Cv) * 4);
-      w += Ck + Cv;
+      std::vector<float> h(static_cast<size_t>(c.n_predictors));
+      const hwkv::codec::AquaView v0 = hwkv::codec::aqua_layer(p, c.predictors, 0);
+      std::memcpy(h.data(), v0.bk, size_t(Ck) * 4);
+      std::memcpy(h.data() + Ck, v0.bv, size_t(Cv) * 4);
       cd->pred_off.assign(static_cast<size_t>(nL), 0);
       int64_t o = Ck + Cv;
       for (int32_t l = 1; l < nL; ++l) {
+        const hwkv::codec::AquaView v = hwkv::codec::aqua_layer(p, c.predictors, l);
         cd->pred_off[l] = o;
-        std::memcpy(h.data() + o, w, size_t(int64_t(Ck) * Ck + Ck) * 4);
-        w += int64_t(Ck) * Ck + Ck;
-        o += int64_t(Ck) * Ck + Ck;
-        for (int32_t r = 0; r < Cv; ++r) {
-          std::memcpy(h.data() + o + int64_t(r) * Ck, w + int64_t(r) * (Ck + Cv), size_t(Ck) * 4);
-          std::memcpy(h.data() + o + int64_t(Cv) * Ck + int64_t(r) * Cv, w + int64_t(r) * (Ck + Cv) + Ck, size_t(Cv) * 4);
-        }
-        w += int64_t(Cv) * (Ck + Cv);
+        std::memcpy(h.data() + o, v.wk, size_t(int64_t(Ck) * Ck) * 4);
+        o += int64_t(Ck) * Ck;
+        std::memcpy(h.data() + o, v.bk, size_t(Ck) * 4);
+        o += Ck;
+        hwkv::codec::split_wv(v.wv, Ck, Cv, h.data() + o, h.data() + o + int64_t(Cv) * Ck);
         o += int64_t(Cv) * (Ck + Cv);
-        std::memcpy(h.data() + o, w, size_t(Cv) * 4);
-        w += Cv;
+        std::memcpy(h.data() + o, v.bv, size_t(Cv) * 4);
         o += Cv;
       }
       HWKV_TRY(upload_vec(fn, cd->pred, h.data(), h.size()));
       cd->aqua = true;
     }
   }
-  cd->c = c;
-  cd->c.grid = nullptr;
-  cd->c.grid0 = nullptr;
-  cd->c.predictors = nullptr;
-  cd->c.rope = nullptr;
-  if (c.type != HWKV_KV_AQUA) cd->c.layer0_exact = 0;
-  if (!cd->has_grid0) cd->c.grid0_dim = cd->c.grid0_n = 0;
-  cd->sink_tokens = static_cast<int32_t>(ceil_div(c.sinks, p.page_tokens) * p.page_tokens);
+  cd->c = hwkv::codec::kept_codec(c);
+  cd->sink_tokens = hwkv::codec::sink_tokens(p, c);
   // Virtual page stride S (codec.cuh): every layer's K and V ranges of all slots disjoint.
   {
     const int64_t KL = int64_t(p.n_kv_head) * p.page_tokens * p.head_dim;
@@ -1183,13 +1125,11 @@ void codec_compact(hwkv_store* s, int32_t b) {
   StoreBlock& blk = s->blocks[b];
   if (blk.no_compress) return;
   const char* fn = "store codec";
-  const int64_t pt = s->p.page_tokens, chunk = cd.c.chunk_tokens, cp = chunk / pt;
+  const int64_t cp = cd.cp;
   try {
-    for (int64_t c0 = cd.sink_tokens; c0 + chunk <= int64_t(blk.len) - cd.c.buffer; c0 += chunk) {
-      const int32_t p0 = static_cast<int32_t>(c0 / pt);
-      bool exact = true;
-      for (int64_t i = 0; i < cp; ++i) exact = exact && blk.pages[p0 + i] >= 0;
-      if (!exact) continue;
+    std::vector<int32_t> p0s;
+    hwkv::codec::compact_candidates(s->p, cd.c, cd.sink_tokens, blk.pages, blk.len, &p0s);
+    for (const int32_t p0 : p0s) {
       std::shared_ptr<CodecChunk> c;
       if (encode_chunk(fn, s, blk, p0, &c) != HWKV_OK) {
         blk.no_compress = true;
@@ -1495,29 +1435,14 @@ hwkv_status store_codec_stats(hwkv_store_t* s, hwkv_store_codec_stats* out) {
     if (!s) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: store is NULL", fn);
     if (!out) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
     *out = hwkv_store_codec_stats{};
-    const int64_t pt = s->p.page_tokens;
-    for (const StoreBlock& blk : s->blocks) {
-      if (!blk.live || blk.comp.empty()) continue;
-      const CodecChunk* last = nullptr;
-      for (size_t p = 0; p < blk.pages.size(); ++p) {
-        if (blk.pages[p] >= 0) continue;
-        out->tokens_compressed += std::min<int64_t>(pt, int64_t(blk.len) - int64_t(p) * pt);
-        const CodecChunk* c = blk.comp[p].c.get();
-        if (c != last) {
-          out->bytes_compressed += c->bytes;
-          out->bytes_scratch += static_cast<int64_t>(c->kept.size());
-          ++out->chunks;
-          last = c;
-        }
-      }
-    }
+    hwkv::codec::count_chunks(s->blocks, s->p.page_tokens,
+                              [](const CodecChunk& c) { return static_cast<int64_t>(c.kept.size()); }, out);
     if (s->codec) {
       const Codec& cd = *s->codec;
       out->bytes_scratch += static_cast<int64_t>(cd.scratch.size() + cd.sk.size() + cd.sv.size() + cd.yk.size() +
                                                  cd.yv.size());
     }
-    out->values_compressed =
-        out->tokens_compressed * s->p.n_layer * s->p.n_kv_head * (int64_t(s->p.head_dim) + s->p.head_dim_v);
+    out->values_compressed = hwkv::codec::values_compressed(s->p, out->tokens_compressed);
     return HWKV_OK;
   });
 }
