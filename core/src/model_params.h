@@ -109,6 +109,33 @@ hwkv_status check_forward_views(const char* fn, const hwkv_forward_batch* b, siz
   return HWKV_OK;
 }
 
+// ---- model_capture_kv (the K/V tap): one sequence through a private F32 store in chunks ----
+// Argument checks (model_capture_kv's messages).
+hwkv_status check_capture_kv(const int32_t* tokens, int32_t n_tok, const float* k_pre, const float* v);
+// The private store: the model's layer / KV-head geometry, head_dim_v = head_dim, 64-token pages, F32, no limit.
+hwkv_store_params capture_store_params(const hwkv_model_params& P);
+constexpr int32_t kCaptureChunk = 256;  // tokens per forward
+// Runs forward_chunk(off, n, batch) for the chunks [off, off + n) of tokens[0, n_tok) in order: one sequence
+// whose view is `block` alone, no logits; stops at the first failure.
+template <class F>
+hwkv_status for_each_capture_chunk(const int32_t* tokens, int32_t n_tok, int32_t block, F&& forward_chunk) {
+  for (int32_t off = 0; off < n_tok; off += kCaptureChunk) {
+    const int32_t n = n_tok - off < kCaptureChunk ? n_tok - off : kCaptureChunk;
+    const int32_t view_indptr[2] = {0, 1};
+    const int32_t view_blocks[1] = {block};
+    const int32_t tok_indptr[2] = {0, n};
+    hwkv_forward_batch b{};
+    b.n_seq = 1;
+    b.logits_mode = HWKV_LOGITS_NONE;
+    b.view_indptr = view_indptr;
+    b.view_blocks = view_blocks;
+    b.tok_indptr = tok_indptr;
+    b.tokens = tokens + off;
+    HWKV_TRY(forward_chunk(off, n, b));
+  }
+  return HWKV_OK;
+}
+
 }  // namespace model
 }  // namespace hwkv
 
