@@ -28,6 +28,15 @@ hwkv_status up(const char* fn, CodecTemp& tmp, const T* src, size_t n, T** out) 
   return HWKV_OK;
 }
 
+// The grid (with its search tables) and the sign vector of p on the device (signs live in tmp).
+hwkv_status higgs_setup(const char* fn, const hwkv_higgs_params* p, const float* grid, CodecTemp& tmp, DevGrid& dg,
+                        float** dsg) {
+  HWKV_TRY(dg.upload(fn, grid, p->n_points, p->dim));
+  std::vector<float> sg(static_cast<size_t>(p->channels));
+  hwkv::quant::make_signs(p->seed, p->channels, sg.data());
+  return up(fn, tmp, sg.data(), sg.size(), dsg);
+}
+
 hwkv_status q_higgs_size(const hwkv_higgs_params* p, int64_t n_tok, int64_t* n_words, int64_t* n_scales) {
   return guarded("higgs_size", [&] { return hwkv::quant::higgs_size(p, n_tok, n_words, n_scales); });
 }
@@ -44,14 +53,11 @@ hwkv_status q_higgs_encode(const hwkv_higgs_params* p, const float* grid, const 
     const int64_t need = hwkv::packed_words(n_tok * (C / p->dim), hwkv::quant::code_bits(p->n_points));
     CodecTemp tmp;
     DevGrid dg;
-    HWKV_TRY(dg.upload(fn, grid, p->n_points, p->dim));
-    std::vector<float> sg(static_cast<size_t>(C));
-    hwkv::quant::make_signs(p->seed, C, sg.data());
     float *dsg, *dx;
     uint32_t* dw;
     uint16_t *ds, *didx;
     unsigned long long* derr;
-    HWKV_TRY(up(fn, tmp, sg.data(), sg.size(), &dsg));
+    HWKV_TRY(higgs_setup(fn, p, grid, tmp, dg, &dsg));
     HWKV_TRY(up(fn, tmp, x, static_cast<size_t>(n_tok) * C, &dx));
     HWKV_TRY(up<uint32_t>(fn, tmp, nullptr, static_cast<size_t>(need), &dw));
     HWKV_TRY(up<uint16_t>(fn, tmp, nullptr, static_cast<size_t>(n_tok) * G, &ds));
@@ -84,14 +90,11 @@ hwkv_status q_higgs_decode(const hwkv_higgs_params* p, const float* grid, const 
     const int64_t need = hwkv::packed_words(n_tok * (C / p->dim), hwkv::quant::code_bits(p->n_points));
     CodecTemp tmp;
     DevGrid dg;
-    HWKV_TRY(dg.upload(fn, grid, p->n_points, p->dim));
-    std::vector<float> sg(static_cast<size_t>(C));
-    hwkv::quant::make_signs(p->seed, C, sg.data());
     float *dsg, *dy;
     uint32_t* dw;
     uint16_t* ds;
     DecJob* dj;
-    HWKV_TRY(up(fn, tmp, sg.data(), sg.size(), &dsg));
+    HWKV_TRY(higgs_setup(fn, p, grid, tmp, dg, &dsg));
     HWKV_TRY(up(fn, tmp, codes, static_cast<size_t>(need), &dw));
     HWKV_TRY(up(fn, tmp, scales, static_cast<size_t>(n_tok) * G, &ds));
     HWKV_TRY(up(fn, tmp, accumulate ? y : nullptr, static_cast<size_t>(n_tok) * C, &dy));
