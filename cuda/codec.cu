@@ -380,19 +380,22 @@ __global__ void __launch_bounds__(256) gemm_nt_kernel(const float* __restrict__ 
   }
 }
 
-// Rotation of one unit by table row `tab` (cos | sin), by -angle when neg.
-template <class Ld, class St>
-__device__ __forceinline__ void rot_unit(const RopeDev& r, int32_t u, Ld ld, St st, const float* tab, bool neg) {
-  if (u < r.half) {
-    const int32_t i0 = r.style == HWKV_ROPE_NEOX ? u : 2 * u;
-    const int32_t i1 = r.style == HWKV_ROPE_NEOX ? u + r.half : 2 * u + 1;
-    const float c = tab[u], s = neg ? -tab[r.half + u] : tab[r.half + u];
-    const float x0 = ld(i0), x1 = ld(i1);
-    st(i0, __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)));
-    st(i1, __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c)));
-  } else {
-    st(u + r.half, ld(u + r.half));
-  }
+// Work item i of a chunk's rows: the first nk items are key units (token t, KV head h, rope unit e), the rest
+// value elements (token t, KV head h, element e).
+struct KvItem {
+  bool is_k;
+  int32_t e, h, t;
+};
+__device__ __forceinline__ KvItem kv_item(int64_t i, int64_t nk, int32_t units, const PageGeo& geo) {
+  KvItem it;
+  it.is_k = i < nk;
+  int64_t r = it.is_k ? i : i - nk;
+  const int32_t width = it.is_k ? units : geo.Dv;
+  it.e = static_cast<int32_t>(r % width);
+  r /= width;
+  it.h = static_cast<int32_t>(r % geo.n_kv);
+  it.t = static_cast<int32_t>(r / geo.n_kv);
+  return it;
 }
 
 // Pages (ptrs[t / T]) of one layer -> rows xk[n, Ck], xv[n, Cv]; AQUA (rd.half > 0) un-rotates the keys from
@@ -404,13 +407,9 @@ __global__ void chunk_gather_kernel(PageGeo geo, RopeDev rd, int32_t layer, int3
   const int64_t nk = static_cast<int64_t>(n) * geo.n_kv * units, nv = static_cast<int64_t>(n) * geo.n_kv * geo.Dv;
   const int32_t Ck = geo.n_kv * geo.D, Cv = geo.n_kv * geo.Dv;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < nk + nv; i += (int64_t)gridDim.x * blockDim.x) {
-    const bool is_k = i < nk;
-    int64_t r = is_k ? i : i - nk;
-    const int32_t width = is_k ? units : geo.Dv;
-    const int32_t e = static_cast<int32_t>(r % width);
-    r /= width;
-    const int32_t h = static_cast<int32_t>(r % geo.n_kv);
-    const int32_t t = static_cast<int32_t>(r / geo.n_kv);
+    const KvItem it = kv_item(i, nk, units, geo);
+    const bool is_k = it.is_k;
+    const int32_t e = it.e, h = it.h, t = it.t;
     const float* page = ptrs[t / geo.T];
     const int32_t f16 = geo.f16;
     if (is_k) {
@@ -419,7 +418,7 @@ __global__ void chunk_gather_kernel(PageGeo geo, RopeDev rd, int32_t layer, int3
       auto ld = [page, so, f16](int32_t k) { return kv_get(page, so + k, f16); };
       auto st = [dst](int32_t k, float x) { dst[k] = x; };
       if (rd.half > 0)
-        rot_unit(rd, e, ld, st, tab + static_cast<int64_t>(pos0 + t) * 2 * rd.half, true);
+        rope_unit_fn(rd, e, ld, st, tab + static_cast<int64_t>(pos0 + t) * 2 * rd.half, true);
       else
         st(e, ld(e));
     } else {
@@ -444,13 +443,9 @@ __global__ void chunk_store_kernel(PageGeo geo, RopeDev rd, int32_t layer, int32
        i += (int64_t)gridDim.x * blockDim.x) {
     const StJob jb = jobs[i / (nk + nv)];
     const int64_t w = i % (nk + nv);
-    const bool is_k = w < nk;
-    int64_t r = is_k ? w : w - nk;
-    const int32_t width = is_k ? units : geo.Dv;
-    const int32_t e = static_cast<int32_t>(r % width);
-    r /= width;
-    const int32_t h = static_cast<int32_t>(r % geo.n_kv);
-    const int32_t t = static_cast<int32_t>(r / geo.n_kv);
+    const KvItem it = kv_item(w, nk, units, geo);
+    const bool is_k = it.is_k;
+    const int32_t e = it.e, h = it.h, t = it.t;
     float* page = ptrs[jb.ptr_off + t / geo.T];
     const int32_t f16 = geo.f16;
     if (is_k) {
@@ -459,7 +454,7 @@ __global__ void chunk_store_kernel(PageGeo geo, RopeDev rd, int32_t layer, int32
       auto ld = [src](int32_t k) { return src[k]; };
       auto st = [page, dof, f16](int32_t k, float x) { kv_set(page, dof + k, x, f16); };
       if (rd.half > 0)
-        rot_unit(rd, e, ld, st, tab + static_cast<int64_t>(jb.pos0 + t) * 2 * rd.half, false);
+        rope_unit_fn(rd, e, ld, st, tab + static_cast<int64_t>(jb.pos0 + t) * 2 * rd.half);
       else
         st(e, ld(e));
     } else {
