@@ -44,12 +44,7 @@ hwkv_status create(const hwkv_model_params* p, const hwkv_tensor_desc* descs, in
   m.tensors.reserve(static_cast<size_t>(n));
   for (const TensorCheck& c : checked) {
     Tensor t;
-    t.name = c.name;
-    t.type = c.type;
-    t.n_dims = c.is_vector ? 1 : 2;
-    t.ne0 = c.ne0;
-    t.ne1 = c.ne1;
-    t.nbytes = c.nbytes;
+    init_tensor(t, c);
     m.tensors.push_back(std::move(t));
   }
   for (size_t i = 0; i < checked.size(); ++i) *tensor_slot(m, checked[i]) = &m.tensors[i];  // never move from here on

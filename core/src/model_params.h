@@ -43,6 +43,17 @@ struct TensorCheck {
 hwkv_status check_tensors(const hwkv_model_params* p, const hwkv_tensor_desc* descs, int32_t n,
                           std::vector<TensorCheck>* out);
 
+// A model's tensor record (CPU core Tensor, CUDA DevTensor: same field names) from its checked descriptor.
+template <class T>
+void init_tensor(T& t, const TensorCheck& c) {
+  t.name = c.name;
+  t.type = c.type;
+  t.n_dims = c.is_vector ? 1 : 2;
+  t.ne0 = c.ne0;
+  t.ne1 = c.ne1;
+  t.nbytes = c.nbytes;
+}
+
 // The member of a model (CPU core Model, CUDA hwkv_model: both name their tensor pointers alike) that holds the
 // tensor of role c.
 template <class M>
