@@ -15,6 +15,7 @@
 #include "../core/src/quant_internal.h"
 #include "codec.cuh"
 #include "core_host.cuh"
+#include "fwht.cuh"
 #include "ops.cuh"
 
 namespace hwkv_cuda {
@@ -46,17 +47,6 @@ unsigned char* CodecTemp::get(const char* fn, size_t bytes, hwkv_status* st) {
 namespace {
 
 constexpr unsigned long long kNoErr = ~0ull;
-
-int32_t uniform_vgroup(int32_t C) {
-  for (int32_t g = std::min(C, 128); g > 1; --g)
-    if (C % g == 0) return g;
-  return 1;
-}
-int32_t higgs_group_for(int32_t C) {
-  int32_t g = 1;
-  while (g * 2 <= 1024 && C % (g * 2) == 0) g *= 2;
-  return g;
-}
 
 template <class T>
 hwkv_status upload_vec(const char* fn, DevMem& m, const T* src, size_t n) {
@@ -116,16 +106,7 @@ __global__ void nearest_kernel(GridArgs g, const float* __restrict__ z, int64_t 
 
 // In-place FWHT of s[0, g) by the CTA (textbook stride order), then s *= scale.
 __device__ __forceinline__ void cta_fwht(float* s, int32_t g, float scale, bool apply) {
-  const int32_t half = g / 2;
-  for (int32_t h = 1; h < g; h <<= 1) {
-    for (int32_t k = threadIdx.x; k < half; k += blockDim.x) {
-      const int32_t j = (k / h) * 2 * h + (k % h);
-      const float a = s[j], b = s[j + h];
-      s[j] = __fadd_rn(a, b);
-      s[j + h] = __fsub_rn(a, b);
-    }
-    __syncthreads();
-  }
+  cta_fwht_stages(s, g);
   if (apply) {
     for (int32_t i = threadIdx.x; i < g; i += blockDim.x) s[i] = __fmul_rn(s[i], scale);
     __syncthreads();
@@ -230,11 +211,16 @@ __global__ void finite_kernel(const float* __restrict__ x, int64_t n, unsigned l
     if (!isfinite(x[i])) atomicMin(err, static_cast<unsigned long long>(i));
 }
 
-// Uniform: per scale index s the group's min / max, then fp16 zero and scale (lohi[2s], lohi[2s+1] kept for
-// the error message).
+// std::min / std::max as the CPU quantizer uses them (fminf / fmaxf may pick the other zero of +0 / -0,
+// which would change the fp16 zero's sign bit against the CPU's codes).
+__device__ __forceinline__ float min_cpu(float a, float x) { return x < a ? x : a; }
+__device__ __forceinline__ float max_cpu(float a, float x) { return a < x ? x : a; }
+
+// Uniform: per scale index s the group's min / max, then fp16 zero and scale (err: the first group out of the
+// fp16 range; the host words the message, hwkv::quant::uniform_scales).
 __global__ void uniform_stats_kernel(const float* __restrict__ x, int64_t n_tok, int32_t C, int32_t axis, int32_t grp,
                                      int32_t bits, int64_t ns, uint16_t* __restrict__ scales,
-                                     uint16_t* __restrict__ zeros, float* __restrict__ lohi, unsigned long long* err) {
+                                     uint16_t* __restrict__ zeros, unsigned long long* err) {
   for (int64_t s = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; s < ns; s += (int64_t)gridDim.x * blockDim.x) {
     float a, b;
     if (axis == HWKV_UNIFORM_PER_TOKEN) {
@@ -242,8 +228,8 @@ __global__ void uniform_stats_kernel(const float* __restrict__ x, int64_t n_tok,
       const float* xg = x + (s / G) * C + (s % G) * grp;
       a = b = xg[0];
       for (int32_t c = 1; c < grp; ++c) {
-        a = fminf(a, xg[c]);
-        b = fmaxf(b, xg[c]);
+        a = min_cpu(a, xg[c]);
+        b = max_cpu(b, xg[c]);
       }
     } else {
       const int64_t tg = s / C;
@@ -251,8 +237,8 @@ __global__ void uniform_stats_kernel(const float* __restrict__ x, int64_t n_tok,
       const int64_t t0 = tg * grp, t1 = min(n_tok, t0 + grp);
       a = b = x[t0 * C + c];
       for (int64_t t = t0 + 1; t < t1; ++t) {
-        a = fminf(a, x[t * C + c]);
-        b = fmaxf(b, x[t * C + c]);
+        a = min_cpu(a, x[t * C + c]);
+        b = max_cpu(b, x[t * C + c]);
       }
     }
     const float L = static_cast<float>((1 << bits) - 1);
@@ -263,8 +249,6 @@ __global__ void uniform_stats_kernel(const float* __restrict__ x, int64_t n_tok,
       atomicMin(err, static_cast<unsigned long long>(s));
     zeros[s] = zh;
     scales[s] = dh;
-    lohi[2 * s] = a;
-    lohi[2 * s + 1] = b;
   }
 }
 
@@ -396,19 +380,22 @@ __global__ void __launch_bounds__(256) gemm_nt_kernel(const float* __restrict__ 
   }
 }
 
-// Rotation of one unit by table row `tab` (cos | sin), by -angle when neg.
-template <class Ld, class St>
-__device__ __forceinline__ void rot_unit(const RopeDev& r, int32_t u, Ld ld, St st, const float* tab, bool neg) {
-  if (u < r.half) {
-    const int32_t i0 = r.style == HWKV_ROPE_NEOX ? u : 2 * u;
-    const int32_t i1 = r.style == HWKV_ROPE_NEOX ? u + r.half : 2 * u + 1;
-    const float c = tab[u], s = neg ? -tab[r.half + u] : tab[r.half + u];
-    const float x0 = ld(i0), x1 = ld(i1);
-    st(i0, __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)));
-    st(i1, __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c)));
-  } else {
-    st(u + r.half, ld(u + r.half));
-  }
+// Work item i of a chunk's rows: the first nk items are key units (token t, KV head h, rope unit e), the rest
+// value elements (token t, KV head h, element e).
+struct KvItem {
+  bool is_k;
+  int32_t e, h, t;
+};
+__device__ __forceinline__ KvItem kv_item(int64_t i, int64_t nk, int32_t units, const PageGeo& geo) {
+  KvItem it;
+  it.is_k = i < nk;
+  int64_t r = it.is_k ? i : i - nk;
+  const int32_t width = it.is_k ? units : geo.Dv;
+  it.e = static_cast<int32_t>(r % width);
+  r /= width;
+  it.h = static_cast<int32_t>(r % geo.n_kv);
+  it.t = static_cast<int32_t>(r / geo.n_kv);
+  return it;
 }
 
 // Pages (ptrs[t / T]) of one layer -> rows xk[n, Ck], xv[n, Cv]; AQUA (rd.half > 0) un-rotates the keys from
@@ -420,13 +407,9 @@ __global__ void chunk_gather_kernel(PageGeo geo, RopeDev rd, int32_t layer, int3
   const int64_t nk = static_cast<int64_t>(n) * geo.n_kv * units, nv = static_cast<int64_t>(n) * geo.n_kv * geo.Dv;
   const int32_t Ck = geo.n_kv * geo.D, Cv = geo.n_kv * geo.Dv;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < nk + nv; i += (int64_t)gridDim.x * blockDim.x) {
-    const bool is_k = i < nk;
-    int64_t r = is_k ? i : i - nk;
-    const int32_t width = is_k ? units : geo.Dv;
-    const int32_t e = static_cast<int32_t>(r % width);
-    r /= width;
-    const int32_t h = static_cast<int32_t>(r % geo.n_kv);
-    const int32_t t = static_cast<int32_t>(r / geo.n_kv);
+    const KvItem it = kv_item(i, nk, units, geo);
+    const bool is_k = it.is_k;
+    const int32_t e = it.e, h = it.h, t = it.t;
     const float* page = ptrs[t / geo.T];
     const int32_t f16 = geo.f16;
     if (is_k) {
@@ -435,7 +418,7 @@ __global__ void chunk_gather_kernel(PageGeo geo, RopeDev rd, int32_t layer, int3
       auto ld = [page, so, f16](int32_t k) { return kv_get(page, so + k, f16); };
       auto st = [dst](int32_t k, float x) { dst[k] = x; };
       if (rd.half > 0)
-        rot_unit(rd, e, ld, st, tab + static_cast<int64_t>(pos0 + t) * 2 * rd.half, true);
+        rope_unit_fn(rd, e, ld, st, tab + static_cast<int64_t>(pos0 + t) * 2 * rd.half, true);
       else
         st(e, ld(e));
     } else {
@@ -460,13 +443,9 @@ __global__ void chunk_store_kernel(PageGeo geo, RopeDev rd, int32_t layer, int32
        i += (int64_t)gridDim.x * blockDim.x) {
     const StJob jb = jobs[i / (nk + nv)];
     const int64_t w = i % (nk + nv);
-    const bool is_k = w < nk;
-    int64_t r = is_k ? w : w - nk;
-    const int32_t width = is_k ? units : geo.Dv;
-    const int32_t e = static_cast<int32_t>(r % width);
-    r /= width;
-    const int32_t h = static_cast<int32_t>(r % geo.n_kv);
-    const int32_t t = static_cast<int32_t>(r / geo.n_kv);
+    const KvItem it = kv_item(w, nk, units, geo);
+    const bool is_k = it.is_k;
+    const int32_t e = it.e, h = it.h, t = it.t;
     float* page = ptrs[jb.ptr_off + t / geo.T];
     const int32_t f16 = geo.f16;
     if (is_k) {
@@ -475,7 +454,7 @@ __global__ void chunk_store_kernel(PageGeo geo, RopeDev rd, int32_t layer, int32
       auto ld = [src](int32_t k) { return src[k]; };
       auto st = [page, dof, f16](int32_t k, float x) { kv_set(page, dof + k, x, f16); };
       if (rd.half > 0)
-        rot_unit(rd, e, ld, st, tab + static_cast<int64_t>(jb.pos0 + t) * 2 * rd.half, false);
+        rope_unit_fn(rd, e, ld, st, tab + static_cast<int64_t>(jb.pos0 + t) * 2 * rd.half);
       else
         st(e, ld(e));
     } else {
@@ -575,7 +554,7 @@ hwkv_status higgs_decode_dev(const char* fn, const hwkv_higgs_params& p, const D
 }
 
 hwkv_status uniform_encode_dev(const char* fn, const hwkv_uniform_params& p, const float* x, int64_t n_tok,
-                               uint32_t* words, uint16_t* scales, uint16_t* zeros, uint16_t* idx, float* lohi,
+                               uint32_t* words, uint16_t* scales, uint16_t* zeros, uint16_t* idx,
                                unsigned long long* err_x, unsigned long long* err_g) {
   if (n_tok == 0) return HWKV_OK;
   const int64_t n = n_tok * p.channels;
@@ -583,7 +562,7 @@ hwkv_status uniform_encode_dev(const char* fn, const hwkv_uniform_params& p, con
   finite_kernel<<<grid_for(n, 256), 256, 0, stream()>>>(x, n, err_x);
   HWKV_CU_LAUNCH(finite_kernel);
   uniform_stats_kernel<<<grid_for(ns, 128), 128, 0, stream()>>>(x, n_tok, p.channels, p.axis, p.group, p.bits, ns,
-                                                               scales, zeros, lohi, err_g);
+                                                               scales, zeros, err_g);
   HWKV_CU_LAUNCH(uniform_stats_kernel);
   uniform_code_kernel<<<grid_for(n, 256), 256, 0, stream()>>>(x, n_tok, p.channels, p.axis, p.group, p.bits, scales,
                                                              zeros, idx);
@@ -619,7 +598,8 @@ hwkv_status gemm_nt(const char* fn, const float* x, int64_t lda, const float* W,
 // the store's codec
 // ------------------------------------------------------------------------------------------------
 struct Codec {
-  hwkv_store_codec c{};
+  hwkv_store_params sp{};
+  hwkv_store_codec c{};  // as kept (hwkv::codec::kept_codec)
   int32_t sink_tokens = 0;
   int32_t Ck = 0, Cv = 0, n = 0, cp = 0;
   DevGrid grid, grid0;
@@ -667,16 +647,13 @@ const float* block_page_ptr(const hwkv_store* s, const StoreBlock& b, size_t i) 
 namespace {
 
 hwkv_status higgs_params_for(const Codec& cd, int32_t L, bool value, hwkv_higgs_params* hp, const DevGrid** grid) {
-  const int32_t C = value ? cd.Cv : cd.Ck;
-  const bool g0 = L == 0 && cd.has_grid0;
+  bool g0;
+  hwkv::codec::higgs_params(cd.sp, cd.c, L, value, hp, &g0);
   *grid = g0 ? &cd.grid0 : &cd.grid;
-  const int32_t d = g0 ? cd.c.grid0_dim : cd.c.grid_dim, np = g0 ? cd.c.grid0_n : cd.c.grid_n;
-  *hp = hwkv_higgs_params{C, higgs_group_for(C), d, np, 1, cd.c.seed + (value ? 1u : 0u)};
   return HWKV_OK;
 }
 void uniform_params(const Codec& cd, hwkv_uniform_params* kp, hwkv_uniform_params* vp) {
-  *kp = hwkv_uniform_params{cd.Ck, cd.c.bits, HWKV_UNIFORM_PER_CHANNEL, cd.n};
-  *vp = hwkv_uniform_params{cd.Cv, cd.c.bits, HWKV_UNIFORM_PER_TOKEN, uniform_vgroup(cd.Cv)};
+  hwkv::codec::uniform_params(cd.sp, cd.c, kp, vp);
 }
 
 // The cos/sin table covers positions [0, rows).
@@ -966,8 +943,6 @@ hwkv_status encode_chunk(const char* fn, hwkv_store* s, const StoreBlock& blk, i
   }
   uint16_t* idx = reinterpret_cast<uint16_t*>(tmp.get(fn, static_cast<size_t>(n) * std::max(Ck, Cv) * 2, &st));
   HWKV_TRY(st);
-  float* lohi = fbuf(static_cast<size_t>(n) * std::max(Ck, Cv) * 2 * 4);
-  HWKV_TRY(st);
   unsigned long long* err = reinterpret_cast<unsigned long long*>(tmp.get(fn, 2 * sizeof(unsigned long long), &st));
   HWKV_TRY(st);
   HWKV_CU(cudaMemsetAsync(err, 0xff, 2 * sizeof(unsigned long long), stream()));
@@ -988,8 +963,8 @@ hwkv_status encode_chunk(const char* fn, hwkv_store* s, const StoreBlock& blk, i
     if (cd.c.type == HWKV_KV_UNIFORM) {
       hwkv_uniform_params kp, vp;
       uniform_params(cd, &kp, &vp);
-      HWKV_TRY(uniform_encode_dev(fn, kp, xk, n, W(Ly.kw), H(Ly.ks), H(Ly.kz), idx, lohi, err, err + 1));
-      HWKV_TRY(uniform_encode_dev(fn, vp, xv, n, W(Ly.vw), H(Ly.vs), H(Ly.vz), idx, lohi, err, err + 1));
+      HWKV_TRY(uniform_encode_dev(fn, kp, xk, n, W(Ly.kw), H(Ly.ks), H(Ly.kz), idx, err, err + 1));
+      HWKV_TRY(uniform_encode_dev(fn, vp, xv, n, W(Ly.vw), H(Ly.vs), H(Ly.vz), idx, err, err + 1));
       continue;
     }
     hwkv_higgs_params kp, vp;
@@ -1061,43 +1036,18 @@ hwkv_status encode_chunk(const char* fn, hwkv_store* s, const StoreBlock& blk, i
 // ------------------------------------------------------------------------------------------------
 hwkv_status codec_create(const char* fn, hwkv_store* s, const hwkv_store_codec& c) {
   const hwkv_store_params& p = s->p;
-  if (c.type != HWKV_KV_UNIFORM && c.type != HWKV_KV_HIGGS && c.type != HWKV_KV_AQUA)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codec type must be 0 (exact), 1 (uniform), 2 (higgs) or 3 (aqua), got %d", fn, c.type);
-  if (c.cache_bytes < 0)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: cache_bytes must be >= 0 (0 = keep no decoded chunks), got %lld", fn, (long long)c.cache_bytes);
-  if (c.sinks < 0 || c.buffer < 0)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: sinks and buffer must be >= 0, got %d and %d", fn, c.sinks, c.buffer);
-  if (c.chunk_tokens < 1 || c.chunk_tokens % p.page_tokens != 0)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: chunk_tokens (%d) must be a positive multiple of page_tokens (%d)", fn,
-                c.chunk_tokens, p.page_tokens);
+  HWKV_TRY(hwkv::codec::check_codec(fn, p, c));
   std::unique_ptr<Codec> cd(new Codec());
+  cd->sp = p;
   cd->Ck = p.n_kv_head * p.head_dim;
   cd->Cv = p.n_kv_head * p.head_dim_v;
   cd->n = c.chunk_tokens;
   cd->cp = c.chunk_tokens / p.page_tokens;
   const int32_t Ck = cd->Ck, Cv = cd->Cv, nL = p.n_layer;
-  int64_t nw, ns;
-  if (c.type == HWKV_KV_UNIFORM) {
-    if (c.bits < 1 || c.bits > 8) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: uniform bits must be in 1..8, got %d", fn, c.bits);
-    hwkv_uniform_params kp = {Ck, c.bits, HWKV_UNIFORM_PER_CHANNEL, c.chunk_tokens};
-    hwkv_uniform_params vp = {Cv, c.bits, HWKV_UNIFORM_PER_TOKEN, uniform_vgroup(Cv)};
-    HWKV_TRY(hwkv::quant::uniform_size(&kp, c.chunk_tokens, &nw, &ns));
-    HWKV_TRY(hwkv::quant::uniform_size(&vp, c.chunk_tokens, &nw, &ns));
-  } else {
-    const char* tn = c.type == HWKV_KV_AQUA ? "aqua" : "higgs";
-    if (!c.grid) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: %s codec needs a grid", fn, tn);
-    const bool l0x = c.type == HWKV_KV_AQUA && c.layer0_exact != 0;
-    for (int pass = 0; pass < 2; ++pass) {
-      const int32_t d = pass ? c.grid0_dim : c.grid_dim, n = pass ? c.grid0_n : c.grid_n;
-      if (pass && (!c.grid0 || d == 0 || l0x)) break;
-      for (int32_t C : {Ck, Cv}) {
-        hwkv_higgs_params hp = {C, higgs_group_for(C), d, n, 1, c.seed};
-        HWKV_TRY(hwkv::quant::higgs_size(&hp, c.chunk_tokens, &nw, &ns));
-      }
-    }
+  if (c.type != HWKV_KV_UNIFORM) {
     HWKV_TRY(use_device(fn));
     HWKV_TRY(cd->grid.upload(fn, c.grid, c.grid_n, c.grid_dim));
-    if (c.grid0 && c.grid0_dim && !l0x) {
+    if (hwkv::codec::uses_grid0(c)) {
       HWKV_TRY(cd->grid0.upload(fn, c.grid0, c.grid0_n, c.grid0_dim));
       cd->has_grid0 = true;
     }
@@ -1110,52 +1060,32 @@ hwkv_status codec_create(const char* fn, hwkv_store* s, const hwkv_store_codec& 
       // aqua_init (store.cpp)
       if (!c.rope) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: the aqua codec needs the model's rope (keys are compressed before RoPE)", fn);
       HWKV_TRY(store_rope(fn, s, c.rope, &cd->rope));
-      const int64_t per = int64_t(Ck) * Ck + Ck + int64_t(Cv) * (Ck + Cv) + Cv;
-      const int64_t want = Ck + Cv + int64_t(nL - 1) * per;
-      if (!c.predictors) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: the aqua codec needs predictors (%lld floats)", fn, (long long)want);
-      if (c.n_predictors != want)
-        return fail(HWKV_ERR_INVALID_ARGUMENT,
-                    "%s: predictors hold %lld floats, expected %lld = Ck + Cv + (n_layer-1)*(Ck*Ck + Ck + Cv*(Ck+Cv) + Cv) for "
-                    "n_layer %d, Ck %d, Cv %d",
-                    fn, (long long)c.n_predictors, (long long)want, nL, Ck, Cv);
-      for (int64_t i = 0; i < want; ++i)
-        if (!std::isfinite(c.predictors[i]))
-          return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: predictor value %lld (layer %lld) is not finite", fn, (long long)i,
-                      (long long)(i < Ck + Cv ? 0 : 1 + (i - Ck - Cv) / per));
+      HWKV_TRY(hwkv::codec::check_aqua_predictors(fn, p, c));
       // device layout: bk0, bv0, then per layer wk, bk, wvk [Cv, Ck], wvv [Cv, Cv], bv (Wv split as on the CPU)
-      std::vector<float> h(static_cast<size_t>(want));
-      const float* w = c.predictors;
-      std::memcpy(h.data(), w, size_t(Ck + Cv) * 4);
-      w += Ck + Cv;
+      std::vector<float> h(static_cast<size_t>(c.n_predictors));
+      const hwkv::codec::AquaView v0 = hwkv::codec::aqua_layer(p, c.predictors, 0);
+      std::memcpy(h.data(), v0.bk, size_t(Ck) * 4);
+      std::memcpy(h.data() + Ck, v0.bv, size_t(Cv) * 4);
       cd->pred_off.assign(static_cast<size_t>(nL), 0);
       int64_t o = Ck + Cv;
       for (int32_t l = 1; l < nL; ++l) {
+        const hwkv::codec::AquaView v = hwkv::codec::aqua_layer(p, c.predictors, l);
         cd->pred_off[l] = o;
-        std::memcpy(h.data() + o, w, size_t(int64_t(Ck) * Ck + Ck) * 4);
-        w += int64_t(Ck) * Ck + Ck;
-        o += int64_t(Ck) * Ck + Ck;
-        for (int32_t r = 0; r < Cv; ++r) {
-          std::memcpy(h.data() + o + int64_t(r) * Ck, w + int64_t(r) * (Ck + Cv), size_t(Ck) * 4);
-          std::memcpy(h.data() + o + int64_t(Cv) * Ck + int64_t(r) * Cv, w + int64_t(r) * (Ck + Cv) + Ck, size_t(Cv) * 4);
-        }
-        w += int64_t(Cv) * (Ck + Cv);
+        std::memcpy(h.data() + o, v.wk, size_t(int64_t(Ck) * Ck) * 4);
+        o += int64_t(Ck) * Ck;
+        std::memcpy(h.data() + o, v.bk, size_t(Ck) * 4);
+        o += Ck;
+        hwkv::codec::split_wv(v.wv, Ck, Cv, h.data() + o, h.data() + o + int64_t(Cv) * Ck);
         o += int64_t(Cv) * (Ck + Cv);
-        std::memcpy(h.data() + o, w, size_t(Cv) * 4);
-        w += Cv;
+        std::memcpy(h.data() + o, v.bv, size_t(Cv) * 4);
         o += Cv;
       }
       HWKV_TRY(upload_vec(fn, cd->pred, h.data(), h.size()));
       cd->aqua = true;
     }
   }
-  cd->c = c;
-  cd->c.grid = nullptr;
-  cd->c.grid0 = nullptr;
-  cd->c.predictors = nullptr;
-  cd->c.rope = nullptr;
-  if (c.type != HWKV_KV_AQUA) cd->c.layer0_exact = 0;
-  if (!cd->has_grid0) cd->c.grid0_dim = cd->c.grid0_n = 0;
-  cd->sink_tokens = static_cast<int32_t>(ceil_div(c.sinks, p.page_tokens) * p.page_tokens);
+  cd->c = hwkv::codec::kept_codec(c);
+  cd->sink_tokens = hwkv::codec::sink_tokens(p, c);
   // Virtual page stride S (codec.cuh): every layer's K and V ranges of all slots disjoint.
   {
     const int64_t KL = int64_t(p.n_kv_head) * p.page_tokens * p.head_dim;
@@ -1190,13 +1120,11 @@ void codec_compact(hwkv_store* s, int32_t b) {
   StoreBlock& blk = s->blocks[b];
   if (blk.no_compress) return;
   const char* fn = "store codec";
-  const int64_t pt = s->p.page_tokens, chunk = cd.c.chunk_tokens, cp = chunk / pt;
+  const int64_t cp = cd.cp;
   try {
-    for (int64_t c0 = cd.sink_tokens; c0 + chunk <= int64_t(blk.len) - cd.c.buffer; c0 += chunk) {
-      const int32_t p0 = static_cast<int32_t>(c0 / pt);
-      bool exact = true;
-      for (int64_t i = 0; i < cp; ++i) exact = exact && blk.pages[p0 + i] >= 0;
-      if (!exact) continue;
+    std::vector<int32_t> p0s;
+    hwkv::codec::compact_candidates(s->p, cd.c, cd.sink_tokens, blk.pages, blk.len, &p0s);
+    for (const int32_t p0 : p0s) {
       std::shared_ptr<CodecChunk> c;
       if (encode_chunk(fn, s, blk, p0, &c) != HWKV_OK) {
         blk.no_compress = true;
@@ -1310,14 +1238,18 @@ hwkv_status codec_prepare_layer(const char* fn, hwkv_store* s, int32_t layer, co
       ++cd.st_epoch;
       cd.st_rows = 0;
     }
-    // rows of this epoch; chunks without a state of layer-1 restart the chain from layer 0 on new rows
+    // rows of this epoch; chunks without a state of layer-1 restart the chain from layer 0, in the rows they
+    // already have in this epoch (as the CPU's aq_state_), else on new rows (repeated calls for one layer >= 1,
+    // e.g. attn_views, must not grow the state)
     std::vector<CodecChunk*> restart;
     for (CodecChunk* c : list) {
       if (c->st_epoch == cd.st_epoch && c->st_layer == layer - 1 && layer > 0) continue;
-      c->st_epoch = cd.st_epoch;
-      c->st_off = cd.st_rows;
+      if (c->st_epoch != cd.st_epoch) {
+        c->st_epoch = cd.st_epoch;
+        c->st_off = cd.st_rows;
+        cd.st_rows += n;
+      }
       c->st_layer = -1;
-      cd.st_rows += n;
       if (layer > 0) restart.push_back(c);
     }
     const bool keep = layer > 0;
@@ -1397,31 +1329,18 @@ hwkv_status codec_truncate_page(const char* fn, hwkv_store* s, StoreBlock& b, si
   for (int32_t p = 0; p < r.c->n_pages; ++p) dst.push_back(reinterpret_cast<float*>(dec + p * s->page_bytes));
   HWKV_TRY(ensure_tab(fn, *s->codec, r.c->pos0 + r.c->n_tok));
   HWKV_TRY(decode_chunk_layers(fn, s, *r.c, 0, s->p.n_layer - 1, dst, tmp));
-  // one page: a free one or a new allocation within max_bytes (the caller's acquire rules)
-  int32_t idx;
-  if (!s->free_pages.empty()) {
-    idx = s->free_pages.back();
-    s->free_pages.pop_back();
-  } else {
-    if (s->p.max_bytes > 0 && static_cast<int64_t>(s->page_ptr.size() + 1) * s->page_bytes > s->p.max_bytes)
-      return fail(HWKV_ERR_OUT_OF_MEMORY,
-                  "%s: needs 1 more pages of %lld bytes but max_bytes %lld allows %lld pages in all (%lld allocated, "
-                  "%lld in use)",
-                  fn, (long long)s->page_bytes, (long long)s->p.max_bytes, (long long)(s->p.max_bytes / s->page_bytes),
-                  (long long)s->page_ptr.size(), (long long)s->pages_in_use);
-    void* p = nullptr;
-    HWKV_CU(cudaMalloc(&p, static_cast<size_t>(s->page_bytes)));
-    s->page_ptr.push_back(static_cast<float*>(p));
-    idx = static_cast<int32_t>(s->page_ptr.size() - 1);
-  }
+  // one page: a free one or a new allocation within max_bytes (the store's acquire rules)
+  std::vector<int32_t> got;
+  HWKV_TRY(acquire_pages(fn, s, 1, got));
+  const int32_t idx = got[0];
+  ++s->pages_in_use;
   const cudaError_t e = cudaMemcpyAsync(s->page_ptr[idx], dec + r.page * s->page_bytes, static_cast<size_t>(s->page_bytes),
                                         cudaMemcpyDeviceToDevice, stream());
   const hwkv_status st2 = e == cudaSuccess ? sync(fn) : cuda_fail(e, fn, "cudaMemcpyAsync");
   if (st2 != HWKV_OK) {
-    s->free_pages.push_back(idx);
+    release_pages(s, &idx, 1);
     return st2;
   }
-  ++s->pages_in_use;
   b.pages[page] = idx;
   b.comp[page].c.reset();
   return HWKV_OK;
@@ -1462,36 +1381,7 @@ hwkv_status codec_merge_aqua(const char* fn, hwkv_store* s, int32_t dst, int32_t
   for (int32_t idx : sb.pages) n_exact += idx >= 0 ? 1 : 0;
   const size_t old = d.pages.size();
   std::vector<int32_t> got;
-  {
-    // acquire n_exact pages (free first, then new within max_bytes)
-    const int64_t n_free = static_cast<int64_t>(s->free_pages.size());
-    const int64_t n_new = std::max<int64_t>(0, n_exact - n_free);
-    if (n_new > 0 && s->p.max_bytes > 0 &&
-        static_cast<int64_t>(s->page_ptr.size() + n_new) * s->page_bytes > s->p.max_bytes)
-      return fail(HWKV_ERR_OUT_OF_MEMORY,
-                  "%s: needs %lld more pages of %lld bytes but max_bytes %lld allows %lld pages in all (%lld allocated, "
-                  "%lld in use)",
-                  fn, (long long)n_new, (long long)s->page_bytes, (long long)s->p.max_bytes,
-                  (long long)(s->p.max_bytes / s->page_bytes), (long long)s->page_ptr.size(), (long long)s->pages_in_use);
-    std::vector<float*> fresh;
-    for (int64_t i = 0; i < n_new; ++i) {
-      void* p = nullptr;
-      const cudaError_t e = cudaMalloc(&p, static_cast<size_t>(s->page_bytes));
-      if (e != cudaSuccess) {
-        for (float* f : fresh) (void)cudaFree(f);
-        return cuda_fail(e, fn, "cudaMalloc(page)");
-      }
-      fresh.push_back(static_cast<float*>(p));
-    }
-    for (float* f : fresh) {
-      got.push_back(static_cast<int32_t>(s->page_ptr.size()));
-      s->page_ptr.push_back(f);
-    }
-    while (static_cast<int64_t>(got.size()) < n_exact) {
-      got.push_back(s->free_pages.back());
-      s->free_pages.pop_back();
-    }
-  }
+  HWKV_TRY(acquire_pages(fn, s, static_cast<int32_t>(n_exact), got));
   if (d.comp.size() < old) d.comp.resize(old);
   size_t gi = 0;
   for (size_t p = 0; p < np; ++p) {
@@ -1522,11 +1412,9 @@ hwkv_status codec_merge_aqua(const char* fn, hwkv_store* s, int32_t dst, int32_t
     p = q;
   }
   if (st != HWKV_OK) {  // undo
-    for (size_t i = old; i < d.pages.size(); ++i)
-      if (d.pages[i] >= 0) s->free_pages.push_back(d.pages[i]);
+    release_pages(s, d.pages.data() + old, d.pages.size() - old);
     d.pages.resize(old);
     d.comp.resize(old);
-    s->pages_in_use -= static_cast<int32_t>(n_exact);
     return st;
   }
   d.len = static_cast<int32_t>(a + n);
@@ -1542,29 +1430,14 @@ hwkv_status store_codec_stats(hwkv_store_t* s, hwkv_store_codec_stats* out) {
     if (!s) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: store is NULL", fn);
     if (!out) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
     *out = hwkv_store_codec_stats{};
-    const int64_t pt = s->p.page_tokens;
-    for (const StoreBlock& blk : s->blocks) {
-      if (!blk.live || blk.comp.empty()) continue;
-      const CodecChunk* last = nullptr;
-      for (size_t p = 0; p < blk.pages.size(); ++p) {
-        if (blk.pages[p] >= 0) continue;
-        out->tokens_compressed += std::min<int64_t>(pt, int64_t(blk.len) - int64_t(p) * pt);
-        const CodecChunk* c = blk.comp[p].c.get();
-        if (c != last) {
-          out->bytes_compressed += c->bytes;
-          out->bytes_scratch += static_cast<int64_t>(c->kept.size());
-          ++out->chunks;
-          last = c;
-        }
-      }
-    }
+    hwkv::codec::count_chunks(s->blocks, s->p.page_tokens,
+                              [](const CodecChunk& c) { return static_cast<int64_t>(c.kept.size()); }, out);
     if (s->codec) {
       const Codec& cd = *s->codec;
       out->bytes_scratch += static_cast<int64_t>(cd.scratch.size() + cd.sk.size() + cd.sv.size() + cd.yk.size() +
                                                  cd.yv.size());
     }
-    out->values_compressed =
-        out->tokens_compressed * s->p.n_layer * s->p.n_kv_head * (int64_t(s->p.head_dim) + s->p.head_dim_v);
+    out->values_compressed = hwkv::codec::values_compressed(s->p, out->tokens_compressed);
     return HWKV_OK;
   });
 }

@@ -140,7 +140,7 @@ struct DecJob {
 hwkv_status higgs_decode_dev(const char* fn, const hwkv_higgs_params& p, const DevGrid& g, const float* signs,
                              const DecJob* jobs, int64_t n_jobs, int64_t n_tok, float* y, int32_t accumulate);
 hwkv_status uniform_encode_dev(const char* fn, const hwkv_uniform_params& p, const float* x, int64_t n_tok,
-                               uint32_t* words, uint16_t* scales, uint16_t* zeros, uint16_t* idx, float* lohi,
+                               uint32_t* words, uint16_t* scales, uint16_t* zeros, uint16_t* idx,
                                unsigned long long* err_x, unsigned long long* err_g);
 hwkv_status uniform_decode_dev(const char* fn, const hwkv_uniform_params& p, const DecJob* jobs, int64_t n_jobs,
                                int64_t n_tok, float* y, int32_t accumulate);

@@ -6,6 +6,7 @@
 // CTA; longer rows first get all strides < kSmemN in shared memory (chunk by chunk), then one global
 // pass per remaining stride.
 #include "common.cuh"
+#include "fwht.cuh"
 #include "ops.cuh"
 
 namespace hwkv_cuda {
@@ -17,20 +18,11 @@ constexpr int32_t kSmemN = 4096;  // floats per shared-memory chunk (16 KiB)
 // Each CTA transforms chunks of `len` = min(n, kSmemN) consecutive elements (strides 1..len/2).
 __global__ void fwht_chunk_kernel(float* __restrict__ x, int64_t n_chunks, int32_t len, float scale, int apply_scale) {
   __shared__ float s[kSmemN];
-  const int32_t half = len / 2;
   for (int64_t c = blockIdx.x; c < n_chunks; c += gridDim.x) {
     float* xc = x + c * len;
     for (int32_t i = threadIdx.x; i < len; i += blockDim.x) s[i] = xc[i];
     __syncthreads();
-    for (int32_t h = 1; h < len; h <<= 1) {
-      for (int32_t k = threadIdx.x; k < half; k += blockDim.x) {
-        const int32_t j = (k / h) * 2 * h + (k % h);
-        const float a = s[j], b = s[j + h];
-        s[j] = __fadd_rn(a, b);
-        s[j + h] = __fsub_rn(a, b);
-      }
-      __syncthreads();
-    }
+    cta_fwht_stages(s, len);
     for (int32_t i = threadIdx.x; i < len; i += blockDim.x) xc[i] = apply_scale ? __fmul_rn(s[i], scale) : s[i];
     __syncthreads();
   }

@@ -233,13 +233,8 @@ hwkv_status create(const hwkv_model_params* p, const hwkv_tensor_desc* descs, in
   m->tensors.reserve(static_cast<size_t>(n));
   for (const hwkv::model::TensorCheck& c : checked) {
     DevTensor t;
-    t.name = c.name;
-    t.type = c.type;
-    t.n_dims = c.is_vector ? 1 : 2;
+    hwkv::model::init_tensor(t, c);
     t.is_vector = c.is_vector;
-    t.ne0 = c.ne0;
-    t.ne1 = c.ne1;
-    t.nbytes = c.nbytes;
     m->tensors.push_back(std::move(t));
   }
   for (size_t i = 0; i < checked.size(); ++i) *hwkv::model::tensor_slot(*m, checked[i]) = &m->tensors[i];  // never move
@@ -338,19 +333,10 @@ hwkv_status api_set_threads(hwkv_model_t* m, int32_t n_threads) {
 // and values of every layer into a device buffer, copied into the caller's arrays after every chunk.
 hwkv_status capture_kv(hwkv_model* m, const int32_t* tokens, int32_t n_tok, float* k_pre, float* v) {
   const char* fn = "model_capture_kv";
-  if (!tokens) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tokens is NULL", fn);
-  if (n_tok < 1) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_tok must be >= 1, got %d", fn, n_tok);
-  if (!k_pre || !v) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: k_pre and v must not be NULL", fn);
+  HWKV_TRY(hwkv::model::check_capture_kv(tokens, n_tok, k_pre, v));
   HWKV_TRY(use_device(fn));
   const hwkv_model_params& P = m->p;
-  hwkv_store_params sp{};
-  sp.n_layer = P.n_layer;
-  sp.n_kv_head = P.n_kv_head;
-  sp.head_dim = P.head_dim;
-  sp.head_dim_v = P.head_dim;
-  sp.page_tokens = 64;
-  sp.dtype = HWKV_F32;
-  sp.max_bytes = 0;
+  const hwkv_store_params sp = hwkv::model::capture_store_params(P);
   hwkv_store_t* st = nullptr;
   HWKV_TRY(store_create(&sp, &st));
   struct StoreGuard {
@@ -359,26 +345,15 @@ hwkv_status capture_kv(hwkv_model* m, const int32_t* tokens, int32_t n_tok, floa
   } store_guard{st};
   int32_t block = -1;
   HWKV_TRY(block_create(st, &block));
-  constexpr int32_t kChunk = 256;
   const int64_t kvd = static_cast<int64_t>(P.n_kv_head) * P.head_dim;
-  const int64_t cap_floats = static_cast<int64_t>(P.n_layer) * std::min(n_tok, kChunk) * kvd;
+  const int64_t cap_floats =
+      static_cast<int64_t>(P.n_layer) * std::min(n_tok, hwkv::model::kCaptureChunk) * kvd;
   HWKV_TRY(m->cap.ensure(fn, static_cast<size_t>(2 * cap_floats) * sizeof(float)));
   struct Untap {
     hwkv_model* m;
     ~Untap() { m->cap_k = m->cap_v = nullptr; }
   } untap{m};
-  for (int32_t off = 0; off < n_tok; off += kChunk) {
-    const int32_t n = n_tok - off < kChunk ? n_tok - off : kChunk;
-    const int32_t view_indptr[2] = {0, 1};
-    const int32_t view_blocks[1] = {block};
-    const int32_t tok_indptr[2] = {0, n};
-    hwkv_forward_batch b{};
-    b.n_seq = 1;
-    b.logits_mode = HWKV_LOGITS_NONE;
-    b.view_indptr = view_indptr;
-    b.view_blocks = view_blocks;
-    b.tok_indptr = tok_indptr;
-    b.tokens = tokens + off;
+  return hwkv::model::for_each_capture_chunk(tokens, n_tok, block, [&](int32_t off, int32_t n, const hwkv_forward_batch& b) -> hwkv_status {
     // this chunk's layout: [n_layer][n][kvd] keys, then the values
     m->cap_k = m->cap.as<float>();
     m->cap_v = m->cap.as<float>() + static_cast<int64_t>(P.n_layer) * n * kvd;
@@ -390,9 +365,8 @@ hwkv_status capture_kv(hwkv_model* m, const int32_t* tokens, int32_t n_tok, floa
       HWKV_CU(cudaMemcpyAsync(k_pre + dst, m->cap_k + src, row, cudaMemcpyDeviceToHost, stream()));
       HWKV_CU(cudaMemcpyAsync(v + dst, m->cap_v + src, row, cudaMemcpyDeviceToHost, stream()));
     }
-    HWKV_TRY(sync(fn));
-  }
-  return HWKV_OK;
+    return sync(fn);
+  });
 }
 
 hwkv_status api_capture_kv(hwkv_model_t* m, const int32_t* tokens, int32_t n_tok, float* k_pre, float* v) {

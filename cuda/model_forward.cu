@@ -25,6 +25,7 @@
 #include "attn.cuh"
 #include "codec.cuh"
 #include "core_host.cuh"
+#include "gemv.cuh"
 #include "model.cuh"
 #include "model_q8.cuh"
 #include "ops.cuh"
@@ -274,9 +275,6 @@ __global__ void gather_rows_kernel(const float* __restrict__ src, int64_t lds, c
 // so every activation load serves kGemvRows rows; the 4 partial sums meet in shared memory (fixed order:
 // deterministic). n_out / 4 CTAs keep even the 4096-row projections spread over every SM.
 // y = beta * y + x W^T.
-constexpr int kGemvMaxTok = 8;
-constexpr int kGemvRows = 4;
-constexpr int kGemvWarps = 4;
 
 template <bool BF16>
 __device__ __forceinline__ void widen8(const uint4& u, float* f) {
@@ -294,10 +292,6 @@ __device__ __forceinline__ void widen8(const uint4& u, float* f) {
   }
 }
 
-__device__ __forceinline__ float warp_sum_f(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 // GLU (the FFN's gate|up GEMV with SwiGLU fused into its epilogue): W holds the gate rows [0, n_out) followed
 // by the up rows [n_out, 2 n_out); CTA c computes gate and up rows 2c, 2c + 1 and writes
@@ -308,13 +302,11 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const uint16_t* _
                                                                 int64_t ldx, float* __restrict__ y, int64_t ldy,
                                                                 float beta, int pdl) {
   constexpr int RW = kGemvRows;
-  __shared__ float part[kGemvWarps][RW][NT];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * (GLU ? RW / 2 : RW);
   if (pdl) {
     if (threadIdx.x < RW) {
-      const int r = threadIdx.x;
-      const int64_t row = GLU ? min(row0 + (r % (RW / 2)), n_out - 1) + (r < RW / 2 ? 0 : n_out) : min(row0 + r, n_out - 1);
+      const int64_t row = gemv_row<GLU>(threadIdx.x, row0, n_out);
       prefetch_l2(W + row * n_in, static_cast<uint32_t>(n_in * 2));
     }
     pdl_wait();
@@ -327,11 +319,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const uint16_t* _
     for (int t = 0; t < NT; ++t) acc[r][t] = 0.0f;
   const uint16_t* wr[RW];
 #pragma unroll
-  for (int r = 0; r < RW; ++r) {
-    // rows past n_out: computed, not stored
-    const int64_t row = GLU ? min(row0 + (r % (RW / 2)), n_out - 1) + (r < RW / 2 ? 0 : n_out) : min(row0 + r, n_out - 1);
-    wr[r] = W + row * n_in;
-  }
+  for (int r = 0; r < RW; ++r) wr[r] = W + gemv_row<GLU>(r, row0, n_out) * n_in;
 #pragma unroll 2
   for (int64_t i0 = (static_cast<int64_t>(warp) * 32 + lane) * 8; i0 < n_in; i0 += kGemvWarps * 256) {
     uint4 wv[RW];
@@ -358,38 +346,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_kernel(const uint16_t* _
       }
     }
   }
-#pragma unroll
-  for (int r = 0; r < RW; ++r)
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      const float v = warp_sum_f(acc[r][t]);
-      if (lane == 0) part[warp][r][t] = v;
-    }
-  __syncthreads();
-  if (GLU) {
-    constexpr int H = RW / 2;
-    if (threadIdx.x < H * NT) {
-      const int r = threadIdx.x / NT, t = threadIdx.x % NT;
-      if (row0 + r < n_out) {
-        float gt = part[0][r][t], up = part[0][H + r][t];
-#pragma unroll
-        for (int w = 1; w < kGemvWarps; ++w) {
-          gt += part[w][r][t];
-          up += part[w][H + r][t];
-        }
-        y[t * ldy + row0 + r] = __fmul_rn(__fdiv_rn(gt, __fadd_rn(1.0f, expf(-gt))), up);
-      }
-    }
-  } else if (threadIdx.x < RW * NT) {
-    const int r = threadIdx.x / NT, t = threadIdx.x % NT;
-    if (row0 + r < n_out) {
-      float v = part[0][r][t];
-#pragma unroll
-      for (int w = 1; w < kGemvWarps; ++w) v += part[w][r][t];
-      float* o = y + t * ldy + row0 + r;
-      *o = beta == 0.0f ? v : beta * *o + v;
-    }
-  }
+  gemv_finish<NT, GLU>(acc, row0, n_out, y, ldy, beta);
 }
 
 template <bool BF16, bool GLU>
@@ -612,7 +569,7 @@ bool gemv_ok(const hwkv_model* m, const void* W, int32_t wtype, const float* x, 
              int64_t n_in) {
   // Q8_0: the GEMV reads the quantized activations (contiguous), blocks are 2-byte aligned
   if (wtype == HWKV_WTYPE_Q8_0)
-    return n_tok <= kQ8GemvMaxTok && n_in % kQ8Block == 0 && (reinterpret_cast<uintptr_t>(W) & 1) == 0 && !m->force_gemm;
+    return n_tok <= kGemvMaxTok && n_in % kQ8Block == 0 && (reinterpret_cast<uintptr_t>(W) & 1) == 0 && !m->force_gemm;
   return (wtype == HWKV_WTYPE_BF16 || wtype == HWKV_WTYPE_F16) && n_tok <= kGemvMaxTok && n_in % 8 == 0 &&
          ldx % 4 == 0 && (reinterpret_cast<uintptr_t>(W) & 15) == 0 && (reinterpret_cast<uintptr_t>(x) & 15) == 0 &&
          !m->force_gemm;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "gemv.cuh"
 #include "model_q8.cuh"
 
 namespace hwkv_cuda {
@@ -49,33 +50,26 @@ __global__ void q8_quantize_kernel(const float* __restrict__ x, int64_t ldx, int
 // block l / 4 of the step, so a warp reads 8 consecutive blocks (272 contiguous bytes) of every row per step.
 // Per (row, token): two dp4a give the int32 dot of those 8 codes, scaled by dw * dx into a float32 sum; the
 // lanes and warps are reduced in a fixed order (deterministic).
-constexpr int kQ8GemvRows = 4;
-constexpr int kQ8GemvWarps = 4;
 
 template <int NT, bool GLU>
-__global__ void __launch_bounds__(kQ8GemvWarps * 32) q8_gemv_kernel(const uint8_t* __restrict__ W, int64_t n_out,
+__global__ void __launch_bounds__(kGemvWarps * 32) q8_gemv_kernel(const uint8_t* __restrict__ W, int64_t n_out,
                                                                      int64_t n_in, const int8_t* __restrict__ xq,
                                                                      const float* __restrict__ xd,
                                                                      float* __restrict__ y, int64_t ldy, float beta) {
-  constexpr int RW = kQ8GemvRows;
-  __shared__ float part[kQ8GemvWarps][RW][NT];
+  constexpr int RW = kGemvRows;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t nb = n_in / kQ8Block, rb = nb * kQ8BlockBytes;
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * (GLU ? RW / 2 : RW);
   const uint8_t* wr[RW];
 #pragma unroll
-  for (int r = 0; r < RW; ++r) {
-    // rows past n_out: computed, not stored
-    const int64_t row = GLU ? min(row0 + (r % (RW / 2)), n_out - 1) + (r < RW / 2 ? 0 : n_out) : min(row0 + r, n_out - 1);
-    wr[r] = W + row * rb;
-  }
+  for (int r = 0; r < RW; ++r) wr[r] = W + gemv_row<GLU>(r, row0, n_out) * rb;
   float acc[RW][NT];
 #pragma unroll
   for (int r = 0; r < RW; ++r)
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[r][t] = 0.0f;
 #pragma unroll 2
-  for (int64_t i0 = (static_cast<int64_t>(warp) * 32 + lane) * 8; i0 < n_in; i0 += kQ8GemvWarps * 256) {
+  for (int64_t i0 = (static_cast<int64_t>(warp) * 32 + lane) * 8; i0 < n_in; i0 += kGemvWarps * 256) {
     const int64_t b = i0 / kQ8Block;
     const int sub = static_cast<int>((i0 / 8) & 3);
     int w0[RW], w1[RW];
@@ -98,39 +92,7 @@ __global__ void __launch_bounds__(kQ8GemvWarps * 32) q8_gemv_kernel(const uint8_
       }
     }
   }
-#pragma unroll
-  for (int r = 0; r < RW; ++r)
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      float v = acc[r][t];
-      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      if (lane == 0) part[warp][r][t] = v;
-    }
-  __syncthreads();
-  if (GLU) {
-    constexpr int H = RW / 2;
-    if (threadIdx.x < H * NT) {
-      const int r = threadIdx.x / NT, t = threadIdx.x % NT;
-      if (row0 + r < n_out) {
-        float gt = part[0][r][t], up = part[0][H + r][t];
-#pragma unroll
-        for (int w = 1; w < kQ8GemvWarps; ++w) {
-          gt += part[w][r][t];
-          up += part[w][H + r][t];
-        }
-        y[t * ldy + row0 + r] = __fmul_rn(__fdiv_rn(gt, __fadd_rn(1.0f, expf(-gt))), up);
-      }
-    }
-  } else if (threadIdx.x < RW * NT) {
-    const int r = threadIdx.x / NT, t = threadIdx.x % NT;
-    if (row0 + r < n_out) {
-      float v = part[0][r][t];
-#pragma unroll
-      for (int w = 1; w < kQ8GemvWarps; ++w) v += part[w][r][t];
-      float* o = y + t * ldy + row0 + r;
-      *o = beta == 0.0f ? v : beta * *o + v;
-    }
-  }
+  gemv_finish<NT, GLU>(acc, row0, n_out, y, ldy, beta);
 }
 
 // ---- GEMM: CTA = 64 weight rows x 64 tokens, 256 threads; thread (tx, ty) = (tid % 16, tid / 16) owns rows
@@ -272,10 +234,10 @@ hwkv_status q8_quantize(const char* fn, const float* x, int64_t ldx, int64_t n_t
 hwkv_status q8_gemv(const char* fn, const uint8_t* W, int64_t n_out, int64_t n_in, const void* act, int64_t n_tok,
                     float* y, int64_t ldy, float beta, bool glu) {
   if (n_tok == 0) return HWKV_OK;
-  if (n_tok > kQ8GemvMaxTok) return fail(HWKV_ERR_INTERNAL, "%s: Q8_0 GEMV called with %lld rows", fn, (long long)n_tok);
+  if (n_tok > kGemvMaxTok) return fail(HWKV_ERR_INTERNAL, "%s: Q8_0 GEMV called with %lld rows", fn, (long long)n_tok);
   const ActView a = act_view(act, n_tok, n_in);
-  const unsigned grid = static_cast<unsigned>(ceil_div(n_out, glu ? kQ8GemvRows / 2 : kQ8GemvRows));
-  const dim3 block(kQ8GemvWarps * 32);
+  const unsigned grid = static_cast<unsigned>(ceil_div(n_out, glu ? kGemvRows / 2 : kGemvRows));
+  const dim3 block(kGemvWarps * 32);
 #define HWKV_Q8_GEMV(NT)                                                                                  \
   if (glu)                                                                                                \
     q8_gemv_kernel<NT, true><<<grid, block, 0, stream()>>>(W, n_out, n_in, a.q, a.d, y, ldy, beta);       \

@@ -9,7 +9,7 @@
 // dw * dx and accumulated in float32. Only the float32 accumulation order differs from the CPU core.
 //
 //   q8_quantize   x [n_tok, ldx] f32 -> codes [n_tok, n_in] int8 + scales [n_tok, n_in / 32] f32 in `act`
-//   q8_gemv       <= kQ8GemvMaxTok rows: one pass over the weights for all rows (the F16/BF16 GEMV's structure:
+//   q8_gemv       <= kGemvMaxTok rows (gemv.cuh): one pass over the weights for all rows (the F16/BF16 GEMV's structure,
 //                 4 warps x 4 rows per CTA, the warps split n_in, fixed-order reduction); optional gate|up
 //                 SwiGLU epilogue
 //   q8_gemm       any number of rows: 64 weight rows x 64 tokens per CTA, 4 blocks of k per shared-memory stage
@@ -26,7 +26,6 @@ namespace hwkv_cuda {
 
 constexpr int kQ8Block = 32;
 constexpr int kQ8BlockBytes = 34;
-constexpr int kQ8GemvMaxTok = 8;
 
 // Bytes of the quantized activations of n_tok rows of n_in (codes, then 16-byte aligned scales).
 size_t q8_act_bytes(int64_t n_tok, int64_t n_in);
@@ -35,7 +34,7 @@ size_t q8_act_bytes(int64_t n_tok, int64_t n_in);
 hwkv_status q8_quantize(const char* fn, const float* x, int64_t ldx, int64_t n_tok, int64_t n_in, void* act);
 
 // y[n_tok, n_out] (row stride ldy) = beta * y + x . W^T, x already quantized into act. W: n_out Q8_0 rows of
-// n_in (n_in % 32 == 0), 2-byte aligned. gemv: n_tok <= kQ8GemvMaxTok.
+// n_in (n_in % 32 == 0), 2-byte aligned. gemv: n_tok <= kGemvMaxTok.
 // glu (gemv only): W holds 2 n_out rows (gate, then up) and y[t, i] = silu(gate_i) * up_i (beta unused).
 hwkv_status q8_gemv(const char* fn, const uint8_t* W, int64_t n_out, int64_t n_in, const void* act, int64_t n_tok,
                     float* y, int64_t ldy, float beta, bool glu);

@@ -28,6 +28,15 @@ hwkv_status up(const char* fn, CodecTemp& tmp, const T* src, size_t n, T** out) 
   return HWKV_OK;
 }
 
+// The grid (with its search tables) and the sign vector of p on the device (signs live in tmp).
+hwkv_status higgs_setup(const char* fn, const hwkv_higgs_params* p, const float* grid, CodecTemp& tmp, DevGrid& dg,
+                        float** dsg) {
+  HWKV_TRY(dg.upload(fn, grid, p->n_points, p->dim));
+  std::vector<float> sg(static_cast<size_t>(p->channels));
+  hwkv::quant::make_signs(p->seed, p->channels, sg.data());
+  return up(fn, tmp, sg.data(), sg.size(), dsg);
+}
+
 hwkv_status q_higgs_size(const hwkv_higgs_params* p, int64_t n_tok, int64_t* n_words, int64_t* n_scales) {
   return guarded("higgs_size", [&] { return hwkv::quant::higgs_size(p, n_tok, n_words, n_scales); });
 }
@@ -36,22 +45,19 @@ hwkv_status q_higgs_encode(const hwkv_higgs_params* p, const float* grid, const 
                            int64_t n_words, uint16_t* scales) {
   const char* fn = "higgs_encode";
   return guarded(fn, [&]() -> hwkv_status {
-    HWKV_TRY(hwkv::quant::check_higgs_call(fn, p, grid, n_tok, n_words));
-    if (n_tok == 0) return HWKV_OK;
-    if (!x || !codes || !scales) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: x, codes and scales must not be NULL", fn);
+    bool skip;
+    HWKV_TRY(hwkv::quant::check_higgs_encode(fn, p, grid, x, n_tok, codes, n_words, scales, &skip));
+    if (skip) return HWKV_OK;
     HWKV_TRY(use_device(fn));
     const int32_t C = p->channels, G = C / p->group;
     const int64_t need = hwkv::packed_words(n_tok * (C / p->dim), hwkv::quant::code_bits(p->n_points));
     CodecTemp tmp;
     DevGrid dg;
-    HWKV_TRY(dg.upload(fn, grid, p->n_points, p->dim));
-    std::vector<float> sg(static_cast<size_t>(C));
-    hwkv::quant::make_signs(p->seed, C, sg.data());
     float *dsg, *dx;
     uint32_t* dw;
     uint16_t *ds, *didx;
     unsigned long long* derr;
-    HWKV_TRY(up(fn, tmp, sg.data(), sg.size(), &dsg));
+    HWKV_TRY(higgs_setup(fn, p, grid, tmp, dg, &dsg));
     HWKV_TRY(up(fn, tmp, x, static_cast<size_t>(n_tok) * C, &dx));
     HWKV_TRY(up<uint32_t>(fn, tmp, nullptr, static_cast<size_t>(need), &dw));
     HWKV_TRY(up<uint16_t>(fn, tmp, nullptr, static_cast<size_t>(n_tok) * G, &ds));
@@ -62,16 +68,9 @@ hwkv_status q_higgs_encode(const hwkv_higgs_params* p, const float* grid, const 
     unsigned long long herr = kNoErr;
     HWKV_TRY(d2h(fn, &herr, derr, sizeof herr));
     HWKV_TRY(sync(fn));
-    if (herr != kNoErr) {  // the first failing (token, group), as the CPU reports it
-      const int64_t t = static_cast<int64_t>(herr / G);
-      const int32_t j = static_cast<int32_t>(herr % G);
-      const float* xg = x + t * C + int64_t(j) * p->group;
-      double ss = 0.0;
-      for (int32_t c = 0; c < p->group; ++c) ss += double(xg[c]) * double(xg[c]);
-      if (!std::isfinite(ss))
-        return fail(HWKV_ERR_OUT_OF_RANGE, "%s: token %lld group %d has a non-finite value or norm", fn, (long long)t, j);
-      return fail(HWKV_ERR_OUT_OF_RANGE, "%s: token %lld group %d has L2 norm %g, beyond the fp16 scale range (65504)", fn,
-                  (long long)t, j, double(static_cast<float>(std::sqrt(ss))));
+    if (herr != kNoErr) {  // the first failing (token, group), worded by the CPU core's validation
+      HWKV_TRY(hwkv::quant::higgs_scales(fn, p, x, n_tok, nullptr));
+      return fail(HWKV_ERR_INTERNAL, "%s: the device rejected group %llu, which the host check accepts", fn, herr);
     }
     HWKV_TRY(d2h(fn, codes, dw, static_cast<size_t>(need) * 4));
     HWKV_TRY(d2h(fn, scales, ds, static_cast<size_t>(n_tok) * G * 2));
@@ -83,26 +82,19 @@ hwkv_status q_higgs_decode(const hwkv_higgs_params* p, const float* grid, const 
                            const uint16_t* scales, int64_t n_tok, float* y, int32_t accumulate) {
   const char* fn = "higgs_decode";
   return guarded(fn, [&]() -> hwkv_status {
-    HWKV_TRY(hwkv::quant::check_higgs_call(fn, p, grid, n_tok, n_words));
-    if (n_tok == 0) return HWKV_OK;
-    if (!y || !codes || !scales) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codes, scales and y must not be NULL", fn);
+    bool skip;
+    HWKV_TRY(hwkv::quant::check_higgs_decode(fn, p, grid, codes, n_words, scales, n_tok, y, &skip));
+    if (skip) return HWKV_OK;
     const int32_t C = p->channels, G = C / p->group;
-    for (int64_t i = 0; i < n_tok * G; ++i)
-      if ((scales[i] & 0x7c00u) == 0x7c00u)
-        return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: scale %lld (token %lld, group %lld) is not a finite fp16 value", fn,
-                    (long long)i, (long long)(i / G), (long long)(i % G));
     HWKV_TRY(use_device(fn));
     const int64_t need = hwkv::packed_words(n_tok * (C / p->dim), hwkv::quant::code_bits(p->n_points));
     CodecTemp tmp;
     DevGrid dg;
-    HWKV_TRY(dg.upload(fn, grid, p->n_points, p->dim));
-    std::vector<float> sg(static_cast<size_t>(C));
-    hwkv::quant::make_signs(p->seed, C, sg.data());
     float *dsg, *dy;
     uint32_t* dw;
     uint16_t* ds;
     DecJob* dj;
-    HWKV_TRY(up(fn, tmp, sg.data(), sg.size(), &dsg));
+    HWKV_TRY(higgs_setup(fn, p, grid, tmp, dg, &dsg));
     HWKV_TRY(up(fn, tmp, codes, static_cast<size_t>(need), &dw));
     HWKV_TRY(up(fn, tmp, scales, static_cast<size_t>(n_tok) * G, &ds));
     HWKV_TRY(up(fn, tmp, accumulate ? y : nullptr, static_cast<size_t>(n_tok) * C, &dy));
@@ -117,18 +109,9 @@ hwkv_status q_higgs_decode(const hwkv_higgs_params* p, const float* grid, const 
 hwkv_status q_grid_nearest(const float* grid, int32_t n_points, int32_t dim, const float* z, int64_t m, uint16_t* idx) {
   const char* fn = "grid_nearest";
   return guarded(fn, [&]() -> hwkv_status {
-    // same checks and wording as hwkv::quant::nearest (core/src/quant_higgs.cpp)
-    if (dim != 1 && dim != 2 && dim != 4 && dim != 8)
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: dim must be 1, 2, 4 or 8, got %d", fn, dim);
-    if (n_points < 1 || n_points > 65536)
-      return fail(HWKV_ERR_OUT_OF_RANGE, "%s: n_points must be in 1..65536, got %d", fn, n_points);
-    if (m < 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: m must be >= 0, got %lld", fn, (long long)m);
-    if (!grid) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: grid is NULL", fn);
-    for (int64_t i = 0; i < int64_t(n_points) * dim; ++i)
-      if (!std::isfinite(grid[i]))
-        return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: grid value %lld is not finite", fn, (long long)i);
-    if (m == 0) return HWKV_OK;
-    if (!z || !idx) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: z and idx must not be NULL", fn);
+    bool skip;
+    HWKV_TRY(hwkv::quant::check_nearest(fn, grid, n_points, dim, z, m, idx, &skip));
+    if (skip) return HWKV_OK;
     HWKV_TRY(use_device(fn));
     CodecTemp tmp;
     DevGrid dg;
@@ -155,17 +138,15 @@ hwkv_status q_uniform_encode(const hwkv_uniform_params* p, const float* x, int64
                              int64_t n_words, uint16_t* scales, uint16_t* zeros) {
   const char* fn = "uniform_encode";
   return guarded(fn, [&]() -> hwkv_status {
-    HWKV_TRY(hwkv::quant::check_uniform_call(fn, p, n_tok, n_words));
-    const int32_t C = p->channels;
-    const int64_t n_codes = n_tok * C;
+    bool skip;
+    HWKV_TRY(hwkv::quant::check_uniform_encode(fn, p, x, n_tok, codes, n_words, scales, zeros, &skip));
+    if (skip) return HWKV_OK;
+    const int64_t n_codes = n_tok * p->channels;
     const int64_t need = hwkv::packed_words(n_codes, p->bits);
-    if (n_tok == 0) return HWKV_OK;
-    if (!x || !codes || !scales || !zeros)
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: x, codes, scales and zeros must not be NULL", fn);
     HWKV_TRY(use_device(fn));
     const int64_t ns = hwkv::quant::uniform_n_scales(p, n_tok);
     CodecTemp tmp;
-    float *dx, *dlohi;
+    float* dx;
     uint32_t* dw;
     uint16_t *ds, *dz, *didx;
     unsigned long long* derr;
@@ -174,25 +155,15 @@ hwkv_status q_uniform_encode(const hwkv_uniform_params* p, const float* x, int64
     HWKV_TRY(up<uint16_t>(fn, tmp, nullptr, static_cast<size_t>(ns), &ds));
     HWKV_TRY(up<uint16_t>(fn, tmp, nullptr, static_cast<size_t>(ns), &dz));
     HWKV_TRY(up<uint16_t>(fn, tmp, nullptr, static_cast<size_t>(n_codes), &didx));
-    HWKV_TRY(up<float>(fn, tmp, nullptr, static_cast<size_t>(ns) * 2, &dlohi));
     HWKV_TRY(up<unsigned long long>(fn, tmp, nullptr, 2, &derr));
     HWKV_CU(cudaMemsetAsync(derr, 0xff, 2 * sizeof(unsigned long long), stream()));
-    HWKV_TRY(uniform_encode_dev(fn, *p, dx, n_tok, dw, ds, dz, didx, dlohi, derr, derr + 1));
+    HWKV_TRY(uniform_encode_dev(fn, *p, dx, n_tok, dw, ds, dz, didx, derr, derr + 1));
     unsigned long long herr[2];
     HWKV_TRY(d2h(fn, herr, derr, sizeof herr));
     HWKV_TRY(sync(fn));
-    if (herr[0] != kNoErr) {
-      const int64_t i = static_cast<int64_t>(herr[0]);
-      return fail(HWKV_ERR_OUT_OF_RANGE, "%s: x[%lld] (token %lld, channel %lld) is not finite", fn, (long long)i,
-                  (long long)(i / C), (long long)(i % C));
-    }
-    if (herr[1] != kNoErr) {
-      const int64_t i = static_cast<int64_t>(herr[1]);
-      float lh[2];
-      HWKV_TRY(d2h(fn, lh, dlohi + 2 * i, sizeof lh));
-      HWKV_TRY(sync(fn));
-      return fail(HWKV_ERR_OUT_OF_RANGE, "%s: group %lld spans [%g, %g], beyond the fp16 range of scale/zero", fn,
-                  (long long)i, double(lh[0]), double(lh[1]));
+    if (herr[0] != kNoErr || herr[1] != kNoErr) {  // worded by the CPU core's validation (first failure)
+      HWKV_TRY(hwkv::quant::uniform_scales(fn, p, x, n_tok, nullptr, nullptr));
+      return fail(HWKV_ERR_INTERNAL, "%s: the device rejected the input, which the host check accepts", fn);
     }
     HWKV_TRY(d2h(fn, codes, dw, static_cast<size_t>(need) * 4));
     HWKV_TRY(d2h(fn, scales, ds, static_cast<size_t>(ns) * 2));
@@ -205,17 +176,12 @@ hwkv_status q_uniform_decode(const hwkv_uniform_params* p, const uint32_t* codes
                              const uint16_t* scales, const uint16_t* zeros, int64_t n_tok, float* y, int32_t accumulate) {
   const char* fn = "uniform_decode";
   return guarded(fn, [&]() -> hwkv_status {
-    HWKV_TRY(hwkv::quant::check_uniform_call(fn, p, n_tok, n_words));
-    const int32_t C = p->channels;
-    const int64_t n_codes = n_tok * C;
+    bool skip;
+    HWKV_TRY(hwkv::quant::check_uniform_decode(fn, p, codes, n_words, scales, zeros, n_tok, y, &skip));
+    if (skip) return HWKV_OK;
+    const int64_t n_codes = n_tok * p->channels;
     const int64_t need = hwkv::packed_words(n_codes, p->bits);
-    if (n_tok == 0) return HWKV_OK;
-    if (!y || !codes || !scales || !zeros)
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codes, scales, zeros and y must not be NULL", fn);
     const int64_t ns = hwkv::quant::uniform_n_scales(p, n_tok);
-    for (int64_t i = 0; i < ns; ++i)
-      if ((scales[i] & 0x7c00u) == 0x7c00u || (zeros[i] & 0x7c00u) == 0x7c00u)
-        return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: scale/zero %lld is not a finite fp16 value", fn, (long long)i);
     HWKV_TRY(use_device(fn));
     CodecTemp tmp;
     float* dy;
@@ -277,13 +243,9 @@ hwkv_status q_ridge_accumulate(const float* x, const float* y, int64_t n, int32_
                                double* yy) {
   const char* fn = "ridge_accumulate";
   return guarded(fn, [&]() -> hwkv_status {
-    // same checks and wording as hwkv::quant::ridge_accumulate (core/src/quant_ridge.cpp)
-    if (p < 0 || p > 65535) return fail(HWKV_ERR_OUT_OF_RANGE, "%s: p must be in 0..65535, got %d", fn, p);
-    if (q < 1 || q > 65536) return fail(HWKV_ERR_OUT_OF_RANGE, "%s: q must be in 1..65536, got %d", fn, q);
-    if (n < 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n must be >= 0, got %lld", fn, (long long)n);
-    if (!xtx || !xty) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: xtx and xty must not be NULL", fn);
-    if (n == 0) return HWKV_OK;
-    if ((p > 0 && !x) || !y) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: x and y must not be NULL", fn);
+    bool skip;
+    HWKV_TRY(hwkv::quant::check_ridge_accumulate(fn, x, y, n, p, q, xtx, xty, &skip));
+    if (skip) return HWKV_OK;
     HWKV_TRY(use_device(fn));
     const int32_t p1 = p + 1;
     CodecTemp tmp;

@@ -51,9 +51,11 @@ __host__ __device__ inline int32_t rope_units(const RopeDev& r) { return r.head_
 
 // Rotates/copies unit u of one row through accessors: ld(i) reads element i of the source row (float),
 // st(i, x) writes element i of the destination row (which may be the source). tab = cos/sin row (ignored
-// when r.half == 0). The page accessors of the block store (kv_get / kv_set) plug in here.
+// when r.half == 0); neg rotates by minus the row's angle (sin negated: the KV codec's un-rotation). The page
+// accessors of the block store (kv_get / kv_set) plug in here.
 template <class Ld, class St>
-__device__ __forceinline__ void rope_unit_fn(const RopeDev& r, int32_t u, Ld ld, St st, const float* tab) {
+__device__ __forceinline__ void rope_unit_fn(const RopeDev& r, int32_t u, Ld ld, St st, const float* tab,
+                                             bool neg = false) {
   if (u < r.half) {
     int32_t i0, i1;
     if (r.style == HWKV_ROPE_NEOX) {
@@ -63,7 +65,7 @@ __device__ __forceinline__ void rope_unit_fn(const RopeDev& r, int32_t u, Ld ld,
       i0 = 2 * u;
       i1 = 2 * u + 1;
     }
-    const float c = tab[u], s = tab[r.half + u];
+    const float c = tab[u], s = neg ? -tab[r.half + u] : tab[r.half + u];
     const float x0 = ld(i0), x1 = ld(i1);
     st(i0, __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)));
     st(i1, __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c)));

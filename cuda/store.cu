@@ -147,6 +147,8 @@ __global__ void gather_kernel(PageGeo geo, RopeDev rd, int is_v, int32_t layer, 
   }
 }
 
+}  // namespace
+
 // Takes `count` pages for a block (free pages first, then new allocations within max_bytes).
 // All-or-nothing: on failure nothing is taken and nothing new stays allocated.
 hwkv_status acquire_pages(const char* fn, hwkv_store* s, int32_t count, std::vector<int32_t>& got) {
@@ -198,6 +200,8 @@ void release_pages(hwkv_store* s, const int32_t* pages, size_t n) {
       --s->pages_in_use;
     }
 }
+
+namespace {
 
 // Copies a list of device pointers for the block's pages [first, last) into `ptrs`.
 void page_list(const hwkv_store* s, const StoreBlock& b, size_t first, size_t last, std::vector<float*>& ptrs) {

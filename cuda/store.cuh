@@ -92,6 +92,11 @@ hwkv_status store_rope(const char* fn, const hwkv_store* s, const hwkv_rope_para
 // True iff s is a live store created by this library's store_create (a process-wide registry: a handle of
 // another backend, e.g. the CPU core's, is recognised without being dereferenced).
 bool store_is_ours(const hwkv_store* s);
+// Takes `count` pages (free pages first, then new allocations within max_bytes; the CPU core's message).
+// All-or-nothing. The caller adds them to pages_in_use once they belong to a block.
+hwkv_status acquire_pages(const char* fn, hwkv_store* s, int32_t count, std::vector<int32_t>& got);
+// Gives exact pages back (entries < 0, compressed pages, are skipped); pages_in_use drops by their number.
+void release_pages(hwkv_store* s, const int32_t* pages, size_t n);
 // Grows a live block by n >= 0 tokens in every layer (pages acquired, contents undefined until written).
 // All-or-nothing. Messages start with fn. Undo with block_truncate.
 hwkv_status block_extend(const char* fn, hwkv_store* s, int32_t block, int32_t n);

@@ -57,7 +57,7 @@ srcs=(cuda/api.cu cuda/rope.cu cuda/pack.cu cuda/fwht.cu cuda/store.cu cuda/code
       cuda/model_api.cu cuda/model_forward.cu cuda/model_q8.cu cuda/quant_api.cu
       # the CPU core's host-side code, shared instead of repeated (cuda/core_host.cuh)
       core/src/errors.cpp core/src/rope_freq.cpp core/src/model_params.cpp core/src/model_files.cpp
-      core/src/quant_params.cpp core/src/quant_ridge.cpp)
+      core/src/quant_params.cpp core/src/quant_ridge.cpp core/src/half.cpp core/src/codec_params.cpp)
 
 start=$(date +%s)
 echo "build-cuda: $("$nvcc" --version | tail -n 2 | head -n 1)"

@@ -44,12 +44,7 @@ hwkv_status create(const hwkv_model_params* p, const hwkv_tensor_desc* descs, in
   m.tensors.reserve(static_cast<size_t>(n));
   for (const TensorCheck& c : checked) {
     Tensor t;
-    t.name = c.name;
-    t.type = c.type;
-    t.n_dims = c.is_vector ? 1 : 2;
-    t.ne0 = c.ne0;
-    t.ne1 = c.ne1;
-    t.nbytes = c.nbytes;
+    init_tensor(t, c);
     m.tensors.push_back(std::move(t));
   }
   for (size_t i = 0; i < checked.size(); ++i) *tensor_slot(m, checked[i]) = &m.tensors[i];  // never move from here on
@@ -114,20 +109,9 @@ hwkv_status api_set_threads(hwkv_model_t* m, int32_t n_threads) {
 // One sequence through a private f32 store in chunks of 256 tokens, the forward's tap writing every layer's
 // pre-RoPE keys and values (see hwkv_model_api.model_capture_kv).
 hwkv_status capture_kv(Model& m, const int32_t* tokens, int32_t n_tok, float* k_pre, float* v) {
-  const char* fn = "model_capture_kv";
-  if (!tokens) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tokens is NULL", fn);
-  if (n_tok < 1) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_tok must be >= 1, got %d", fn, n_tok);
-  if (!k_pre || !v) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: k_pre and v must not be NULL", fn);
-  hwkv_store_params sp{};
-  sp.n_layer = m.p.n_layer;
-  sp.n_kv_head = m.p.n_kv_head;
-  sp.head_dim = m.p.head_dim;
-  sp.head_dim_v = m.p.head_dim;
-  sp.page_tokens = 64;
-  sp.dtype = HWKV_F32;
-  sp.max_bytes = 0;
+  HWKV_TRY(model::check_capture_kv(tokens, n_tok, k_pre, v));
   hwkv_store store;
-  HWKV_TRY(BlockStore::create(sp, &store.impl));
+  HWKV_TRY(BlockStore::create(model::capture_store_params(m.p), &store.impl));
   int32_t block = -1;
   HWKV_TRY(store.impl->create_block(&block));
   struct Untap {
@@ -137,23 +121,10 @@ hwkv_status capture_kv(Model& m, const int32_t* tokens, int32_t n_tok, float* k_
   m.cap_k = k_pre;
   m.cap_v = v;
   m.cap_n_tok = n_tok;
-  const int32_t chunk = 256;
-  for (int32_t off = 0; off < n_tok; off += chunk) {
-    const int32_t n = n_tok - off < chunk ? n_tok - off : chunk;
-    const int32_t view_indptr[2] = {0, 1};
-    const int32_t view_blocks[1] = {block};
-    const int32_t tok_indptr[2] = {0, n};
-    hwkv_forward_batch b{};
-    b.n_seq = 1;
-    b.logits_mode = HWKV_LOGITS_NONE;
-    b.view_indptr = view_indptr;
-    b.view_blocks = view_blocks;
-    b.tok_indptr = tok_indptr;
-    b.tokens = tokens + off;
+  return model::for_each_capture_chunk(tokens, n_tok, block, [&](int32_t off, int32_t, const hwkv_forward_batch& b) {
     m.cap_off = off;
-    HWKV_TRY(forward(m, &store, &b, nullptr, 0));
-  }
-  return HWKV_OK;
+    return forward(m, &store, &b, nullptr, 0);
+  });
 }
 
 hwkv_status api_capture_kv(hwkv_model_t* m, const int32_t* tokens, int32_t n_tok, float* k_pre, float* v) {

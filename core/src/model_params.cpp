@@ -250,5 +250,25 @@ hwkv_status check_forward_batch(const char* fn, const hwkv_model_params& P, cons
   return HWKV_OK;
 }
 
+hwkv_status check_capture_kv(const int32_t* tokens, int32_t n_tok, const float* k_pre, const float* v) {
+  const char* fn = "model_capture_kv";
+  if (!tokens) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: tokens is NULL", fn);
+  if (n_tok < 1) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n_tok must be >= 1, got %d", fn, n_tok);
+  if (!k_pre || !v) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: k_pre and v must not be NULL", fn);
+  return HWKV_OK;
+}
+
+hwkv_store_params capture_store_params(const hwkv_model_params& P) {
+  hwkv_store_params sp{};
+  sp.n_layer = P.n_layer;
+  sp.n_kv_head = P.n_kv_head;
+  sp.head_dim = P.head_dim;
+  sp.head_dim_v = P.head_dim;
+  sp.page_tokens = 64;
+  sp.dtype = HWKV_F32;
+  sp.max_bytes = 0;
+  return sp;
+}
+
 }  // namespace model
 }  // namespace hwkv

@@ -43,6 +43,17 @@ struct TensorCheck {
 hwkv_status check_tensors(const hwkv_model_params* p, const hwkv_tensor_desc* descs, int32_t n,
                           std::vector<TensorCheck>* out);
 
+// A model's tensor record (CPU core Tensor, CUDA DevTensor: same field names) from its checked descriptor.
+template <class T>
+void init_tensor(T& t, const TensorCheck& c) {
+  t.name = c.name;
+  t.type = c.type;
+  t.n_dims = c.is_vector ? 1 : 2;
+  t.ne0 = c.ne0;
+  t.ne1 = c.ne1;
+  t.nbytes = c.nbytes;
+}
+
 // The member of a model (CPU core Model, CUDA hwkv_model: both name their tensor pointers alike) that holds the
 // tensor of role c.
 template <class M>
@@ -105,6 +116,33 @@ hwkv_status check_forward_views(const char* fn, const hwkv_forward_batch* b, siz
       return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: sequences %d and %d both write to block %d (write blocks must differ)",
                   fn, stamp[wb], s, wb);
     stamp[wb] = s;
+  }
+  return HWKV_OK;
+}
+
+// ---- model_capture_kv (the K/V tap): one sequence through a private F32 store in chunks ----
+// Argument checks (model_capture_kv's messages).
+hwkv_status check_capture_kv(const int32_t* tokens, int32_t n_tok, const float* k_pre, const float* v);
+// The private store: the model's layer / KV-head geometry, head_dim_v = head_dim, 64-token pages, F32, no limit.
+hwkv_store_params capture_store_params(const hwkv_model_params& P);
+constexpr int32_t kCaptureChunk = 256;  // tokens per forward
+// Runs forward_chunk(off, n, batch) for the chunks [off, off + n) of tokens[0, n_tok) in order: one sequence
+// whose view is `block` alone, no logits; stops at the first failure.
+template <class F>
+hwkv_status for_each_capture_chunk(const int32_t* tokens, int32_t n_tok, int32_t block, F&& forward_chunk) {
+  for (int32_t off = 0; off < n_tok; off += kCaptureChunk) {
+    const int32_t n = n_tok - off < kCaptureChunk ? n_tok - off : kCaptureChunk;
+    const int32_t view_indptr[2] = {0, 1};
+    const int32_t view_blocks[1] = {block};
+    const int32_t tok_indptr[2] = {0, n};
+    hwkv_forward_batch b{};
+    b.n_seq = 1;
+    b.logits_mode = HWKV_LOGITS_NONE;
+    b.view_indptr = view_indptr;
+    b.view_blocks = view_blocks;
+    b.tok_indptr = tok_indptr;
+    b.tokens = tokens + off;
+    HWKV_TRY(forward_chunk(off, n, b));
   }
   return HWKV_OK;
 }

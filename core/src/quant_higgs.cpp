@@ -81,29 +81,15 @@ void grid_nearest(const GridSearch& gs, const float* z, int64_t m, uint16_t* idx
 hwkv_status higgs_encode(const hwkv_higgs_params* p, const float* grid, const float* x, int64_t n_tok,
                          uint32_t* codes, int64_t n_words, uint16_t* scales) {
   const char* fn = "higgs_encode";
-  HWKV_TRY(check_higgs_call(fn, p, grid, n_tok, n_words));
+  bool skip;
+  HWKV_TRY(check_higgs_encode(fn, p, grid, x, n_tok, codes, n_words, scales, &skip));
+  if (skip) return HWKV_OK;
   const int32_t C = p->channels, g = p->group, d = p->dim, bits = code_bits(p->n_points);
   const int64_t n_codes = n_tok * (C / d);
-  if (n_tok == 0) return HWKV_OK;
-  if (!x || !codes || !scales) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: x, codes and scales must not be NULL", fn);
   const int32_t G = C / g;
   // Validate everything (finite, norm within fp16) before writing anything.
   std::vector<uint16_t> sc(static_cast<size_t>(n_tok * G));
-  for (int64_t t = 0; t < n_tok; ++t) {
-    for (int32_t j = 0; j < G; ++j) {
-      const float* xg = x + t * C + int64_t(j) * g;
-      double ss = 0.0;
-      for (int32_t c = 0; c < g; ++c) ss += double(xg[c]) * double(xg[c]);
-      if (!std::isfinite(ss))
-        return fail(HWKV_ERR_OUT_OF_RANGE, "%s: token %lld group %d has a non-finite value or norm", fn, (long long)t, j);
-      const float nrm = static_cast<float>(std::sqrt(ss));
-      const uint16_t h = f32_to_f16_one(nrm);
-      if ((h & 0x7c00u) == 0x7c00u)
-        return fail(HWKV_ERR_OUT_OF_RANGE, "%s: token %lld group %d has L2 norm %g, beyond the fp16 scale range (65504)", fn,
-                    (long long)t, j, double(nrm));
-      sc[static_cast<size_t>(t * G + j)] = h;
-    }
-  }
+  HWKV_TRY(higgs_scales(fn, p, x, n_tok, sc.data()));
   GridSearch gs;
   grid_prepare(grid, p->n_points, d, &gs);
   std::vector<float> signs;
@@ -142,16 +128,12 @@ hwkv_status higgs_encode(const hwkv_higgs_params* p, const float* grid, const fl
 hwkv_status higgs_decode(const hwkv_higgs_params* p, const float* grid, const uint32_t* codes, int64_t n_words,
                          const uint16_t* scales, int64_t n_tok, float* y, int32_t accumulate) {
   const char* fn = "higgs_decode";
-  HWKV_TRY(check_higgs_call(fn, p, grid, n_tok, n_words));
+  bool skip;
+  HWKV_TRY(check_higgs_decode(fn, p, grid, codes, n_words, scales, n_tok, y, &skip));
+  if (skip) return HWKV_OK;
   const int32_t C = p->channels, g = p->group, d = p->dim, bits = code_bits(p->n_points);
   const int64_t n_codes = n_tok * (C / d);
-  if (n_tok == 0) return HWKV_OK;
-  if (!y || !codes || !scales) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codes, scales and y must not be NULL", fn);
   const int32_t G = C / g;
-  for (int64_t i = 0; i < n_tok * G; ++i)
-    if ((scales[i] & 0x7c00u) == 0x7c00u)
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: scale %lld (token %lld, group %lld) is not a finite fp16 value", fn,
-                  (long long)i, (long long)(i / G), (long long)(i % G));
   std::vector<uint16_t> idx(static_cast<size_t>(n_codes));
   const Kernels& k = kernels();
   k.unpack_bits(codes, n_codes, bits, idx.data());
@@ -196,17 +178,9 @@ hwkv_status higgs_decode(const hwkv_higgs_params* p, const float* grid, const ui
 
 hwkv_status nearest(const float* grid, int32_t n_points, int32_t dim, const float* z, int64_t m, uint16_t* idx) {
   const char* fn = "grid_nearest";
-  if (dim != 1 && dim != 2 && dim != 4 && dim != 8)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: dim must be 1, 2, 4 or 8, got %d", fn, dim);
-  if (n_points < 1 || n_points > 65536)
-    return fail(HWKV_ERR_OUT_OF_RANGE, "%s: n_points must be in 1..65536, got %d", fn, n_points);
-  if (m < 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: m must be >= 0, got %lld", fn, (long long)m);
-  if (!grid) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: grid is NULL", fn);
-  for (int64_t i = 0; i < int64_t(n_points) * dim; ++i)
-    if (!std::isfinite(grid[i]))
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: grid value %lld is not finite", fn, (long long)i);
-  if (m == 0) return HWKV_OK;
-  if (!z || !idx) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: z and idx must not be NULL", fn);
+  bool skip;
+  HWKV_TRY(check_nearest(fn, grid, n_points, dim, z, m, idx, &skip));
+  if (skip) return HWKV_OK;
   GridSearch gs;
   grid_prepare(grid, n_points, dim, &gs);
   grid_nearest(gs, z, m, idx);

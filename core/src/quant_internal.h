@@ -51,6 +51,33 @@ hwkv_status check_uniform(const char* fn, const hwkv_uniform_params* p, int64_t 
 hwkv_status check_uniform_call(const char* fn, const hwkv_uniform_params* p, int64_t n_tok, int64_t n_words);
 int64_t uniform_n_scales(const hwkv_uniform_params* p, int64_t n_tok);
 
+// Argument checks of the hwkv_quant_api operations, shared by the CPU and CUDA tables (quant_params.cpp; the
+// CPU core's order and messages). *skip = true when there is nothing to compute (no tokens / points / rows).
+hwkv_status check_higgs_encode(const char* fn, const hwkv_higgs_params* p, const float* grid, const float* x,
+                               int64_t n_tok, const uint32_t* codes, int64_t n_words, const uint16_t* scales,
+                               bool* skip);
+// (+ every scale a finite fp16 value)
+hwkv_status check_higgs_decode(const char* fn, const hwkv_higgs_params* p, const float* grid, const uint32_t* codes,
+                               int64_t n_words, const uint16_t* scales, int64_t n_tok, const float* y, bool* skip);
+hwkv_status check_nearest(const char* fn, const float* grid, int32_t n_points, int32_t dim, const float* z, int64_t m,
+                          const uint16_t* idx, bool* skip);
+hwkv_status check_uniform_encode(const char* fn, const hwkv_uniform_params* p, const float* x, int64_t n_tok,
+                                 const uint32_t* codes, int64_t n_words, const uint16_t* scales, const uint16_t* zeros,
+                                 bool* skip);
+// (+ every scale and zero a finite fp16 value)
+hwkv_status check_uniform_decode(const char* fn, const hwkv_uniform_params* p, const uint32_t* codes, int64_t n_words,
+                                 const uint16_t* scales, const uint16_t* zeros, int64_t n_tok, const float* y,
+                                 bool* skip);
+hwkv_status check_ridge_accumulate(const char* fn, const float* x, const float* y, int64_t n, int32_t p, int32_t q,
+                                   const double* xtx, const double* xty, bool* skip);
+// Validation of the inputs with the encoders' messages (the first failure in order): HIGGS group norms ->
+// fp16 scales sc[n_tok * G] (may be NULL); uniform: every x finite, then each group's min / max -> fp16 zeros
+// Zh and scales Dh (may be NULL) within the fp16 range. The CUDA quantizers call them on the host to word
+// the error their kernels detected.
+hwkv_status higgs_scales(const char* fn, const hwkv_higgs_params* p, const float* x, int64_t n_tok, uint16_t* sc);
+hwkv_status uniform_scales(const char* fn, const hwkv_uniform_params* p, const float* x, int64_t n_tok, uint16_t* Zh,
+                           uint16_t* Dh);
+
 // The validating operations behind hwkv_quant_api (quant_api.cpp wraps them in guarded()).
 hwkv_status higgs_size(const hwkv_higgs_params* p, int64_t n_tok, int64_t* n_words, int64_t* n_scales);
 hwkv_status higgs_encode(const hwkv_higgs_params* p, const float* grid, const float* x, int64_t n_tok,

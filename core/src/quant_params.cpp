@@ -1,8 +1,18 @@
-// quant_params.cpp — the quantizers' host-side parameter checks, sizes and HIGGS signs (hwkv_quant.h): no
-// kernels, so the CUDA library compiles this file too (cuda/core_host.cuh) and both backends validate with
-// one implementation and one set of messages.
-#include <cmath>
+// quant_params.cpp — the quantizers' host-side parameter and argument checks, sizes, HIGGS signs and the
+// validations of the inputs (group scales, uniform ranges) with their messages (hwkv_quant.h): no kernels, so
+// the CUDA library compiles this file too (cuda/core_host.cuh) and both backends validate with one
+// implementation and one set of messages.
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "dispatch.h"
 #include "pack.h"
 #include "quant_internal.h"
 
@@ -131,6 +141,159 @@ hwkv_status uniform_size(const hwkv_uniform_params* p, int64_t n_tok, int64_t* n
   HWKV_TRY(check_uniform("uniform_size", p, n_tok));
   if (n_words) *n_words = packed_words(n_tok * p->channels, p->bits);
   if (n_scales) *n_scales = uniform_n_scales(p, n_tok);
+  return HWKV_OK;
+}
+
+
+// ---- argument checks of the hwkv_quant_api operations (in the CPU core's order) ----
+hwkv_status check_higgs_encode(const char* fn, const hwkv_higgs_params* p, const float* grid, const float* x,
+                               int64_t n_tok, const uint32_t* codes, int64_t n_words, const uint16_t* scales,
+                               bool* skip) {
+  *skip = false;
+  HWKV_TRY(check_higgs_call(fn, p, grid, n_tok, n_words));
+  if (n_tok == 0) return *skip = true, HWKV_OK;
+  if (!x || !codes || !scales) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: x, codes and scales must not be NULL", fn);
+  return HWKV_OK;
+}
+
+hwkv_status check_higgs_decode(const char* fn, const hwkv_higgs_params* p, const float* grid, const uint32_t* codes,
+                               int64_t n_words, const uint16_t* scales, int64_t n_tok, const float* y, bool* skip) {
+  *skip = false;
+  HWKV_TRY(check_higgs_call(fn, p, grid, n_tok, n_words));
+  if (n_tok == 0) return *skip = true, HWKV_OK;
+  if (!y || !codes || !scales) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codes, scales and y must not be NULL", fn);
+  const int32_t G = p->channels / p->group;
+  for (int64_t i = 0; i < n_tok * G; ++i)
+    if ((scales[i] & 0x7c00u) == 0x7c00u)
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: scale %lld (token %lld, group %lld) is not a finite fp16 value", fn,
+                  (long long)i, (long long)(i / G), (long long)(i % G));
+  return HWKV_OK;
+}
+
+hwkv_status higgs_scales(const char* fn, const hwkv_higgs_params* p, const float* x, int64_t n_tok, uint16_t* sc) {
+  const int32_t C = p->channels, g = p->group, G = C / g;
+  for (int64_t t = 0; t < n_tok; ++t) {
+    for (int32_t j = 0; j < G; ++j) {
+      const float* xg = x + t * C + int64_t(j) * g;
+      double ss = 0.0;
+      for (int32_t c = 0; c < g; ++c) ss += double(xg[c]) * double(xg[c]);
+      if (!std::isfinite(ss))
+        return fail(HWKV_ERR_OUT_OF_RANGE, "%s: token %lld group %d has a non-finite value or norm", fn, (long long)t, j);
+      const float nrm = static_cast<float>(std::sqrt(ss));
+      const uint16_t h = f32_to_f16_one(nrm);
+      if ((h & 0x7c00u) == 0x7c00u)
+        return fail(HWKV_ERR_OUT_OF_RANGE, "%s: token %lld group %d has L2 norm %g, beyond the fp16 scale range (65504)", fn,
+                    (long long)t, j, double(nrm));
+      if (sc) sc[t * G + j] = h;
+    }
+  }
+  return HWKV_OK;
+}
+
+hwkv_status check_nearest(const char* fn, const float* grid, int32_t n_points, int32_t dim, const float* z, int64_t m,
+                          const uint16_t* idx, bool* skip) {
+  *skip = false;
+  if (dim != 1 && dim != 2 && dim != 4 && dim != 8)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: dim must be 1, 2, 4 or 8, got %d", fn, dim);
+  if (n_points < 1 || n_points > 65536)
+    return fail(HWKV_ERR_OUT_OF_RANGE, "%s: n_points must be in 1..65536, got %d", fn, n_points);
+  if (m < 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: m must be >= 0, got %lld", fn, (long long)m);
+  if (!grid) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: grid is NULL", fn);
+  for (int64_t i = 0; i < int64_t(n_points) * dim; ++i)
+    if (!std::isfinite(grid[i]))
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: grid value %lld is not finite", fn, (long long)i);
+  if (m == 0) return *skip = true, HWKV_OK;
+  if (!z || !idx) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: z and idx must not be NULL", fn);
+  return HWKV_OK;
+}
+
+hwkv_status check_uniform_encode(const char* fn, const hwkv_uniform_params* p, const float* x, int64_t n_tok,
+                                 const uint32_t* codes, int64_t n_words, const uint16_t* scales, const uint16_t* zeros,
+                                 bool* skip) {
+  *skip = false;
+  HWKV_TRY(check_uniform_call(fn, p, n_tok, n_words));
+  if (n_tok == 0) return *skip = true, HWKV_OK;
+  if (!x || !codes || !scales || !zeros)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: x, codes, scales and zeros must not be NULL", fn);
+  return HWKV_OK;
+}
+
+hwkv_status check_uniform_decode(const char* fn, const hwkv_uniform_params* p, const uint32_t* codes, int64_t n_words,
+                                 const uint16_t* scales, const uint16_t* zeros, int64_t n_tok, const float* y,
+                                 bool* skip) {
+  *skip = false;
+  HWKV_TRY(check_uniform_call(fn, p, n_tok, n_words));
+  if (n_tok == 0) return *skip = true, HWKV_OK;
+  if (!y || !codes || !scales || !zeros)
+    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codes, scales, zeros and y must not be NULL", fn);
+  const int64_t ns = uniform_n_scales(p, n_tok);
+  for (int64_t i = 0; i < ns; ++i)
+    if ((scales[i] & 0x7c00u) == 0x7c00u || (zeros[i] & 0x7c00u) == 0x7c00u)
+      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: scale/zero %lld is not a finite fp16 value", fn, (long long)i);
+  return HWKV_OK;
+}
+
+hwkv_status uniform_scales(const char* fn, const hwkv_uniform_params* p, const float* x, int64_t n_tok, uint16_t* Zh,
+                           uint16_t* Dh) {
+  const int32_t C = p->channels, bits = p->bits, grp = p->group;
+  const int64_t n_codes = n_tok * C;
+  const int64_t ns = uniform_n_scales(p, n_tok);
+  for (int64_t i = 0; i < n_codes; ++i)
+    if (!std::isfinite(x[i]))
+      return fail(HWKV_ERR_OUT_OF_RANGE, "%s: x[%lld] (token %lld, channel %lld) is not finite", fn, (long long)i,
+                  (long long)(i / C), (long long)(i % C));
+  std::vector<float> lo(static_cast<size_t>(ns)), hi(static_cast<size_t>(ns));
+  if (p->axis == HWKV_UNIFORM_PER_TOKEN) {
+    const int32_t G = C / grp;
+    for (int64_t t = 0; t < n_tok; ++t)
+      for (int32_t j = 0; j < G; ++j) {
+        const float* xg = x + t * C + int64_t(j) * grp;
+        float a = xg[0], b = xg[0];
+        for (int32_t c = 1; c < grp; ++c) {
+          a = std::min(a, xg[c]);
+          b = std::max(b, xg[c]);
+        }
+        lo[t * G + j] = a;
+        hi[t * G + j] = b;
+      }
+  } else {
+    for (int64_t t = 0; t < n_tok; ++t) {
+      const int64_t base = (t / grp) * C;
+      const float* xr = x + t * C;
+      const bool first = (t % grp) == 0;
+      for (int32_t c = 0; c < C; ++c) {
+        if (first) {
+          lo[base + c] = xr[c];
+          hi[base + c] = xr[c];
+        } else {
+          lo[base + c] = std::min(lo[base + c], xr[c]);
+          hi[base + c] = std::max(hi[base + c], xr[c]);
+        }
+      }
+    }
+  }
+  const float L = static_cast<float>((1 << bits) - 1);
+  auto finite16 = [](uint16_t h) { return (h & 0x7c00u) != 0x7c00u; };
+  for (int64_t i = 0; i < ns; ++i) {
+    const uint16_t z = f32_to_f16_one(lo[i]), d = f32_to_f16_one((hi[i] - lo[i]) / L);
+    if (!finite16(z) || !finite16(d) || !finite16(f32_to_f16_one(hi[i])))
+      return fail(HWKV_ERR_OUT_OF_RANGE, "%s: group %lld spans [%g, %g], beyond the fp16 range of scale/zero", fn,
+                  (long long)i, double(lo[i]), double(hi[i]));
+    if (Zh) Zh[i] = z;
+    if (Dh) Dh[i] = d;
+  }
+  return HWKV_OK;
+}
+
+hwkv_status check_ridge_accumulate(const char* fn, const float* x, const float* y, int64_t n, int32_t p, int32_t q,
+                                   const double* xtx, const double* xty, bool* skip) {
+  *skip = false;
+  if (p < 0 || p > 65535) return fail(HWKV_ERR_OUT_OF_RANGE, "%s: p must be in 0..65535, got %d", fn, p);
+  if (q < 1 || q > 65536) return fail(HWKV_ERR_OUT_OF_RANGE, "%s: q must be in 1..65536, got %d", fn, q);
+  if (n < 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n must be >= 0, got %lld", fn, (long long)n);
+  if (!xtx || !xty) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: xtx and xty must not be NULL", fn);
+  if (n == 0) return *skip = true, HWKV_OK;
+  if ((p > 0 && !x) || !y) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: x and y must not be NULL", fn);
   return HWKV_OK;
 }
 

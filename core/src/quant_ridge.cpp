@@ -41,12 +41,9 @@ void dots(const float* A, int32_t na, const float* B, int32_t nb, int64_t R, flo
 hwkv_status ridge_accumulate(const float* x, const float* y, int64_t n, int32_t p, int32_t q, double* xtx,
                              double* xty, double* yy) {
   const char* fn = "ridge_accumulate";
-  if (p < 0 || p > 65535) return fail(HWKV_ERR_OUT_OF_RANGE, "%s: p must be in 0..65535, got %d", fn, p);
-  if (q < 1 || q > 65536) return fail(HWKV_ERR_OUT_OF_RANGE, "%s: q must be in 1..65536, got %d", fn, q);
-  if (n < 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n must be >= 0, got %lld", fn, (long long)n);
-  if (!xtx || !xty) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: xtx and xty must not be NULL", fn);
-  if (n == 0) return HWKV_OK;
-  if ((p > 0 && !x) || !y) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: x and y must not be NULL", fn);
+  bool skip;
+  HWKV_TRY(check_ridge_accumulate(fn, x, y, n, p, q, xtx, xty, &skip));
+  if (skip) return HWKV_OK;
   const int32_t p1 = p + 1;
   const int64_t R = kRows;
   std::vector<float> At(static_cast<size_t>(p1) * R), Yt(static_cast<size_t>(q) * R);

@@ -7,6 +7,7 @@
 #include <functional>
 #include <new>
 
+#include "codec_params.h"
 #include "dispatch.h"
 #include "kernels/matmul.h"
 #include "quant_internal.h"
@@ -46,20 +47,6 @@ hwkv_status BlockStore::create(const hwkv_store_params& p, std::unique_ptr<Block
   return HWKV_OK;
 }
 
-namespace {
-// Uniform values: per token, groups of the largest divisor of C (= n_kv_head * head_dim_v) <= 128.
-int32_t uniform_vgroup(int32_t C) {
-  for (int32_t g = std::min(C, 128); g > 1; --g)
-    if (C % g == 0) return g;
-  return 1;
-}
-int32_t higgs_group_for(int32_t C) {
-  int32_t g = 1;
-  while (g * 2 <= 1024 && C % (g * 2) == 0) g *= 2;
-  return g;
-}
-}  // namespace
-
 struct BlockStore::Chunk {
   struct Layer {
     std::vector<uint32_t> kw, vw;
@@ -89,47 +76,14 @@ hwkv_status BlockStore::create(const hwkv_store_params& p, const hwkv_store_code
     return HWKV_OK;
   }
   const hwkv_store_codec& c = *codec;
-  if (c.type != HWKV_KV_UNIFORM && c.type != HWKV_KV_HIGGS && c.type != HWKV_KV_AQUA)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: codec type must be 0 (exact), 1 (uniform), 2 (higgs) or 3 (aqua), got %d", fn, c.type);
-  if (c.cache_bytes < 0)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: cache_bytes must be >= 0 (0 = keep no decoded chunks), got %lld", fn, (long long)c.cache_bytes);
-  if (c.sinks < 0 || c.buffer < 0)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: sinks and buffer must be >= 0, got %d and %d", fn, c.sinks, c.buffer);
-  if (c.chunk_tokens < 1 || c.chunk_tokens % p.page_tokens != 0)
-    return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: chunk_tokens (%d) must be a positive multiple of page_tokens (%d)", fn,
-                c.chunk_tokens, p.page_tokens);
-  const int32_t Ck = p.n_kv_head * p.head_dim, Cv = p.n_kv_head * p.head_dim_v;
-  int64_t nw, ns;
-  if (c.type == HWKV_KV_UNIFORM) {
-    if (c.bits < 1 || c.bits > 8) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: uniform bits must be in 1..8, got %d", fn, c.bits);
-    hwkv_uniform_params kp = {Ck, c.bits, HWKV_UNIFORM_PER_CHANNEL, c.chunk_tokens};
-    hwkv_uniform_params vp = {Cv, c.bits, HWKV_UNIFORM_PER_TOKEN, uniform_vgroup(Cv)};
-    HWKV_TRY(quant::uniform_size(&kp, c.chunk_tokens, &nw, &ns));
-    HWKV_TRY(quant::uniform_size(&vp, c.chunk_tokens, &nw, &ns));
-  } else {
-    const char* tn = c.type == HWKV_KV_AQUA ? "aqua" : "higgs";
-    if (!c.grid) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: %s codec needs a grid", fn, tn);
-    const bool l0x = c.type == HWKV_KV_AQUA && c.layer0_exact != 0;
-    for (int pass = 0; pass < 2; ++pass) {
-      const int32_t d = pass ? c.grid0_dim : c.grid_dim, n = pass ? c.grid0_n : c.grid_n;
-      if (pass && (!c.grid0 || d == 0 || l0x)) break;
-      for (int32_t C : {Ck, Cv}) {
-        hwkv_higgs_params hp = {C, higgs_group_for(C), d, n, 1, c.seed};
-        HWKV_TRY(quant::higgs_size(&hp, c.chunk_tokens, &nw, &ns));
-      }
-    }
+  HWKV_TRY(codec::check_codec(fn, p, c));
+  if (c.type != HWKV_KV_UNIFORM) {
     st->grid_.assign(c.grid, c.grid + int64_t(c.grid_n) * c.grid_dim);
-    if (c.grid0 && c.grid0_dim && !l0x) st->grid0_.assign(c.grid0, c.grid0 + int64_t(c.grid0_n) * c.grid0_dim);
+    if (codec::uses_grid0(c)) st->grid0_.assign(c.grid0, c.grid0 + int64_t(c.grid0_n) * c.grid0_dim);
     if (c.type == HWKV_KV_AQUA) HWKV_TRY(st->aqua_init(c));
   }
-  st->codec_ = c;
-  st->codec_.grid = nullptr;
-  st->codec_.grid0 = nullptr;
-  st->codec_.predictors = nullptr;
-  st->codec_.rope = nullptr;
-  if (c.type != HWKV_KV_AQUA) st->codec_.layer0_exact = 0;
-  if (st->grid0_.empty()) st->codec_.grid0_dim = st->codec_.grid0_n = 0;
-  st->sink_tokens_ = static_cast<int32_t>(ceil_div(c.sinks, p.page_tokens) * p.page_tokens);
+  st->codec_ = codec::kept_codec(c);
+  st->sink_tokens_ = codec::sink_tokens(p, c);
   *out = std::move(st);
   return HWKV_OK;
 }
@@ -735,44 +689,28 @@ hwkv_status BlockStore::aqua_init(const hwkv_store_codec& c) {
   const int32_t L = p_.n_layer, Ck = p_.n_kv_head * p_.head_dim, Cv = p_.n_kv_head * p_.head_dim_v;
   if (!c.rope) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: the aqua codec needs the model's rope (keys are compressed before RoPE)", fn);
   HWKV_TRY(rope_init_for_store(*this, c.rope, fn, &aq_rope_));
-  const int64_t per = int64_t(Ck) * Ck + Ck + int64_t(Cv) * (Ck + Cv) + Cv;
-  const int64_t want = Ck + Cv + int64_t(L - 1) * per;
-  if (!c.predictors) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: the aqua codec needs predictors (%lld floats)", fn, (long long)want);
-  if (c.n_predictors != want)
-    return fail(HWKV_ERR_INVALID_ARGUMENT,
-                "%s: predictors hold %lld floats, expected %lld = Ck + Cv + (n_layer-1)*(Ck*Ck + Ck + Cv*(Ck+Cv) + Cv) for "
-                "n_layer %d, Ck %d, Cv %d",
-                fn, (long long)c.n_predictors, (long long)want, L, Ck, Cv);
-  for (int64_t i = 0; i < want; ++i)
-    if (!std::isfinite(c.predictors[i]))
-      return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: predictor value %lld (layer %lld) is not finite", fn, (long long)i,
-                  (long long)(i < Ck + Cv ? 0 : 1 + (i - Ck - Cv) / per));
+  HWKV_TRY(codec::check_aqua_predictors(fn, p_, c));
   aq_.assign(static_cast<size_t>(L), AquaLayer{});
-  const float* w = c.predictors;
-  aq_[0].bk.assign(w, w + Ck), w += Ck;  // layer 0: a constant predictor (the calibration mean; zeros = none)
-  aq_[0].bv.assign(w, w + Cv), w += Cv;
+  const codec::AquaView v0 = codec::aqua_layer(p_, c.predictors, 0);  // a constant predictor (the calibration mean)
+  aq_[0].bk.assign(v0.bk, v0.bk + Ck);
+  aq_[0].bv.assign(v0.bv, v0.bv + Cv);
   for (int32_t l = 1; l < L; ++l) {
     AquaLayer& a = aq_[l];
-    a.wk.assign(w, w + int64_t(Ck) * Ck), w += int64_t(Ck) * Ck;
-    a.bk.assign(w, w + Ck), w += Ck;
+    const codec::AquaView v = codec::aqua_layer(p_, c.predictors, l);
+    a.wk.assign(v.wk, v.wk + int64_t(Ck) * Ck);
+    a.bk.assign(v.bk, v.bk + Ck);
     a.wvk.resize(size_t(Cv) * Ck);
     a.wvv.resize(size_t(Cv) * Cv);
-    for (int32_t o = 0; o < Cv; ++o) {
-      std::memcpy(a.wvk.data() + int64_t(o) * Ck, w + int64_t(o) * (Ck + Cv), size_t(Ck) * 4);
-      std::memcpy(a.wvv.data() + int64_t(o) * Cv, w + int64_t(o) * (Ck + Cv) + Ck, size_t(Cv) * 4);
-    }
-    w += int64_t(Cv) * (Ck + Cv);
-    a.bv.assign(w, w + Cv), w += Cv;
+    codec::split_wv(v.wv, Ck, Cv, a.wvk.data(), a.wvv.data());
+    a.bv.assign(v.bv, v.bv + Cv);
   }
   return HWKV_OK;
 }
 
 hwkv_status BlockStore::higgs_params_for(int32_t L, bool value, hwkv_higgs_params* hp, const float** grid) const {
-  const int32_t C = p_.n_kv_head * (value ? p_.head_dim_v : p_.head_dim);
-  const bool g0 = L == 0 && !grid0_.empty();
+  bool g0;
+  codec::higgs_params(p_, codec_, L, value, hp, &g0);
   *grid = g0 ? grid0_.data() : grid_.data();
-  const int32_t d = g0 ? codec_.grid0_dim : codec_.grid_dim, np = g0 ? codec_.grid0_n : codec_.grid_n;
-  *hp = hwkv_higgs_params{C, higgs_group_for(C), d, np, 1, codec_.seed + (value ? 1u : 0u)};
   return HWKV_OK;
 }
 
@@ -873,8 +811,8 @@ hwkv_status BlockStore::encode_chunk(const Block& blk, int32_t p0, std::shared_p
     Chunk::Layer& Ly = c->layers[L];
     int64_t nw, ns;
     if (codec_.type == HWKV_KV_UNIFORM) {
-      hwkv_uniform_params kp = {Ck, codec_.bits, HWKV_UNIFORM_PER_CHANNEL, n};
-      hwkv_uniform_params vp = {Cv, codec_.bits, HWKV_UNIFORM_PER_TOKEN, uniform_vgroup(Cv)};
+      hwkv_uniform_params kp, vp;
+      codec::uniform_params(p_, codec_, &kp, &vp);
       HWKV_TRY(quant::uniform_size(&kp, n, &nw, &ns));
       Ly.kw.resize(size_t(nw)), Ly.ks.resize(size_t(ns)), Ly.kz.resize(size_t(ns));
       HWKV_TRY(quant::uniform_encode(&kp, xk.data(), n, Ly.kw.data(), nw, Ly.ks.data(), Ly.kz.data()));
@@ -975,8 +913,8 @@ hwkv_status BlockStore::decode_chunk(const Chunk& c, int32_t L, uint8_t* out) co
   }
   const Chunk::Layer& Ly = c.layers[L];
   if (codec_.type == HWKV_KV_UNIFORM) {
-    hwkv_uniform_params kp = {Ck, codec_.bits, HWKV_UNIFORM_PER_CHANNEL, n};
-    hwkv_uniform_params vp = {Cv, codec_.bits, HWKV_UNIFORM_PER_TOKEN, uniform_vgroup(Cv)};
+    hwkv_uniform_params kp, vp;
+    codec::uniform_params(p_, codec_, &kp, &vp);
     HWKV_TRY(quant::uniform_decode(&kp, Ly.kw.data(), int64_t(Ly.kw.size()), Ly.ks.data(), Ly.kz.data(), n, yk.data(), 0));
     HWKV_TRY(quant::uniform_decode(&vp, Ly.vw.data(), int64_t(Ly.vw.size()), Ly.vs.data(), Ly.vz.data(), n, yv.data(), 0));
   } else {
@@ -1025,13 +963,11 @@ void BlockStore::compact(int32_t b, ThreadPool* pool) {
   if (!has_codec() || !is_live(b)) return;
   Block& blk = blocks_[b];
   if (blk.no_compress) return;
-  const int64_t pt = p_.page_tokens, chunk = codec_.chunk_tokens, cp = chunk / pt;
+  const int64_t cp = codec_.chunk_tokens / p_.page_tokens;
   try {
-    for (int64_t c0 = sink_tokens_; c0 + chunk <= int64_t(blk.len) - codec_.buffer; c0 += chunk) {
-      const int32_t p0 = static_cast<int32_t>(c0 / pt);
-      bool exact = true;
-      for (int64_t i = 0; i < cp; ++i) exact = exact && blk.pages[p0 + i] >= 0;
-      if (!exact) continue;  // already compressed (or partly, after a truncate)
+    std::vector<int32_t> p0s;
+    codec::compact_candidates(p_, codec_, sink_tokens_, blk.pages, blk.len, &p0s);
+    for (const int32_t p0 : p0s) {
       std::shared_ptr<Chunk> c;
       if (encode_chunk(blk, p0, &c, pool) != HWKV_OK) {
         blk.no_compress = true;
@@ -1216,24 +1152,9 @@ hwkv_status BlockStore::codec_chunk(int32_t b, int32_t token, int32_t layer, int
 
 void BlockStore::codec_stats(hwkv_store_codec_stats* out) const {
   *out = hwkv_store_codec_stats{};
-  const int64_t pt = p_.page_tokens;
-  for (const Block& blk : blocks_) {
-    if (!blk.live || blk.comp.empty()) continue;
-    const Chunk* last = nullptr;
-    for (size_t p = 0; p < blk.pages.size(); ++p) {
-      if (blk.pages[p] >= 0) continue;
-      out->tokens_compressed += std::min<int64_t>(pt, int64_t(blk.len) - int64_t(p) * pt);
-      const Chunk* c = blk.comp[p].c.get();
-      if (c != last) {
-        out->bytes_compressed += c->bytes;
-        out->bytes_scratch += static_cast<int64_t>(c->kept.capacity());
-        ++out->chunks;
-        last = c;
-      }
-    }
-  }
+  codec::count_chunks(blocks_, p_.page_tokens, [](const Chunk& c) { return static_cast<int64_t>(c.kept.capacity()); }, out);
   out->bytes_scratch += static_cast<int64_t>(dec_.capacity()) + static_cast<int64_t>(aq_state_.capacity()) * 4;
-  out->values_compressed = out->tokens_compressed * p_.n_layer * p_.n_kv_head * (int64_t(p_.head_dim) + p_.head_dim_v);
+  out->values_compressed = codec::values_compressed(p_, out->tokens_compressed);
 }
 
 }  // namespace hwkv
