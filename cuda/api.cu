@@ -81,7 +81,7 @@ const hwkv_api kTable = {
     store_codec_chunk,
 };
 
-const char* why_fmt(const char* fmt, ...) HWKV_CU_PRINTF(1, 2);
+const char* why_fmt(const char* fmt, ...) HWKV_PRINTF(1, 2);
 const char* why_fmt(const char* fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -180,19 +180,6 @@ void init() {
 }
 
 }  // namespace
-
-// One thread-local message buffer for the whole library: the CPU core's (core/src/errors.cpp, compiled in),
-// which the shared host code (core/src/rope_freq.cpp, model_params.cpp) writes through hwkv::fail.
-hwkv_status fail(hwkv_status st, const char* fmt, ...) {
-  char buf[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  std::vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  return hwkv::fail(st, "%s", buf);
-}
-
-const char* last_error() { return hwkv::last_error(); }
 
 hwkv_status cuda_fail(cudaError_t e, const char* fn, const char* what) {
   (void)cudaGetLastError();  // clear a non-sticky error so later checks do not see it again

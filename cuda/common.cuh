@@ -19,18 +19,16 @@
 #include <new>
 
 #include "hwkv.h"
-
-#if defined(__GNUC__) || defined(__clang__)
-#define HWKV_CU_PRINTF(fmt_idx, arg_idx) __attribute__((format(printf, fmt_idx, arg_idx)))
-#else
-#define HWKV_CU_PRINTF(fmt_idx, arg_idx)
-#endif
+#include "../core/src/common.h"
 
 namespace hwkv_cuda {
 
-// Sets the thread-local last error and returns `st`.
-hwkv_status fail(hwkv_status st, const char* fmt, ...) HWKV_CU_PRINTF(2, 3);
-const char* last_error();
+// The CPU core's error reporting, ABI guard and helpers (core/src/common.h; errors.cpp is compiled into this
+// library): one thread-local message buffer behind every table's last_error().
+using hwkv::ceil_div;
+using hwkv::fail;
+using hwkv::guarded;
+using hwkv::last_error;
 
 // Turns a failed CUDA call into a status + message ("<fn>: CUDA error in <what>: <name>: <text>").
 // Clears the (non-sticky) last CUDA error so that later launch checks do not report it again.
@@ -50,29 +48,6 @@ hwkv_status use_device(const char* fn);
 // Checks a kernel launch (configuration errors and earlier asynchronous faults).
 #define HWKV_CU_LAUNCH(name) HWKV_CU(cudaGetLastError())
 
-#ifndef HWKV_TRY  // same definition as core/src/common.h (the core's host code is compiled in too)
-#define HWKV_TRY(expr)                        \
-  do {                                        \
-    hwkv_status hwkv_st_ = (expr);            \
-    if (hwkv_st_ != HWKV_OK) return hwkv_st_; \
-  } while (0)
-#endif
-
-// Runs f() (returning hwkv_status) so that no C++ exception escapes.
-template <class F>
-hwkv_status guarded(const char* fn, F&& f) noexcept {
-  try {
-    return f();
-  } catch (const std::bad_alloc&) {
-    return fail(HWKV_ERR_OUT_OF_MEMORY, "%s: out of host memory", fn);
-  } catch (const std::exception& e) {
-    return fail(HWKV_ERR_INTERNAL, "%s: internal error: %s", fn, e.what());
-  } catch (...) {
-    return fail(HWKV_ERR_INTERNAL, "%s: internal error: unknown exception", fn);
-  }
-}
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // The stream every call works on: cudaStreamPerThread, or, while a StreamScope is alive on this thread, the
 // stream it names (the model engine runs each forward on its own stream so that it can capture CUDA graphs).
