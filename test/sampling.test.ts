@@ -2,7 +2,8 @@
  * The sampler (ts/engine/sampling.ts) against independently computed distributions, and sampling through
  * the model:
  *  - temperature / top-k / top-p / min-p / logit bias / penalties on fresh random logits each run: the
- *    empirical frequencies of many draws vs the analytic truncated softmax (chi-square at p = 1e-7, and
+ *    empirical frequencies of many draws vs the analytic truncated softmax (chi-square at p = 1e-7 over tokens
+ *    expected >= 5 times, the rarer ones pooled, and
  *    truncated tokens never drawn);
  *  - repetition / presence / frequency penalties and penaltyLastN on a hand-computed example;
  *    logit bias -Infinity bans a token;
@@ -74,16 +75,29 @@ function checkAgainst(what: string, counts: number[], p: number[]): string {
   const n = counts.reduce((a, b) => a + b, 0);
   let chi = 0;
   let df = -1;
+  // tokens expected fewer than 5 times are pooled into one bin (the chi-square approximation needs expected
+  // counts of about 5 or more: one draw of a token expected 0.01 times would alone add ~100)
+  let poolE = 0;
+  let poolC = 0;
   for (let i = 0; i < p.length; i++) {
     if (p[i] === 0) {
       assert.is(counts[i], 0, `${what}: token ${i} is outside the truncated distribution but was drawn ${counts[i]} times`);
       continue;
     }
-    df++;
     const e = n * p[i]!;
+    if (e < 5) {
+      poolE += e;
+      poolC += counts[i]!;
+      continue;
+    }
+    df++;
     chi += (counts[i]! - e) ** 2 / e;
   }
-  if (df === 0) return `${what}: single token`;
+  if (poolE > 0) {
+    df++;
+    chi += (poolC - poolE) ** 2 / poolE;
+  }
+  if (df <= 0) return `${what}: single bin`;
   const lim = chiSquareLimit(df);
   assert.ok(chi <= lim, `${what}: chi-square ${chi.toFixed(1)} > ${lim.toFixed(1)} (df ${df})\n  counts ${counts.join(',')}\n  expect ${p.map((x) => (x * n).toFixed(0)).join(',')}`);
   return `${what}: chi2=${chi.toFixed(1)}/${lim.toFixed(0)} df=${df}`;
