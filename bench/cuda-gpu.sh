@@ -8,7 +8,8 @@
 #     test-regex  test files to run (default: every suite that exercises CUDA); '-' skips the tests
 #   Environment: OUT (log folder, default /tmp/hwkv-out), DEADLINE_S (whole run, default 560),
 #                SUITE_S (per test file, default 90), HWKV_NO_BENCH=1 (tests only)
-# Logs go to $OUT: build.log, test-<suite>.log, tests.txt (one summary line per suite), bench.log, bench.json.
+# Logs go to $OUT: build.log, test-logs.tgz (test-<suite>.log), tests.txt (one summary line per suite), bench.log,
+# bench.err, bench.json.
 set -uo pipefail
 t0=$(date +%s)
 left() { echo $(( ${DEADLINE_S:-560} - ($(date +%s) - t0) )); }
@@ -42,6 +43,10 @@ if [ "$tests" != "-" ]; then
     echo "$f: ${line:-rc $rc}" | tee -a "$out/tests.txt"
     grep -E "✘|MAXERR|AssertionError|FAIL " "$out/test-$f.log" | grep -v "^\s*at " | head -6
   done
+fi
+# the device tool returns at most 8 files: the per-suite logs travel as one archive
+if ls "$out"/test-*.log >/dev/null 2>&1; then
+  tar czf "$out/test-logs.tgz" -C "$out" $(cd "$out" && ls test-*.log) && rm -f "$out"/test-*.log
 fi
 if [ "${HWKV_NO_BENCH:-0}" != "1" ]; then
   timeout "$(( $(left) > 30 ? $(left) : 30 ))" node --import tsx bench/cuda.ts --json-out="$out/bench.json" "$@" \

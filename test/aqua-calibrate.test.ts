@@ -1,7 +1,8 @@
 /**
  * AQUA-KV calibration (ts/aqua/calibrate.ts):
  *   - the K/V tap (core model_capture_kv, and the TS fallback through a store): pre-RoPE keys, rotated at their
- *     positions (store append with rope), equal the keys the forward wrote (1e-5); values equal;
+ *     positions (store append with rope), equal the keys the forward wrote (1e-5); values equal (bit-exact on
+ *     the CPU cores, 1e-5 on CUDA, whose GEMM tiling depends on the chunk's row count);
  *   - the layer-1 ridge fits equal a float64 normal-equations solve on the same reconstructed inputs (1e-4);
  *   - train relMSE with the predictor <= the constant (train-mean) predictor;
  *   - the file round-trips; a file for another model is a ModelFormatError;
@@ -77,7 +78,10 @@ S('tap: pre-RoPE keys rotated at their positions equal the stored keys; values e
           const a = store.read(fwd, l);
           const b = store.read(re, l);
           assert.ok(relMax(b.k, a.k) < 1e-5, `${name} ${via} layer ${l} keys: ${relMax(b.k, a.k)}`);
-          assert.ok(relMax(b.v, a.v) === 0, `${name} ${via} layer ${l} values differ`);
+          // CPU cores: bit-exact whatever the chunking; CUDA: the tap's 256-token prefill chunks and the one
+          // 300-token forward pick different GEMM tilings (cuBLAS chooses per M), so values agree to rounding
+          const vTol = name === 'cuda' ? 1e-5 : 0;
+          assert.ok(relMax(b.v, a.v) <= vTol, `${name} ${via} layer ${l} values differ: ${relMax(b.v, a.v)} > ${vTol}`);
           assert.is(a.k.length, tok.length * C);
         }
       } finally {
