@@ -227,7 +227,9 @@ async function runAqua(model: Model, shape: string, rowsF16: OurRow[], rows: Aqu
   const c = model.config;
   const C = c.nKvHead * c.headDim;
   const rope = c.rope;
+  const tCal = performance.now();
   const { preds, how } = await aquaPredictors(model);
+  progress(`${shape} aqua predictors in ${((performance.now() - tCal) / 1000).toFixed(1)} s: ${how.split(' (')[0]}`);
   const f16PerTok = c.nLayer * C * 2 * 2;
   const chunk = 512;
   const kSrc = fillRandom(new Float32Array(c.nLayer * chunk * C), 7);

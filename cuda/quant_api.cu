@@ -288,6 +288,31 @@ hwkv_status q_ridge_solve(const double* xtx, const double* xty, int32_t p, int32
   return guarded("ridge_solve", [&] { return hwkv::quant::ridge_solve(xtx, xty, p, q, lambda_rel, w); });
 }
 
+// y = x · w[0:p] + w[p]: the codec's FP32 tile GEMM (y = x · Wᵀ + bias) with w transposed on the host
+hwkv_status q_linear_apply(const float* x, int64_t n, int32_t p, int32_t q, const float* w, float* y) {
+  const char* fn = "linear_apply";
+  return guarded(fn, [&]() -> hwkv_status {
+    bool skip;
+    HWKV_TRY(hwkv::quant::check_linear_apply(fn, x, n, p, q, w, y, &skip));
+    if (skip) return HWKV_OK;
+    HWKV_TRY(use_device(fn));
+    std::vector<float> wt(static_cast<size_t>(q) * p);
+    for (int32_t i = 0; i < p; ++i)
+      for (int32_t j = 0; j < q; ++j) wt[static_cast<size_t>(j) * p + i] = w[static_cast<int64_t>(i) * q + j];
+    CodecTemp tmp;
+    float *dx = nullptr, *dw = nullptr, *db, *dy;
+    if (p > 0) {
+      HWKV_TRY(up(fn, tmp, x, static_cast<size_t>(n) * p, &dx));
+      HWKV_TRY(up(fn, tmp, wt.data(), wt.size(), &dw));
+    }
+    HWKV_TRY(up(fn, tmp, w + static_cast<int64_t>(p) * q, static_cast<size_t>(q), &db));
+    HWKV_TRY(up<float>(fn, tmp, nullptr, static_cast<size_t>(n) * q, &dy));
+    HWKV_TRY(gemm_nt(fn, dx, p, dw, p, dy, q, n, q, p, 0, db));
+    HWKV_TRY(d2h(fn, y, dy, static_cast<size_t>(n) * q * sizeof(float)));
+    return sync(fn);
+  });
+}
+
 }  // namespace
 }  // namespace hwkv_cuda
 
@@ -300,6 +325,7 @@ extern "C" HWKV_API const hwkv_quant_api* hwkv_cuda_quant_api(void) {
       q_higgs_signs,          q_uniform_size,
       q_uniform_encode,       q_uniform_decode,
       q_ridge_accumulate,     q_ridge_solve,
+      q_linear_apply,
   };
   return &api;
 }

@@ -57,7 +57,8 @@ srcs=(cuda/api.cu cuda/rope.cu cuda/pack.cu cuda/fwht.cu cuda/store.cu cuda/code
       cuda/model_api.cu cuda/model_forward.cu cuda/model_q8.cu cuda/quant_api.cu
       # the CPU core's host-side code, shared instead of repeated (cuda/core_host.cuh)
       core/src/errors.cpp core/src/rope_freq.cpp core/src/model_params.cpp core/src/model_files.cpp
-      core/src/quant_params.cpp core/src/quant_ridge.cpp core/src/half.cpp core/src/codec_params.cpp)
+      core/src/quant_params.cpp core/src/quant_ridge.cpp core/src/half.cpp core/src/codec_params.cpp
+      core/src/kernels_threadpool.cpp)
 
 start=$(date +%s)
 echo "build-cuda: $("$nvcc" --version | tail -n 2 | head -n 1)"
@@ -84,7 +85,7 @@ objs=()
 for src in "${srcs[@]}"; do base="$(basename "$src")"; objs+=("$obj/${base%.*}.o"); done
 "$nvcc" -shared -cudart static \
   -gencode arch=compute_80,code=compute_80 -gencode arch=compute_90a,code=sm_90a \
-  -Xlinker --no-undefined -o "$out/libhwkv_cuda.so" "${objs[@]}" -ldl
+  -Xlinker --no-undefined -o "$out/libhwkv_cuda.so" "${objs[@]}" -ldl -lpthread
 
 end=$(date +%s)
 echo "build-cuda: wrote $out/libhwkv_cuda.so ($(( end - start )) s)"

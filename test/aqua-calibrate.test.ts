@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { calibrateAquaKV, captureKv, loadAquaPredictors, applyLinear } from '../ts/aqua/calibrate.ts';
+import { calibrateAquaKV, captureKv, loadAquaPredictors } from '../ts/aqua/calibrate.ts';
 import type { CoreKvStore } from '../ts/backend/backend.ts';
 import type { Backend } from '../ts/backend/types.ts';
 import { ModelFormatError, UnsupportedError } from '../ts/errors.ts';
@@ -117,7 +117,7 @@ S('fit: layer-1 predictors equal a float64 ridge solve on the reconstructed inpu
         // K̂_1 = P(K_0) + deq(q(K_1 - P(K_0)))
         const q = backend.quant!;
         const hc = { channels: C, group: res.group, grid: res.grid, seed: 0 };
-        const pk = applyLinear(K0, res.k[1]!, n, C, C);
+        const pk = q.linearApply(K0, res.k[1]!, n, C, C); // the backend's product, as the calibration used (parity: aqua-quant)
         const r = new Float32Array(n * C);
         for (let i = 0; i < r.length; i++) r[i] = K1[i]! - pk[i]!;
         const K1hat = q.higgsDecode(hc, q.higgsEncode(hc, r, n), pk, true);

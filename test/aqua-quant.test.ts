@@ -6,7 +6,7 @@
  *     zero groups decode to zeros (no NaN); relMSE is scale invariant;
  *   - the quality targets on N(0,1) vectors of 1024 values (full pipeline) within ±3%;
  *   - uniform quantizer (both axes, 2/3/4/8 bits, partial token group) vs reference, exact codes;
- *   - ridge fit vs a float64 normal-equations solve (1e-4); not-SPD -> typed error;
+ *   - ridge fit vs a float64 normal-equations solve (1e-4); not-SPD -> typed error; linear apply vs float64 (1e-5);
  *   - byte accounting equals the packed sizes; native vs WASM identical codes; bad inputs -> typed errors.
  */
 import { suite } from 'uvu';
@@ -18,7 +18,7 @@ import { backendPairs, forEachVariant, skipLine } from './helpers/backends.ts';
 import { expectThrows, seededTest } from './helpers/harness.ts';
 import { expectClose, expectExact, printWorstErrors } from './helpers/metrics.ts';
 import type { Rng } from './helpers/rng.ts';
-import { halfToNumber, refHiggsDecode, refHiggsEncode, refRidge, refSigns, refUniform } from './ref/quant.ts';
+import { halfToNumber, refHiggsDecode, refHiggsEncode, refLinear, refRidge, refSigns, refUniform } from './ref/quant.ts';
 
 const NAME = 'aqua-quant';
 const S = suite(NAME);
@@ -262,6 +262,7 @@ seededTest(S, NAME, 'ridge fit vs float64 normal-equations solve (1e-4), chunked
       [40, 5, 1000, 1e-6],
       [130, 9, 700, 1e-2],
       [0, 2, 50, 1e-3],
+      [300, 130, 1200, 1e-3], // > 128 rows below the pivot and > 64 columns: the pooled Cholesky and column-split solves
     ] as const) {
       const x = rng.f32(n * p);
       const wTrue = rng.f32((p + 1) * qq);
@@ -297,6 +298,27 @@ seededTest(S, NAME, 'ridge fit vs float64 normal-equations solve (1e-4), chunked
     const acc = q.ridgeCreate(2, 1);
     q.ridgeAccumulate(acc, x, rng.f32(n));
     expectThrows(() => q.ridgeSolve(acc, 0), InvalidArgumentError, 'collinear ridge', /positive definite/);
+  });
+});
+
+seededTest(S, NAME, 'linear apply (the calibration predictions) vs float64 [x, 1]·W; bad shapes -> typed errors', async (rng) => {
+  await forEachQuantVariant((v) => {
+    const q = ops(v.backend);
+    for (const [n, p, qq] of [
+      [131, 37, 70],
+      [300, 513, 256],
+      [5, 0, 9],
+      [0, 16, 8],
+      [1, 1, 1],
+    ] as const) {
+      const x = rng.f32(n * p);
+      const w = rng.f32((p + 1) * qq);
+      const y = q.linearApply(x, w, n, p, qq);
+      expectClose(y, refLinear(x, w, n, p, qq), 1e-5, `linear n=${n} p=${p} q=${qq}`, `linear/${v.label}`);
+    }
+    expectThrows(() => q.linearApply(rng.f32(10), rng.f32(4 * 2), 3, 3, 2), InvalidArgumentError, 'x too short', /n\*p/);
+    expectThrows(() => q.linearApply(rng.f32(9), rng.f32(3 * 2), 3, 3, 2), InvalidArgumentError, 'w too short', /\(p\+1\)\*q/);
+    expectThrows(() => q.linearApply(rng.f32(9), rng.f32(4 * 2), 3, 3, 0), OutOfRangeError, 'q = 0');
   });
 });
 

@@ -275,6 +275,26 @@ Napi::Value RidgeSolve(const Napi::CallbackInfo& info) {
   return c.Status(api->ridge_solve(xtx.data, xty.data, p, q, lambda, w.data));
 }
 
+// linearApply(x, n, p, q, w, y)
+Napi::Value LinearApply(const Napi::CallbackInfo& info) {
+  Call c(info, "linearApply");
+  HWKV_Q_OF(c);
+  HWKV_Q_REQUIRE(c, linear_apply);
+  Span<float> x = c.F32Array(0, "x");
+  int64_t n = c.I64(1, "n");
+  int32_t p = c.I32(2, "p");
+  int32_t q = c.I32(3, "q");
+  Span<float> w = c.F32Array(4, "w");
+  Span<float> y = c.F32Array(5, "y");
+  int64_t need;
+  if (c.ok() && Need({n, p}, &need)) c.AtLeast(x, need, "x", "n*p");
+  if (c.ok() && p >= 0 && Need({int64_t(p) + 1, q}, &need)) c.AtLeast(w, need, "w", "(p+1)*q");
+  if (c.ok() && Need({n, q}, &need)) c.AtLeast(y, need, "y", "n*q");
+  HWKV_CHECKED(c);
+  c.Enter();
+  return c.Status(api->linear_apply(x.data, n, p, q, w.data, y.data));
+}
+
 #undef HWKV_Q_OF
 #undef HWKV_Q_REQUIRE
 #undef HWKV_CHECKED
@@ -309,6 +329,7 @@ Napi::Object MakeRawQuantApi(Napi::Env env, Binding* b) {
   add("uniformDecode", Method<UniformDecode>);
   add("ridgeAccumulate", Method<RidgeAccumulate>);
   add("ridgeSolve", Method<RidgeSolve>);
+  add("linearApply", Method<LinearApply>);
   return o;
 }
 

@@ -329,3 +329,8 @@ HWKV_WASM_EXPORT int32_t hwkv_wasm_ridge_solve(const double* xtx, const double* 
                                                double lambda_rel, float* w) {
   return quant_api()->ridge_solve(xtx, xty, p, q, lambda_rel, w);
 }
+
+HWKV_WASM_EXPORT int32_t hwkv_wasm_linear_apply(const float* x, double n, int32_t p, int32_t q, const float* w,
+                                                float* y) {
+  return quant_api()->linear_apply(x, i64(n), p, q, w, y);
+}

@@ -66,6 +66,8 @@
  *   in double; W float32 [p1, q]: rows 0..p-1 weights, row p the bias, i.e. ŷ = x·W[0:p] + W[p].
  *   A matrix that is not positive definite (e.g. lambda_rel = 0 with collinear inputs) is
  *   HWKV_ERR_INVALID_ARGUMENT naming the failing pivot (raise lambda_rel). xtx/xty are not modified.
+ *   Apply: y[n, q] = x[n, p] · W[0:p] + W[p] for a W laid out as the solve writes it (the calibration's
+ *   predictions), float32 products summed in float32 (p in order, bias first; the CUDA table sums in tiles).
  */
 #ifndef HWKV_QUANT_H
 #define HWKV_QUANT_H
@@ -76,7 +78,7 @@
 extern "C" {
 #endif
 
-#define HWKV_QUANT_ABI_VERSION 1
+#define HWKV_QUANT_ABI_VERSION 2
 
 typedef struct hwkv_higgs_params {
   int32_t channels;  /* C >= 1, a multiple of group                                                      */
@@ -132,6 +134,8 @@ typedef struct hwkv_quant_api {
   /* w[(p+1)·q] = (xtx + lambda_rel·mean(diag xtx)·I)⁻¹ xty.                                            */
   hwkv_status (*ridge_solve)(const double* xtx, const double* xty, int32_t p, int32_t q, double lambda_rel,
                              float* w);
+  /* y[n, q] = x[n, p] · w[0:p, :] + w[p, :] (w as ridge_solve writes it). n >= 0 rows; p >= 0.          */
+  hwkv_status (*linear_apply)(const float* x, int64_t n, int32_t p, int32_t q, const float* w, float* y);
 } hwkv_quant_api;
 
 /* The CPU core's table (native addon and WASM). */

@@ -43,6 +43,9 @@ hwkv_status api_ridge_accumulate(const float* x, const float* y, int64_t n, int3
 hwkv_status api_ridge_solve(const double* xtx, const double* xty, int32_t p, int32_t q, double lambda_rel, float* w) {
   return guarded("ridge_solve", [&] { return ridge_solve(xtx, xty, p, q, lambda_rel, w); });
 }
+hwkv_status api_linear_apply(const float* x, int64_t n, int32_t p, int32_t q, const float* w, float* y) {
+  return guarded("linear_apply", [&] { return linear_apply(x, n, p, q, w, y); });
+}
 
 const hwkv_quant_api kQuantApi = {
     HWKV_QUANT_ABI_VERSION,
@@ -57,6 +60,7 @@ const hwkv_quant_api kQuantApi = {
     api_uniform_decode,
     api_ridge_accumulate,
     api_ridge_solve,
+    api_linear_apply,
 };
 
 }  // namespace

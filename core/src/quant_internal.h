@@ -70,6 +70,8 @@ hwkv_status check_uniform_decode(const char* fn, const hwkv_uniform_params* p, c
                                  bool* skip);
 hwkv_status check_ridge_accumulate(const char* fn, const float* x, const float* y, int64_t n, int32_t p, int32_t q,
                                    const double* xtx, const double* xty, bool* skip);
+hwkv_status check_linear_apply(const char* fn, const float* x, int64_t n, int32_t p, int32_t q, const float* w,
+                               const float* y, bool* skip);
 // Validation of the inputs with the encoders' messages (the first failure in order): HIGGS group norms ->
 // fp16 scales sc[n_tok * G] (may be NULL); uniform: every x finite, then each group's min / max -> fp16 zeros
 // Zh and scales Dh (may be NULL) within the fp16 range. The CUDA quantizers call them on the host to word
@@ -94,6 +96,7 @@ hwkv_status uniform_decode(const hwkv_uniform_params* p, const uint32_t* codes, 
 hwkv_status ridge_accumulate(const float* x, const float* y, int64_t n, int32_t p, int32_t q, double* xtx,
                              double* xty, double* yy);
 hwkv_status ridge_solve(const double* xtx, const double* xty, int32_t p, int32_t q, double lambda_rel, float* w);
+hwkv_status linear_apply(const float* x, int64_t n, int32_t p, int32_t q, const float* w, float* y);
 
 #if defined(HWKV_HAVE_AVX2) && HWKV_HAVE_AVX2 && (defined(__x86_64__) || defined(_M_X64))
 #define HWKV_QUANT_AVX2 1

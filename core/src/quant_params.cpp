@@ -297,5 +297,17 @@ hwkv_status check_ridge_accumulate(const char* fn, const float* x, const float* 
   return HWKV_OK;
 }
 
+hwkv_status check_linear_apply(const char* fn, const float* x, int64_t n, int32_t p, int32_t q, const float* w,
+                               const float* y, bool* skip) {
+  *skip = false;
+  if (p < 0 || p > 65535) return fail(HWKV_ERR_OUT_OF_RANGE, "%s: p must be in 0..65535, got %d", fn, p);
+  if (q < 1 || q > 65536) return fail(HWKV_ERR_OUT_OF_RANGE, "%s: q must be in 1..65536, got %d", fn, q);
+  if (n < 0) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: n must be >= 0, got %lld", fn, (long long)n);
+  if (!w) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: w must not be NULL", fn);
+  if (n == 0) return *skip = true, HWKV_OK;
+  if ((p > 0 && !x) || !y) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: x and y must not be NULL", fn);
+  return HWKV_OK;
+}
+
 }  // namespace quant
 }  // namespace hwkv

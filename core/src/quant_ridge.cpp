@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/threadpool.h"
 #include "quant_internal.h"
 
 namespace hwkv {
@@ -123,7 +124,11 @@ hwkv_status ridge_solve(const double* xtx, const double* xty, int32_t p, int32_t
     U[i * n + i] += lam;
     d0[i] = U[i * n + i];
   }
-  // Right-looking Cholesky A = UᵀU on the upper triangle (row-major; inner loops contiguous).
+  // Right-looking Cholesky A = UᵀU on the upper triangle (row-major; inner loops contiguous). The rank-1
+  // update of the rows below k is spread over the pool in row ranges (each row's arithmetic is the same
+  // whatever the split, so the result does not depend on the thread count).
+  ThreadPool& pool = default_pool();
+  constexpr int64_t kRowTask = 32;
   for (int64_t k = 0; k < n; ++k) {
     double* uk = U.data() + k * n;
     const double piv = uk[k];
@@ -136,43 +141,87 @@ hwkv_status ridge_solve(const double* xtx, const double* xty, int32_t p, int32_t
     const double inv = 1.0 / dk;
     uk[k] = dk;
     for (int64_t j = k + 1; j < n; ++j) uk[j] *= inv;
-    for (int64_t i = k + 1; i < n; ++i) {
-      const double f = uk[i];
-      if (f == 0.0) continue;
-      double* ui = U.data() + i * n;
-      for (int64_t j = i; j < n; ++j) ui[j] -= f * uk[j];
+    auto update = [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const double f = uk[i];
+        if (f == 0.0) continue;
+        double* ui = U.data() + i * n;
+        for (int64_t j = i; j < n; ++j) ui[j] -= f * uk[j];
+      }
+    };
+    const int64_t rows = n - (k + 1);
+    if (rows < 4 * kRowTask || pool.size() == 1) {
+      update(k + 1, n);
+    } else {
+      pool.parallel_for(ceil_div(rows, kRowTask), [&](int64_t t, int) {
+        update(k + 1 + t * kRowTask, std::min(n, k + 1 + (t + 1) * kRowTask));
+      });
     }
   }
-  // Forward: Uᵀ Z = B, then back: U W = Z (rows of q contiguous).
+  // Forward: Uᵀ Z = B, then back: U W = Z (rows of q contiguous). Columns of Z are independent: each task
+  // solves a slice of them, in the same order as a single thread would.
   std::vector<double> Z(xty, xty + n * q);
-  for (int64_t i = 0; i < n; ++i) {
-    double* zi = Z.data() + i * q;
-    const double inv = 1.0 / U[i * n + i];
-    for (int32_t c = 0; c < q; ++c) zi[c] *= inv;
-    const double* ui = U.data() + i * n;
-    for (int64_t j = i + 1; j < n; ++j) {
-      const double f = ui[j];
-      if (f == 0.0) continue;
-      double* zj = Z.data() + j * q;
-      for (int32_t c = 0; c < q; ++c) zj[c] -= f * zi[c];
+  auto solve_cols = [&](int32_t c0, int32_t c1) {
+    for (int64_t i = 0; i < n; ++i) {
+      double* zi = Z.data() + i * q;
+      const double inv = 1.0 / U[i * n + i];
+      for (int32_t c = c0; c < c1; ++c) zi[c] *= inv;
+      const double* ui = U.data() + i * n;
+      for (int64_t j = i + 1; j < n; ++j) {
+        const double f = ui[j];
+        if (f == 0.0) continue;
+        double* zj = Z.data() + j * q;
+        for (int32_t c = c0; c < c1; ++c) zj[c] -= f * zi[c];
+      }
     }
-  }
-  for (int64_t i = n - 1; i >= 0; --i) {
-    double* zi = Z.data() + i * q;
-    const double* ui = U.data() + i * n;
-    for (int64_t j = i + 1; j < n; ++j) {
-      const double f = ui[j];
-      if (f == 0.0) continue;
-      const double* zj = Z.data() + j * q;
-      for (int32_t c = 0; c < q; ++c) zi[c] -= f * zj[c];
+    for (int64_t i = n - 1; i >= 0; --i) {
+      double* zi = Z.data() + i * q;
+      const double* ui = U.data() + i * n;
+      for (int64_t j = i + 1; j < n; ++j) {
+        const double f = ui[j];
+        if (f == 0.0) continue;
+        const double* zj = Z.data() + j * q;
+        for (int32_t c = c0; c < c1; ++c) zi[c] -= f * zj[c];
+      }
+      const double inv = 1.0 / ui[i];
+      for (int32_t c = c0; c < c1; ++c) zi[c] *= inv;
     }
-    const double inv = 1.0 / ui[i];
-    for (int32_t c = 0; c < q; ++c) zi[c] *= inv;
+  };
+  constexpr int32_t kColTask = 64;
+  if (q <= kColTask || pool.size() == 1 || n < 64) {
+    solve_cols(0, q);
+  } else {
+    pool.parallel_for(ceil_div(q, kColTask), [&](int64_t t, int) {
+      solve_cols(static_cast<int32_t>(t * kColTask), std::min<int32_t>(q, static_cast<int32_t>((t + 1) * kColTask)));
+    });
   }
   for (int64_t i = 0; i < n * q; ++i) {
     if (!std::isfinite(Z[i])) return fail(HWKV_ERR_INVALID_ARGUMENT, "%s: the solution is not finite (check xty)", fn);
   }
   for (int64_t i = 0; i < n * q; ++i) w[i] = static_cast<float>(Z[i]);
+  return HWKV_OK;
+}
+
+hwkv_status linear_apply(const float* x, int64_t n, int32_t p, int32_t q, const float* w, float* y) {
+  bool skip;
+  HWKV_TRY(check_linear_apply("linear_apply", x, n, p, q, w, y, &skip));
+  if (skip) return HWKV_OK;
+  // 8 rows share each pass over w (its rows stream once per block); y rows are the accumulators: bias
+  // first, then x_i · w_i for i in order, so each output's sum has a fixed order whatever the threads.
+  constexpr int64_t kBlk = 8;
+  const float* bias = w + int64_t(p) * q;
+  default_pool().parallel_for(ceil_div(n, kBlk), [&](int64_t t, int) {
+    const int64_t r0 = t * kBlk, r1 = std::min(n, r0 + kBlk);
+    for (int64_t r = r0; r < r1; ++r) std::memcpy(y + r * q, bias, sizeof(float) * size_t(q));
+    for (int32_t i = 0; i < p; ++i) {
+      const float* wi = w + int64_t(i) * q;
+      for (int64_t r = r0; r < r1; ++r) {
+        const float xi = x[r * p + i];
+        float* yr = y + r * q;
+        for (int32_t j = 0; j < q; ++j) yr[j] += xi * wi[j];
+      }
+    }
+  });
   return HWKV_OK;
 }
 

@@ -254,6 +254,18 @@ export function refSolve(A: Float64Array, B: Float64Array, n: number, q: number)
 }
 
 /** Ridge with an intercept: W [(p+1), q] = ([X,1]ᵀ[X,1] + λ·mean(diag)·I)⁻¹ [X,1]ᵀY, everything in double. */
+/** y[n, q] = [x, 1] · W for W [(p+1), q] (last row the bias), in float64. */
+export function refLinear(x: ArrayLike<number>, w: ArrayLike<number>, n: number, p: number, q: number): Float64Array {
+  const y = new Float64Array(n * q);
+  for (let r = 0; r < n; r++)
+    for (let j = 0; j < q; j++) {
+      let s = w[p * q + j]!;
+      for (let i = 0; i < p; i++) s += x[r * p + i]! * w[i * q + j]!;
+      y[r * q + j] = s;
+    }
+  return y;
+}
+
 export function refRidge(x: ArrayLike<number>, y: ArrayLike<number>, n: number, p: number, q: number, lambdaRel: number): Float64Array {
   const p1 = p + 1;
   const A = new Float64Array(p1 * p1);

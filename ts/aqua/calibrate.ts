@@ -243,23 +243,6 @@ function unrotate(model: Model, k: Float32Array, rows: number, n: number): void 
   }
 }
 
-/** y[n, q] = x[n, p]·W[0:p] + W[p] for W [(p+1), q]. */
-export function applyLinear(x: Float32Array, w: Float32Array, n: number, p: number, q: number): Float32Array {
-  const y = new Float32Array(n * q);
-  const acc = new Float64Array(q);
-  for (let r = 0; r < n; r++) {
-    for (let j = 0; j < q; j++) acc[j] = w[p * q + j]!;
-    for (let i = 0; i < p; i++) {
-      const xi = x[r * p + i]!;
-      if (xi === 0) continue;
-      const row = i * q;
-      for (let j = 0; j < q; j++) acc[j] = acc[j]! + xi * w[row + j]!;
-    }
-    for (let j = 0; j < q; j++) y[r * q + j] = acc[j]!;
-  }
-  return y;
-}
-
 function concatRows(a: Float32Array, b: Float32Array, n: number, C: number): Float32Array {
   const out = new Float32Array(n * 2 * C);
   for (let r = 0; r < n; r++) {
@@ -424,7 +407,7 @@ export async function calibrateAquaKV(model: Model, opts: CalibrateOptions & { o
         pick(kMean, i).add(k, null, kMu);
         let recK: Float32Array;
         if (wk) {
-          const pk = applyLinear(prevK[i]!, wk, n, C, C);
+          const pk = q.linearApply(prevK[i]!, wk, n, C, C);
           pick(kPred, i).add(k, pk);
           const res = new Float32Array(n * C);
           for (let t = 0; t < res.length; t++) res[t] = k[t]! - pk[t]!;
@@ -454,7 +437,7 @@ export async function calibrateAquaKV(model: Model, opts: CalibrateOptions & { o
         pick(vMean, i).add(v, null, vMu);
         let recV: Float32Array;
         if (wv) {
-          const pv = applyLinear(concatRows(curK[i]!, prevV[i]!, n, C), wv, n, 2 * C, C);
+          const pv = q.linearApply(concatRows(curK[i]!, prevV[i]!, n, C), wv, n, 2 * C, C);
           pick(vPred, i).add(v, pv);
           const res = new Float32Array(n * C);
           for (let t = 0; t < res.length; t++) res[t] = v[t]! - pv[t]!;

@@ -254,6 +254,20 @@ export class CoreQuantOps implements QuantOps {
     this.host.check(this.raw.ridgeSolve(acc.xtx, acc.xty, acc.p, acc.q, lambdaRel, w));
     return w;
   }
+
+  linearApply(x: Float32Array, w: Float32Array, n: number, p: number, q: number): Float32Array {
+    this.host.ensureLive();
+    arr<Float32Array>('x', x, Float32Array);
+    arr<Float32Array>('w', w, Float32Array);
+    int('n', n, 0, Number.MAX_SAFE_INTEGER);
+    int('p', p, 0, 65535);
+    int('q', q, 1, 65536);
+    if (x.length !== n * p) throw new InvalidArgumentError(`x must have n*p = ${n * p} elements, got ${x.length}`);
+    if (w.length !== (p + 1) * q) throw new InvalidArgumentError(`w must have (p+1)*q = ${(p + 1) * q} elements, got ${w.length}`);
+    const y = new Float32Array(n * q);
+    this.host.check(this.raw.linearApply(x, n, p, q, w, y));
+    return y;
+  }
 }
 
 // ---- standalone helpers -----------------------------------------------------------------------------------

@@ -100,4 +100,6 @@ export interface QuantOps {
   ridgeAccumulate(acc: RidgeAccumulator, x: Float32Array, y: Float32Array, n?: number): void;
   /** W [(p+1), q] (last row = bias) solving (XᵀX + λ·mean(diag)·I) W = XᵀY; lambdaRel defaults to 1e-3. */
   ridgeSolve(acc: RidgeAccumulator, lambdaRel?: number): Float32Array;
+  /** y [n, q] = x [n, p] · W[0:p] + W[p] for a W [(p+1), q] as ridgeSolve returns it (the predictions). */
+  linearApply(x: Float32Array, w: Float32Array, n: number, p: number, q: number): Float32Array;
 }

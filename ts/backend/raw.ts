@@ -112,6 +112,8 @@ export interface RawQuantApi {
   uniformDecode(up: Float64Array, codes: Uint32Array, scales: Uint16Array, zeros: Uint16Array, nTok: number, y: Float32Array, accumulate: boolean): number;
   ridgeAccumulate(x: Float32Array, y: Float32Array, n: number, p: number, q: number, xtx: Float64Array, xty: Float64Array, yy: Float64Array | null): number;
   ridgeSolve(xtx: Float64Array, xty: Float64Array, p: number, q: number, lambdaRel: number, w: Float32Array): number;
+  /** y[n, q] = x[n, p] · w[0:p] + w[p] (hwkv_quant_api.linear_apply) */
+  linearApply(x: Float32Array, n: number, p: number, q: number, w: Float32Array, y: Float32Array): number;
 }
 
 export interface RawApi {

@@ -110,6 +110,7 @@ export interface HwkvWasmModule {
   _hwkv_wasm_uniform_decode?(up: number, codes: number, nWords: number, scales: number, zeros: number, nTok: number, y: number, acc: number): number;
   _hwkv_wasm_ridge_accumulate?(x: number, y: number, n: number, p: number, q: number, xtx: number, xty: number, yy: number): number;
   _hwkv_wasm_ridge_solve?(xtx: number, xty: number, p: number, q: number, lambdaRel: number, w: number): number;
+  _hwkv_wasm_linear_apply?(x: number, n: number, p: number, q: number, w: number, y: number): number;
 }
 
 /** The emscripten MODULARIZE factory exported by hwkv.cjs. */
@@ -199,6 +200,7 @@ class WasmRaw implements RawApi {
         uniformDecode: (up, codes, scales, zeros, nTok, y, acc) => this.uniformDecode(up, codes, scales, zeros, nTok, y, acc),
         ridgeAccumulate: (x, y, n, p, q, xtx, xty, yy) => this.ridgeAccumulate(x, y, n, p, q, xtx, xty, yy),
         ridgeSolve: (xtx, xty, p, q, lambdaRel, w) => this.ridgeSolve(xtx, xty, p, q, lambdaRel, w),
+        linearApply: (x, n, p, q, w, y) => this.linearApply(x, n, p, q, w, y),
       };
     }
   }
@@ -921,6 +923,22 @@ class WasmRaw implements RawApi {
     this.add(xty, IN);
     this.add(w, OUT);
     return this.call('ridge_solve', 0, (a) => this.m._hwkv_wasm_ridge_solve!(a[0]!, a[1]!, p, q, lambdaRel, a[2]!));
+  }
+
+  private linearApply(x: Float32Array, n: number, p: number, q: number, w: Float32Array, y: Float32Array): number {
+    if (n >= 0 && p >= 0 && q >= 1) {
+      const bad = this.need('linearApply', [
+        ['x', x.length, n * p],
+        ['w', w.length, (p + 1) * q],
+        ['y', y.length, n * q],
+      ]);
+      if (bad) return bad;
+    }
+    if (typeof this.m._hwkv_wasm_linear_apply !== 'function') return this.reject(ERR_UNSUPPORTED, 'linear_apply: this WebAssembly module predates it (rebuild)');
+    this.add(x, IN);
+    this.add(w, IN);
+    this.add(y, OUT);
+    return this.call('linear_apply', 0, (a) => this.m._hwkv_wasm_linear_apply!(a[0]!, n, p, q, a[1]!, a[2]!));
   }
 }
 
