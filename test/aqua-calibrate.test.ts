@@ -6,6 +6,7 @@
  *   - the layer-1 ridge fits equal a float64 normal-equations solve on the same reconstructed inputs (1e-4);
  *   - train relMSE with the predictor <= the constant (train-mean) predictor;
  *   - the file round-trips; a file for another model is a ModelFormatError;
+ *   - the three memory modes (every capture kept, one layer kept, re-capture per pass) fit identical predictors;
  *   - stories260K on ~2000 tokens of tinystories_val.txt (visible SKIP if absent): per-layer relMSE printed.
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -157,6 +158,29 @@ S('fit: layer-1 predictors equal a float64 ridge solve on the reconstructed inpu
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+S('memory modes: all captures kept, one layer kept, re-capture per pass give bit-identical predictors and stats', async () => {
+  for (const { name, backend } of await quantBackends()) {
+    await withModel(LLAMA, backend, async (m) => {
+      const c = m.config;
+      const C = c.nKvHead * c.headDim;
+      const tok = ids(200, c.nVocab, 13);
+      const chunkTokens = 67; // 3 chunks (+ BOS), one held out
+      const totalTok = 200 + Math.ceil(200 / (chunkTokens - 1));
+      const layerBytes = 2 * totalTok * C * 4;
+      const run = (cacheBytes: number) => calibrateAquaKV(m, { tokenIds: tok, chunkTokens, holdOut: 0.3, bits: 2, cacheBytes });
+      const all = await run(1 << 30);
+      for (const [mode, bytes] of [['one layer', layerBytes], ['per pass', layerBytes - 1]] as const) {
+        const r = await run(bytes);
+        for (let l = 1; l < c.nLayer; l++) {
+          assert.ok(relMax(r.k[l]!, all.k[l]!) === 0, `${name} ${mode}: k.${l} differs`);
+          assert.ok(relMax(r.v[l]!, all.v[l]!) === 0, `${name} ${mode}: v.${l} differs`);
+        }
+        assert.equal(r.layers, all.layers, `${name} ${mode}: per-layer stats differ`);
+      }
+    });
   }
 });
 

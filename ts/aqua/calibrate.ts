@@ -12,9 +12,10 @@
  * rotation).
  *
  * Memory: the captured float32 K/V of every chunk (2 * n_layer * tokens * C floats) are cached when they fit in
- * `cacheBytes` (default 512 MiB); otherwise every chunk is re-captured in each of the three passes of every
- * layer (K fit, K reconstruction + V fit, V reconstruction: 3·n_layer forward passes over the data instead of
- * one). The ridge normal equations are accumulated chunk by chunk in the core
+ * `cacheBytes` (default 512 MiB); otherwise each layer re-captures every chunk once and keeps that layer's K/V
+ * (2 * tokens * C floats) for its three passes (K fit, K reconstruction + V fit, V reconstruction): n_layer
+ * forward passes over the data instead of one; and where even one layer does not fit, every pass re-captures
+ * (3·n_layer passes). The ridge normal equations are accumulated chunk by chunk in the core
  * (hwkv_quant_api.ridge_accumulate), so the fit's memory does not grow with the data; only the per-chunk
  * reconstructions of the previous layer are kept (2 * tokens * C floats).
  */
@@ -337,7 +338,9 @@ export async function calibrateAquaKV(model: Model, opts: CalibrateOptions & { o
   let valTokens = 0;
   chunks.forEach((ch, i) => (isVal[i] ? (valTokens += ch.length) : (trainTokens += ch.length)));
   const totalTok = trainTokens + valTokens;
-  const cache = 2 * L * totalTok * C * 4 <= (opts.cacheBytes ?? 512 * 1024 * 1024);
+  const budget = opts.cacheBytes ?? 512 * 1024 * 1024;
+  const cache = 2 * L * totalTok * C * 4 <= budget;
+  const cacheLayer = !cache && 2 * totalTok * C * 4 <= budget;
 
   const check = () => {
     if (opts.signal?.aborted) throw new AbortError('calibration was aborted');
@@ -355,10 +358,21 @@ export async function calibrateAquaKV(model: Model, opts: CalibrateOptions & { o
         opts.onProgress?.({ phase: 'capture', done: i + 1, total: chunks.length });
       }
     }
+    // without the whole cache: one layer's K/V of every chunk (copies: the full capture is dropped at once)
+    let layerOf = -1;
+    const perLayer: { k: Float32Array; v: Float32Array }[] = [];
     const layerKv = async (i: number, l: number): Promise<{ k: Float32Array; v: Float32Array }> => {
       const n = chunks[i]!.length;
+      if (cacheLayer && layerOf === l && perLayer[i]) return perLayer[i]!;
       const all = cache ? cached[i]! : await captureKv(model, chunks[i]!, { store, signal: opts.signal });
-      return { k: all.k.subarray(l * n * C, (l + 1) * n * C), v: all.v.subarray(l * n * C, (l + 1) * n * C) };
+      const kv = { k: all.k.subarray(l * n * C, (l + 1) * n * C), v: all.v.subarray(l * n * C, (l + 1) * n * C) };
+      if (!cacheLayer) return kv;
+      if (layerOf !== l) {
+        layerOf = l;
+        perLayer.length = 0;
+      }
+      perLayer[i] = { k: kv.k.slice(), v: kv.v.slice() };
+      return perLayer[i]!;
     };
 
     const prevK: Float32Array[] = new Array(chunks.length);
