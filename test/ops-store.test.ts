@@ -6,7 +6,8 @@
  *  - partial reads and views are exact slices / concatenations; readView(rope) re-rotates by +o_j.
  *  - stats: blocksLive, pages (a fixed number of pages per ceil(len/pageTokens)), bytes (a fixed page
  *    size, reserved = in use + free pages, never below the payload).
- *  - maxBytes: exceeding the cap throws OutOfMemoryError and leaves blocks, data and stats unchanged.
+ * *  - maxBytes: exceeding the cap throws OutOfMemoryError and leaves blocks, data and stats unchanged;
+ *    CUDA: a page the GPU cannot hold is OutOfMemoryError naming cudaMalloc, and the device stays usable.
  *  - dtype f16: values within half precision (or a visible SKIP where the backend reports UnsupportedError).
  */
 import { suite } from 'uvu';
@@ -15,7 +16,7 @@ import { OutOfMemoryError, UnsupportedError } from '../ts/index.ts';
 import type { KvStore, RopeParams, StoreParams } from '../ts/backend/types.ts';
 import { refRopeApply } from './ref/rope.ts';
 import { RefStore } from './ref/store.ts';
-import { forEachVariant, skipLine } from './helpers/backends.ts';
+import { backendsUnderTest, forEachVariant, skipLine } from './helpers/backends.ts';
 import { HEAD_SHAPES, ropeParams, SCALINGS, STYLES } from './helpers/cases.ts';
 import { expectThrows, seededTest } from './helpers/harness.ts';
 import { expectClose, expectExact, printWorstErrors } from './helpers/metrics.ts';
@@ -285,6 +286,38 @@ seededTest(S, NAME, 'block ids: freed ids may be reused, live ids never collide;
       st.dispose();
     }
   });
+});
+
+seededTest(S, NAME, 'device out of memory (CUDA): a page larger than the GPU is OutOfMemoryError with the CUDA message; store and backend stay usable', async (rng) => {
+  const cuda = (await backendsUnderTest()).find((b) => b.name === 'cuda');
+  if (!cuda) {
+    skipLine('ops-store device out of memory', 'needs the CUDA backend (the CPU backends would be killed by the kernel, not refused)');
+    return;
+  }
+  // one page of 2^26 tokens x 8 heads x (128 + 128) f32 = 550 GB: more than any GPU has (the store's cap is 1 TB)
+  const huge = cuda.backend.createStore({ nLayer: 1, nKvHead: 8, headDim: 128, pageTokens: 1 << 26 });
+  try {
+    const b = huge.createBlock();
+    const before = huge.stats();
+    expectThrows(() => huge.append(b, 1, rng.f32(8 * 128), rng.f32(8 * 128)), OutOfMemoryError, 'append needing a 550 GB page', /cudaMalloc.*(memory|Memory)/);
+    assert.equal(huge.stats(), before, 'stats unchanged after the device refused');
+    assert.is(huge.blockLength(b), 0);
+  } finally {
+    huge.dispose();
+  }
+  // the failed allocation leaves no sticky error: a normal store on the same device works, values round-trip
+  const ok = cuda.backend.createStore({ nLayer: 2, nKvHead: 2, headDim: 16, pageTokens: 4 });
+  try {
+    const b = ok.createBlock();
+    const k = rng.f32(2 * 5 * 2 * 16);
+    const v = rng.f32(2 * 5 * 2 * 16);
+    ok.append(b, 5, k, v);
+    const r = ok.read(b, 1);
+    expectExact(r.k, k.subarray(5 * 2 * 16), 'keys of layer 1 after the refused allocation');
+    expectExact(r.v, v.subarray(5 * 2 * 16), 'values of layer 1 after the refused allocation');
+  } finally {
+    ok.dispose();
+  }
 });
 
 seededTest(S, NAME, 'maxBytes: OutOfMemoryError on append and merge past the cap, state unchanged, then usable', async (rng) => {
