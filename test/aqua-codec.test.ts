@@ -32,7 +32,7 @@ import { backendsUnderTest, skipLine } from './helpers/backends.ts';
 import { expectThrows, seededTest } from './helpers/harness.ts';
 import type { Rng } from './helpers/rng.ts';
 import { refUnpack } from './ref/bits.ts';
-import { halfToNumber, refHiggsDecode } from './ref/quant.ts';
+import { halfToNumber, refHiggsDecode, refLinear } from './ref/quant.ts';
 import { refRopeApply, refRotateAll } from './ref/rope.ts';
 import { relMax, rowsKl } from './helpers/metrics.ts';
 import { layerCorrelatedKv, hogwildGreedyRows } from './helpers/aqua.ts';
@@ -64,18 +64,6 @@ function randomPredictors(rng: Rng, nLayer: number, Ck: number, Cv: number): Aqu
     v.push(rng.f32((Ck + Cv + 1) * Cv, 0.6 / Math.sqrt(Ck + Cv)));
   }
   return { nLayer, channels: Ck, group: 32, grid: gaussianGrid(2, 16), grid0: gaussianGrid(2, 256), k, v, metadata: {} };
-}
-
-/** x[n, p] · W[(p+1), q] + bias row, in float64. */
-function refLinear(x: ArrayLike<number>, w: Float32Array, n: number, p: number, q: number): Float64Array {
-  const y = new Float64Array(n * q);
-  for (let r = 0; r < n; r++)
-    for (let j = 0; j < q; j++) {
-      let a = w[p * q + j]!;
-      for (let i = 0; i < p; i++) a += x[r * p + i]! * w[i * q + j]!;
-      y[r * q + j] = a;
-    }
-  return y;
 }
 
 /** Float64 reference of one chunk's reconstruction (keys rotated at their block-local positions). */
