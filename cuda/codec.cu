@@ -671,9 +671,149 @@ __global__ void __launch_bounds__(256) gemm_nt_big_kernel(const float* __restric
   }
 }
 
+// The same product on tensor cores with 3xTF32 (HWKV_CUDA_GEMM=tf32x3, the default where the shapes allow it):
+// each float splits into a TF32 "big" part and the TF32 rounding of the remainder, and a·b is taken as
+// a_small·b_big + a_big·b_small + a_big·b_big (the small·small term, ~2^-22 relative, is dropped), FP32
+// accumulation: about FP32 accuracy at tensor-core speed. 128 x 128 tiles, 8 warps of 64 x 32, k steps of 16
+// double-buffered. Each output's k order is the same whatever M is, so a chunk decodes to the same values alone or
+// with others — as long as every call of a shape takes this kernel: gemm_nt chooses it from K, the leading
+// dimensions and the pointers' alignment only, never from M.
+constexpr int kTcM = 128, kTcN = 128, kTcK = 16, kTcLd = kTcK + 4;
+__device__ __forceinline__ uint32_t tf32_of(float x) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+  return r;
+}
+__device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__global__ void __launch_bounds__(256) gemm_nt_tc_kernel(const float* __restrict__ A, int64_t lda,
+                                                         const float* __restrict__ B, int64_t ldb, float* __restrict__ Cm,
+                                                         int64_t ldc, int64_t M, int32_t N, int32_t K, int32_t acc,
+                                                         const float* __restrict__ bias) {
+  __shared__ __align__(16) float As[2][kTcM][kTcLd];
+  __shared__ __align__(16) float Bs[2][kTcN][kTcLd];
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int wm = warp >> 2, wn = warp & 3;  // warp tile: rows wm*64 .. +63, columns wn*32 .. +31
+  const int g = lane >> 2, t = lane & 3;
+  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kTcM;
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kTcN;
+  float c[4][4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) c[i][j][r] = 0.0f;
+  float4 ra[2], rb[2];
+  const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  auto gload = [&](int32_t k0) {  // K % 16 == 0: a row's 16 k values are in range together
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const int i = tid + j * 256;
+      const int r = i >> 2, kq = (i & 3) * 4;
+      const int64_t gm = m0 + r, gn = n0 + r;
+      ra[j] = gm < M ? *reinterpret_cast<const float4*>(A + gm * lda + k0 + kq) : zero;
+      rb[j] = gn < N ? *reinterpret_cast<const float4*>(B + gn * ldb + k0 + kq) : zero;
+    }
+  };
+  auto sstore = [&](int buf) {
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const int i = tid + j * 256;
+      const int r = i >> 2, kq = (i & 3) * 4;
+      *reinterpret_cast<float4*>(&As[buf][r][kq]) = ra[j];
+      *reinterpret_cast<float4*>(&Bs[buf][r][kq]) = rb[j];
+    }
+  };
+  gload(0);
+  sstore(0);
+  __syncthreads();
+  int buf = 0;
+  for (int32_t k0 = 0; k0 < K; k0 += kTcK) {
+    const bool more = k0 + kTcK < K;
+    if (more) gload(k0 + kTcK);
+#pragma unroll
+    for (int ks = 0; ks < kTcK; ks += 8) {
+      uint32_t ab[4][4], as[4][4], bb[4][2], bs[4][2];
+#pragma unroll
+      for (int mi = 0; mi < 4; ++mi) {
+        const int r = wm * 64 + mi * 16 + g;
+        const float v[4] = {As[buf][r][ks + t], As[buf][r + 8][ks + t], As[buf][r][ks + t + 4], As[buf][r + 8][ks + t + 4]};
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          ab[mi][e] = tf32_of(v[e]);
+          as[mi][e] = tf32_of(v[e] - __uint_as_float(ab[mi][e]));
+        }
+      }
+#pragma unroll
+      for (int ni = 0; ni < 4; ++ni) {
+        const int n = wn * 32 + ni * 8 + g;
+        const float v[2] = {Bs[buf][n][ks + t], Bs[buf][n][ks + t + 4]};
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          bb[ni][e] = tf32_of(v[e]);
+          bs[ni][e] = tf32_of(v[e] - __uint_as_float(bb[ni][e]));
+        }
+      }
+#pragma unroll
+      for (int mi = 0; mi < 4; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < 4; ++ni) {
+          mma_tf32(c[mi][ni], as[mi], bb[ni][0], bb[ni][1]);
+          mma_tf32(c[mi][ni], ab[mi], bs[ni][0], bs[ni][1]);
+          mma_tf32(c[mi][ni], ab[mi], bb[ni][0], bb[ni][1]);
+        }
+    }
+    if (more) sstore(buf ^ 1);
+    __syncthreads();
+    buf ^= 1;
+  }
+#pragma unroll
+  for (int mi = 0; mi < 4; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < 4; ++ni)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int64_t m = m0 + wm * 64 + mi * 16 + g + (e >= 2 ? 8 : 0);
+        const int64_t n = n0 + wn * 32 + ni * 8 + 2 * t + (e & 1);
+        if (m >= M || n >= N) continue;
+        float v = c[mi][ni][e];
+        if (acc) v = Cm[m * ldc + n] + v;
+        if (bias) v = v + bias[n];
+        Cm[m * ldc + n] = v;
+      }
+}
+
+// HWKV_CUDA_GEMM=fma keeps the codec's products on the FP32 FMA kernels (read once per process)
+bool gemm_tc_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("HWKV_CUDA_GEMM");
+    return !(e && std::strcmp(e, "fma") == 0);
+  }();
+  return on;
+}
+
 hwkv_status gemm_nt(const char* fn, const float* x, int64_t lda, const float* W, int64_t ldb, float* y, int64_t ldc,
                     int64_t M, int32_t N, int32_t K, int32_t acc, const float* bias) {
   if (M == 0 || N == 0) return HWKV_OK;
+  // tensor cores for every M of a shape that allows float4 loads (chosen without looking at M, see above)
+  if (gemm_tc_enabled() && K > 0 && K % 16 == 0 && lda % 4 == 0 && ldb % 4 == 0 &&
+      reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(W) % 16 == 0) {
+    int64_t done = 0;
+    while (done < M) {
+      const int64_t m = std::min<int64_t>(M - done, 65535LL * kTcM);
+      dim3 grid(static_cast<unsigned>(ceil_div(N, kTcN)), static_cast<unsigned>(ceil_div(m, kTcM)));
+      gemm_nt_tc_kernel<<<grid, 256, 0, stream()>>>(x + done * lda, lda, W, ldb, y + done * ldc, ldc, m, N, K, acc,
+                                                    bias);
+      HWKV_CU_LAUNCH(gemm_nt_tc_kernel);
+      done += m;
+    }
+    return HWKV_OK;
+  }
   // large products (enough 128 x 128 tiles to fill the GPU) take the big-tile kernel; results are the same
   if (K % 16 == 0 && K > 0 && N >= 128 && M >= 1024 && gemm_big_enabled()) {
     int64_t done = 0;
