@@ -321,15 +321,6 @@ __global__ void sub_kernel(const float* __restrict__ x, const float* __restrict_
     r[i] = __fsub_rn(x[i], y ? y[i] : bias[i % C]);
 }
 
-// HWKV_CUDA_GEMM_BIG=0 keeps every product on the 64 x 64 kernel (for comparisons; read once per process)
-bool gemm_big_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("HWKV_CUDA_GEMM_BIG");
-    return !(e && e[0] == '0');
-  }();
-  return on;
-}
-
 // FP32 GEMM y[M, N] = (acc ? y : 0) + x[M, K] · W[N, K]ᵀ (+ bias): 64 x 64 tiles, 16-deep k steps, 4 x 4 per thread.
 constexpr int kTm = 64, kTn = 64, kTk = 16;
 __global__ void __launch_bounds__(256) gemm_nt_kernel(const float* __restrict__ A, int64_t lda,
@@ -590,87 +581,6 @@ hwkv_status uniform_decode_dev(const char* fn, const hwkv_uniform_params& p, con
   return HWKV_OK;
 }
 
-// The same product for large M (the AQUA chain over a whole context): 128 x 128 tiles, 8-deep k steps double-buffered
-// in shared memory, 8 x 8 outputs per thread (4 x 4 at each of the four 64-offset corners, so the float4 shared
-// reads stay conflict-free). Each output is still fmaf over k = 0, 1, ..., K-1 from 0, then + y, then + bias:
-// bit-identical to gemm_nt_kernel when K % 16 == 0 (neither pads k), so which kernel a call takes never changes a
-// decoded value.
-constexpr int kBm = 128, kBn = 128, kBk = 8;
-__global__ void __launch_bounds__(256) gemm_nt_big_kernel(const float* __restrict__ A, int64_t lda,
-                                                          const float* __restrict__ B, int64_t ldb,
-                                                          float* __restrict__ Cm, int64_t ldc, int64_t M, int32_t N,
-                                                          int32_t K, int32_t acc, const float* __restrict__ bias) {
-  __shared__ __align__(16) float As[2][kBk][kBm + 4];
-  __shared__ __align__(16) float Bs[2][kBk][kBn + 4];
-  const int tid = threadIdx.x;
-  const int tx = tid % 16, ty = tid / 16;
-  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kBm;
-  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kBn;
-  float c[8][8];
-#pragma unroll
-  for (int i = 0; i < 8; ++i)
-#pragma unroll
-    for (int j = 0; j < 8; ++j) c[i][j] = 0.0f;
-  float ra[4], rb[4];
-  auto gload = [&](int32_t k0) {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int i = tid + j * 256;
-      const int r = i / kBk, kk = i % kBk;
-      const int32_t gk = k0 + kk;
-      const int64_t gm = m0 + r, gn = n0 + r;
-      ra[j] = (gm < M && gk < K) ? A[gm * lda + gk] : 0.0f;
-      rb[j] = (gn < N && gk < K) ? B[gn * ldb + gk] : 0.0f;
-    }
-  };
-  auto sstore = [&](int buf) {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int i = tid + j * 256;
-      As[buf][i % kBk][i / kBk] = ra[j];
-      Bs[buf][i % kBk][i / kBk] = rb[j];
-    }
-  };
-  gload(0);
-  sstore(0);
-  __syncthreads();
-  int buf = 0;
-  for (int32_t k0 = 0; k0 < K; k0 += kBk) {
-    const bool more = k0 + kBk < K;
-    if (more) gload(k0 + kBk);  // the next tile's global loads overlap this tile's arithmetic
-#pragma unroll
-    for (int kk = 0; kk < kBk; ++kk) {
-      const float4 a0 = *reinterpret_cast<const float4*>(&As[buf][kk][ty * 4]);
-      const float4 a1 = *reinterpret_cast<const float4*>(&As[buf][kk][64 + ty * 4]);
-      const float4 b0 = *reinterpret_cast<const float4*>(&Bs[buf][kk][tx * 4]);
-      const float4 b1 = *reinterpret_cast<const float4*>(&Bs[buf][kk][64 + tx * 4]);
-      const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-      const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
-#pragma unroll
-      for (int i = 0; i < 8; ++i)
-#pragma unroll
-        for (int j = 0; j < 8; ++j) c[i][j] = fmaf(a[i], b[j], c[i][j]);
-    }
-    if (more) sstore(buf ^ 1);  // buf ^ 1 was last read before the previous barrier
-    __syncthreads();
-    buf ^= 1;
-  }
-#pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const int64_t m = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + (i - 4));
-    if (m >= M) continue;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int64_t n = n0 + (j < 4 ? tx * 4 + j : 64 + tx * 4 + (j - 4));
-      if (n >= N) continue;
-      float v = c[i][j];
-      if (acc) v = Cm[m * ldc + n] + v;
-      if (bias) v = v + bias[n];
-      Cm[m * ldc + n] = v;
-    }
-  }
-}
-
 // The same product on tensor cores with 3xTF32 (HWKV_CUDA_GEMM=tf32x3, the default where the shapes allow it):
 // each float splits into a TF32 "big" part and the TF32 rounding of the remainder, and a·b is taken as
 // a_small·b_big + a_big·b_small + a_big·b_big (the small·small term, ~2^-22 relative, is dropped), FP32
@@ -797,45 +707,29 @@ bool gemm_tc_enabled() {
   return on;
 }
 
+// Launches a tile kernel over M in slices of at most 65535 row tiles (the grid's y limit).
+template <class Kernel>
+hwkv_status launch_tiles(const char* fn, Kernel kernel, int tile_m, int tile_n, const float* x, int64_t lda, const float* W,
+                         int64_t ldb, float* y, int64_t ldc, int64_t M, int32_t N, int32_t K, int32_t acc,
+                         const float* bias) {
+  for (int64_t done = 0; done < M;) {
+    const int64_t m = std::min<int64_t>(M - done, 65535LL * tile_m);
+    dim3 grid(static_cast<unsigned>(ceil_div(N, tile_n)), static_cast<unsigned>(ceil_div(m, tile_m)));
+    kernel<<<grid, 256, 0, stream()>>>(x + done * lda, lda, W, ldb, y + done * ldc, ldc, m, N, K, acc, bias);
+    HWKV_CU_LAUNCH(kernel);
+    done += m;
+  }
+  return HWKV_OK;
+}
+
 hwkv_status gemm_nt(const char* fn, const float* x, int64_t lda, const float* W, int64_t ldb, float* y, int64_t ldc,
                     int64_t M, int32_t N, int32_t K, int32_t acc, const float* bias) {
   if (M == 0 || N == 0) return HWKV_OK;
   // tensor cores for every M of a shape that allows float4 loads (chosen without looking at M, see above)
-  if (gemm_tc_enabled() && K > 0 && K % 16 == 0 && lda % 4 == 0 && ldb % 4 == 0 &&
-      reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(W) % 16 == 0) {
-    int64_t done = 0;
-    while (done < M) {
-      const int64_t m = std::min<int64_t>(M - done, 65535LL * kTcM);
-      dim3 grid(static_cast<unsigned>(ceil_div(N, kTcN)), static_cast<unsigned>(ceil_div(m, kTcM)));
-      gemm_nt_tc_kernel<<<grid, 256, 0, stream()>>>(x + done * lda, lda, W, ldb, y + done * ldc, ldc, m, N, K, acc,
-                                                    bias);
-      HWKV_CU_LAUNCH(gemm_nt_tc_kernel);
-      done += m;
-    }
-    return HWKV_OK;
-  }
-  // large products (enough 128 x 128 tiles to fill the GPU) take the big-tile kernel; results are the same
-  if (K % 16 == 0 && K > 0 && N >= 128 && M >= 1024 && gemm_big_enabled()) {
-    int64_t done = 0;
-    while (done < M) {
-      const int64_t m = std::min<int64_t>(M - done, 65535LL * kBm);
-      dim3 grid(static_cast<unsigned>(ceil_div(N, kBn)), static_cast<unsigned>(ceil_div(m, kBm)));
-      gemm_nt_big_kernel<<<grid, 256, 0, stream()>>>(x + done * lda, lda, W, ldb, y + done * ldc, ldc, m, N, K, acc,
-                                                     bias);
-      HWKV_CU_LAUNCH(gemm_nt_big_kernel);
-      done += m;
-    }
-    return HWKV_OK;
-  }
-  int64_t done = 0;
-  while (done < M) {  // grid.y <= 65535 tiles per launch
-    const int64_t m = std::min<int64_t>(M - done, 65535LL * kTm);
-    dim3 grid(static_cast<unsigned>(ceil_div(N, kTn)), static_cast<unsigned>(ceil_div(m, kTm)));
-    gemm_nt_kernel<<<grid, 256, 0, stream()>>>(x + done * lda, lda, W, ldb, y + done * ldc, ldc, m, N, K, acc, bias);
-    HWKV_CU_LAUNCH(gemm_nt_kernel);
-    done += m;
-  }
-  return HWKV_OK;
+  const bool tc = gemm_tc_enabled() && K > 0 && K % 16 == 0 && lda % 4 == 0 && ldb % 4 == 0 &&
+                  reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(W) % 16 == 0;
+  return tc ? launch_tiles(fn, gemm_nt_tc_kernel, kTcM, kTcN, x, lda, W, ldb, y, ldc, M, N, K, acc, bias)
+            : launch_tiles(fn, gemm_nt_kernel, kTm, kTn, x, lda, W, ldb, y, ldc, M, N, K, acc, bias);
 }
 
 // ------------------------------------------------------------------------------------------------
